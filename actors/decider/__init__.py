@@ -1,0 +1,14 @@
+"""The pure decider: Conductor's workflow semantics as a function, no I/O."""
+
+from .decide import Decision, decide, domain_for, retry_delay_ms, snapshot_definition, task_to_domain_problems
+from .expressions import resolve
+
+__all__ = [
+    "Decision",
+    "decide",
+    "domain_for",
+    "resolve",
+    "retry_delay_ms",
+    "snapshot_definition",
+    "task_to_domain_problems",
+]

@@ -1,0 +1,197 @@
+"""Conductor's parameter expressions (reference §4): ``${path}`` inside any string, recursively.
+
+* A string that is exactly one ``${...}`` yields the raw value (object, list, number, null).
+* Otherwise every ``${...}`` is interpolated into the string.
+* ``$${`` escapes to a literal ``${``; ``${}`` becomes ``""``; nested ``${...}`` inside a path resolve first.
+* Paths are JSONPath over a document ``{"workflow": {...}, "<taskRef>": {...}}``: dotted keys, ``[n]``
+  indexes (negative from the end), ``['quoted key']``, ``[*]`` and deep scan ``..key``. A missing path
+  yields null, as Conductor's ``SUPPRESS_EXCEPTIONS`` does.
+* ``${CPEWF_TASK_ID}`` is the id of the task being scheduled.
+
+Pure: no I/O, no clock. Filters (``[?(...)]``) arrive with the full expression language (issue 3).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+_MISSING = object()
+
+
+def resolve(template: object, doc: Mapping[str, object], *, task_id: str | None = None) -> object:
+    """Resolve every expression inside ``template`` (dicts and lists recursively) against ``doc``."""
+    if isinstance(template, str):
+        return _resolve_string(template, doc, task_id)
+    if isinstance(template, dict):
+        return {key: resolve(value, doc, task_id=task_id) for key, value in template.items()}
+    if isinstance(template, list):
+        return [resolve(value, doc, task_id=task_id) for value in template]
+    return template
+
+
+def _find_close(text: str, start: int) -> int:
+    """Index of the ``}`` closing the ``${`` whose body starts at ``start``, or -1."""
+    depth = 1
+    i = start
+    while i < len(text):
+        if text.startswith("${", i):
+            depth += 1
+            i += 2
+            continue
+        if text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def _resolve_string(text: str, doc: Mapping[str, object], task_id: str | None) -> object:
+    if "${" not in text:
+        return text
+    pieces: list[object] = []
+    i = 0
+    literal: list[str] = []
+    while i < len(text):
+        if text.startswith("$${", i):
+            literal.append("${")
+            i += 3
+            continue
+        if text.startswith("${", i):
+            close = _find_close(text, i + 2)
+            if close < 0:  # unterminated: Conductor leaves it as text
+                literal.append(text[i:])
+                break
+            if literal:
+                pieces.append("".join(literal))
+                literal = []
+            inner = text[i + 2 : close]
+            inner_resolved = _resolve_string(inner, doc, task_id) if "${" in inner else inner
+            pieces.append(_Value(_evaluate(str(inner_resolved), doc, task_id)))
+            i = close + 1
+            continue
+        literal.append(text[i])
+        i += 1
+    if literal:
+        pieces.append("".join(literal))
+    if len(pieces) == 1 and isinstance(pieces[0], _Value):
+        return pieces[0].value
+    return "".join(piece.render() if isinstance(piece, _Value) else str(piece) for piece in pieces)
+
+
+class _Value:
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def render(self) -> str:
+        value = self.value
+        if isinstance(value, str):
+            return value
+        if value is None:
+            return "null"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int | float):
+            return str(value)
+        # Conductor renders Java's Map.toString ("{a=1}"); JSON is what anyone downstream can parse.
+        return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _evaluate(path: str, doc: Mapping[str, object], task_id: str | None) -> object:
+    path = path.strip()
+    if not path:
+        return ""
+    if path == "CPEWF_TASK_ID":
+        return task_id
+    value = evaluate_path(path, doc)
+    return None if value is _MISSING else value
+
+
+def evaluate_path(path: str, doc: object) -> object:
+    """Evaluate a JSONPath against ``doc``; returns the module's missing marker when nothing matches."""
+    if path.startswith("$"):
+        path = path[1:]
+    tokens = _tokenize(path)
+    if tokens is None:
+        return _MISSING
+    current: list[object] = [doc]
+    multi = False
+    for kind, key in tokens:
+        found: list[object] = []
+        for node in current:
+            if kind == "key":
+                if isinstance(node, Mapping) and key in node:
+                    found.append(node[key])
+            elif kind == "index":
+                if isinstance(node, list):
+                    index = int(key)
+                    if -len(node) <= index < len(node):
+                        found.append(node[index])
+            elif kind == "wild":
+                multi = True
+                if isinstance(node, Mapping):
+                    found.extend(node.values())
+                elif isinstance(node, list):
+                    found.extend(node)
+            else:  # deep scan
+                multi = True
+                _deep_scan(node, key, found)
+        current = found
+    if multi:
+        return current
+    return current[0] if current else _MISSING
+
+
+def _deep_scan(node: object, key: str, found: list[object]) -> None:
+    if isinstance(node, Mapping):
+        if key == "*":
+            found.extend(node.values())
+        elif key in node:
+            found.append(node[key])
+        for value in node.values():
+            _deep_scan(value, key, found)
+    elif isinstance(node, list):
+        for value in node:
+            _deep_scan(value, key, found)
+
+
+def _tokenize(path: str) -> list[tuple[str, str]] | None:
+    tokens: list[tuple[str, str]] = []
+    i = 0
+    n = len(path)
+    while i < n:
+        char = path[i]
+        if path.startswith("..", i):
+            i += 2
+            start = i
+            while i < n and path[i] not in ".[":
+                i += 1
+            if start == i:
+                return None
+            tokens.append(("deep", path[start:i]))
+        elif char == ".":
+            i += 1
+        elif char == "[":
+            close = path.find("]", i)
+            if close < 0:
+                return None
+            body = path[i + 1 : close].strip()
+            i = close + 1
+            if body == "*":
+                tokens.append(("wild", "*"))
+            elif len(body) >= 2 and body[0] == body[-1] and body[0] in "'\"":
+                tokens.append(("key", body[1:-1]))
+            elif body.lstrip("-").isdigit():
+                tokens.append(("index", body))
+            else:
+                return None  # filters and slices: not supported yet
+        else:
+            start = i
+            while i < n and path[i] not in ".[":
+                i += 1
+            name = path[start:i]
+            tokens.append(("wild", "*") if name == "*" else ("key", name))
+    return tokens

@@ -1,0 +1,64 @@
+"""The node's in-memory cache of definitions, kept current by a KV watch (push, not poll)."""
+
+from __future__ import annotations
+
+from typing import final
+
+import anyio
+import structlog
+from anyio.abc import TaskStatus
+
+from partita.schemas import TaskDef, WorkflowDef
+from partita.transport import DefinitionStore
+
+log = structlog.get_logger(__name__)
+
+
+@final
+class DefinitionCache:
+    """Definitions by name (and version). A miss falls through to the bucket, so a definition registered a
+    moment before a start is found even if the watch has not delivered it yet."""
+
+    def __init__(self, store: DefinitionStore) -> None:
+        self._store = store
+        self._tasks: dict[str, TaskDef | None] = {}
+        self._workflows: dict[tuple[str, int], WorkflowDef] = {}
+        self._latest: dict[str, int] = {}
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Watch the bucket; ``started`` once every stored definition is loaded."""
+        started = False
+        async for definition in self._store.watch():
+            if definition is None:
+                if not started:
+                    started = True
+                    log.info("definitions_loaded", tasks=len(self._tasks), workflows=len(self._workflows))
+                    task_status.started()
+                continue
+            self._remember(definition)
+        if not started:  # the watch ended before catching up (connection closing)
+            task_status.started()
+
+    def _remember(self, definition: TaskDef | WorkflowDef) -> None:
+        if isinstance(definition, WorkflowDef):
+            self._workflows[(definition.name, definition.version)] = definition
+            if definition.version >= self._latest.get(definition.name, 0):
+                self._latest[definition.name] = definition.version
+        else:
+            self._tasks[definition.name] = definition
+
+    async def workflow_def(self, name: str, version: int | None) -> WorkflowDef | None:
+        wanted = version if version is not None else self._latest.get(name)
+        if wanted is not None and (name, wanted) in self._workflows:
+            return self._workflows[(name, wanted)]
+        found = await self._store.workflow_def(name, version)
+        if found is not None:
+            self._remember(found)
+        return found
+
+    async def task_def(self, name: str) -> TaskDef | None:
+        if name in self._tasks:
+            return self._tasks[name]
+        found = await self._store.task_def(name)
+        self._tasks[name] = found  # None is cached too; a later registration arrives through the watch
+        return found

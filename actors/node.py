@@ -1,0 +1,203 @@
+"""The node: consumes workflow events and runs one :class:`WorkflowActor` per active workflow.
+
+Nodes are stateless; every workflow's state is in KV and every event in the events stream. Any number of
+nodes may run against one deployment: they share the durable events consumer, and compare-and-set writes,
+not ownership, keep each workflow single-writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Final, final
+
+import anyio
+import msgspec
+import structlog
+from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectSendStream
+
+from partita.schemas import PayloadError
+from partita.transport import Connection, DefinitionStore, Delivery, Layout, PullConsumer, TransportError, ensure_layout
+
+from .definition_cache import DefinitionCache
+from .effects import EffectPerformer
+from .workflow_actor import ActorContext, Envelope, WorkflowActor, decode_event
+
+log = structlog.get_logger(__name__)
+
+MAILBOX_SIZE: Final = 16
+FETCH_MAX_WAIT: Final = 1.0
+
+
+class NodeStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    events_received: int
+    events_rejected: int
+    actors_active: int
+    events_in_flight: int
+
+
+@dataclass(slots=True)
+class _ActorSlot:
+    send: MemoryObjectSendStream[Envelope]
+    actor: WorkflowActor
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+
+def default_node_name() -> str:
+    return f"node-{socket.gethostname()}-{os.getpid()}"
+
+
+@final
+class Node:
+    """``await tg.start(node.run)``; :meth:`request_stop` (or cancellation) shuts it down gracefully."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        layout: Layout | None = None,
+        *,
+        name: str | None = None,
+        max_in_flight: int = 512,
+        idle_seconds: float = 30.0,
+        stop_grace: float = 10.0,
+    ) -> None:
+        self.conn = conn
+        self.layout = layout or Layout()
+        self.name = name or default_node_name()
+        self._max_in_flight = max_in_flight
+        self._idle_seconds = idle_seconds
+        self._stop_grace = stop_grace
+        self._actors: dict[str, _ActorSlot] = {}
+        self._in_flight: set[Delivery] = set()
+        self._capacity = anyio.CapacityLimiter(max_in_flight)
+        self._stopping = anyio.Event()
+        self._received = 0
+        self._rejected = 0
+
+    def statistics(self) -> NodeStatistics:
+        return NodeStatistics(
+            name=self.name,
+            events_received=self._received,
+            events_rejected=self._rejected,
+            actors_active=len(self._actors),
+            events_in_flight=len(self._in_flight),
+        )
+
+    def request_stop(self) -> None:
+        """Stop fetching, let actors finish what they hold (within ``stop_grace``), then return from run."""
+        self._stopping.set()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        structlog.contextvars.bind_contextvars(node=self.name)
+        await ensure_layout(self.conn, self.layout)
+        definitions = DefinitionCache(DefinitionStore(await self.conn.kv(self.layout.definitions_bucket), self.layout))
+        context = ActorContext(
+            conn=self.conn,
+            layout=self.layout,
+            workflows=await self.conn.kv(self.layout.workflows_bucket),
+            definitions=definitions,
+            effects=EffectPerformer(self.conn, self.layout),
+            idle_seconds=self._idle_seconds,
+        )
+        consumer = await self.conn.pull_consumer(self.layout.events_stream, self.layout.events_consumer)
+        try:
+            async with anyio.create_task_group() as services:
+                await services.start(definitions.run)
+                async with anyio.create_task_group() as actors:
+                    log.info("node_started", prefix=self.layout.prefix, max_in_flight=self._max_in_flight)
+                    task_status.started()
+                    await self._fetch_loop(consumer, actors, context)
+                    await self._drain(actors)
+                services.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._nak_in_flight()
+                await consumer.aclose()
+            log.info("node_stopped", events_received=self._received)
+
+    async def _fetch_loop(self, consumer: PullConsumer, actors: TaskGroup, context: ActorContext) -> None:
+        while not self._stopping.is_set():
+            free = int(self._capacity.available_tokens)
+            if free == 0:
+                async with self._capacity:  # wait for a slot to free up
+                    pass
+                continue
+            try:
+                deliveries = await consumer.fetch(free, FETCH_MAX_WAIT)
+            except TransportError as exc:
+                log.warning("fetch_failed", error=str(exc))
+                with anyio.move_on_after(1.0):
+                    await self._stopping.wait()
+                continue
+            for delivery in deliveries:
+                await self._route(delivery, actors, context)
+
+    async def _route(self, delivery: Delivery, actors: TaskGroup, context: ActorContext) -> None:
+        self._received += 1
+        try:
+            workflow_id, event, task_type = decode_event(self.layout, delivery)
+        except PayloadError as exc:
+            # A poison message: no amount of redelivery makes it decodable. Terminate it, loudly.
+            self._rejected += 1
+            log.error("event_rejected", subject=delivery.subject, stream_seq=delivery.stream_seq, error=str(exc))
+            with contextlib.suppress(TransportError):
+                await delivery.term(str(exc))
+            return
+        await self._capacity.acquire_on_behalf_of(delivery)
+        self._in_flight.add(delivery)
+
+        def release() -> None:
+            self._in_flight.discard(delivery)
+            self._capacity.release_on_behalf_of(delivery)
+
+        envelope = Envelope(delivery=delivery, event=event, subject_task_type=task_type, release=release)
+        while True:
+            slot = self._actors.get(workflow_id)
+            if slot is None:
+                slot = self._spawn(workflow_id, actors, context)
+            try:
+                await slot.send.send(envelope)
+                return
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                # The actor retired between lookup and send; a fresh one picks the event up.
+                if self._actors.get(workflow_id) is slot:
+                    del self._actors[workflow_id]
+
+    def _spawn(self, workflow_id: str, actors: TaskGroup, context: ActorContext) -> _ActorSlot:
+        send, receive = anyio.create_memory_object_stream[Envelope](max_buffer_size=MAILBOX_SIZE)
+        slot = _ActorSlot(send=send, actor=WorkflowActor(workflow_id, context, receive))
+        self._actors[workflow_id] = slot
+
+        async def run_actor() -> None:
+            try:
+                await slot.actor.run()
+            finally:
+                if self._actors.get(workflow_id) is slot:
+                    del self._actors[workflow_id]
+                send.close()
+                slot.done.set()
+
+        actors.start_soon(run_actor, name=f"workflow-{workflow_id}")
+        return slot
+
+    async def _drain(self, actors: TaskGroup) -> None:
+        """Close every mailbox so actors finish the events they hold and exit; cancel the stragglers."""
+        for slot in list(self._actors.values()):
+            slot.send.close()
+        with anyio.move_on_after(self._stop_grace) as scope:
+            for slot in list(self._actors.values()):
+                await slot.done.wait()
+        if scope.cancelled_caught:
+            log.warning("node_drain_timeout", actors=len(self._actors))
+            actors.cancel_scope.cancel()
+
+    async def _nak_in_flight(self) -> None:
+        """Hand back what we fetched but did not finish, so another node need not wait out the AckWait."""
+        for delivery in list(self._in_flight):
+            with contextlib.suppress(TransportError), anyio.move_on_after(1):
+                await delivery.nak()
+        self._in_flight.clear()

@@ -1,0 +1,361 @@
+"""The worker SDK: ``@worker_task`` functions, each run by a :class:`TaskWorker` subscriber actor.
+
+A worker needs nothing but NATS: it binds the durable pull consumer of its (task type, domain), fetches no
+more messages than it has free slots, runs the function (sync functions in threads, async ones in its task
+group), publishes the :class:`TaskResult` to the subject the task names and waits for JetStream's PubAck, and
+only then acks the task message. Retry semantics are types: a plain exception is FAILED (retried per the
+TaskDef), :class:`TerminalError` is FAILED_WITH_TERMINAL_ERROR, returning :class:`InProgress` hands the task
+back to be delivered again after ``callback_after`` seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import inspect
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final, final
+
+import anyio
+import anyio.to_thread
+import msgspec
+import structlog
+from anyio.abc import TaskGroup, TaskStatus
+
+from partita.schemas import PayloadError, TaskMessage, TaskResult, TaskResultStatus
+from partita.transport import (
+    Connection,
+    Delivery,
+    Layout,
+    PullConsumer,
+    TransportError,
+    ensure_layout,
+    ensure_task_consumer,
+)
+from partita.transport.codec import decode, encode_json, task_decoder
+
+log = structlog.get_logger(__name__)
+
+FETCH_MAX_WAIT: Final = 1.0
+RESULT_PUBLISH_ATTEMPTS: Final = 4
+
+
+class TerminalError(Exception):
+    """Raise to fail the task without retries (FAILED_WITH_TERMINAL_ERROR), as Conductor's
+    ``NonRetryableException``."""
+
+
+@dataclass(frozen=True, slots=True)
+class InProgress:
+    """Return to report progress and have the task delivered again after ``callback_after`` seconds."""
+
+    callback_after: int = 0
+    output: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    task_type: str
+    function: Callable[..., object]
+    domain: str | None = None
+    concurrency: int = 1
+    lease_extend: bool = False
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.function)
+
+
+_registry: list[WorkerSpec] = []
+
+
+def worker_task(
+    task_type: str, *, domain: str | None = None, concurrency: int = 1, lease_extend: bool = False
+) -> Callable[[Callable[..., object]], Callable[..., object]]:
+    """Declare ``function`` the worker for ``task_type`` (in ``domain``; None = no domain).
+
+    Parameters are bound by name from the task's ``inputData`` (missing ones get their default, else None);
+    a parameter annotated ``TaskMessage`` receives the whole task. A returned dict is the output; any other
+    value ``v`` becomes ``{"result": v}``. ``concurrency`` caps executions in flight; ``lease_extend`` sends
+    heartbeats so a task may run longer than its ``responseTimeoutSeconds``.
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+
+    def register(function: Callable[..., object]) -> Callable[..., object]:
+        _registry.append(WorkerSpec(task_type, function, domain, concurrency, lease_extend))
+        return function
+
+    return register
+
+
+def registered_workers() -> list[WorkerSpec]:
+    return list(_registry)
+
+
+def load_workers(modules: Sequence[str]) -> list[WorkerSpec]:
+    """Import ``modules`` and return the workers they declared."""
+    for module in modules:
+        importlib.import_module(module)
+    wanted = set(modules)
+    return [spec for spec in _registry if spec.function.__module__ in wanted]
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _bind_arguments(function: Callable[..., object], task: TaskMessage) -> dict[str, object]:
+    arguments: dict[str, object] = {}
+    for name, parameter in inspect.signature(function).parameters.items():
+        annotation = parameter.annotation
+        if annotation is TaskMessage or annotation == "TaskMessage":
+            arguments[name] = task
+        elif parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        elif name in task.input_data:
+            arguments[name] = task.input_data[name]
+        elif parameter.default is not parameter.empty:
+            arguments[name] = parameter.default
+        else:
+            arguments[name] = None
+    return arguments
+
+
+class WorkerStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    task_type: str
+    domain: str | None
+    executed: int
+    failed: int
+    in_flight: int
+
+
+@final
+class TaskWorker:
+    """Runs one :class:`WorkerSpec`: the subscriber actor of its (task type, domain) consumer."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        spec: WorkerSpec,
+        layout: Layout | None = None,
+        *,
+        worker_id: str | None = None,
+        stop_grace: float = 30.0,
+    ) -> None:
+        self.conn = conn
+        self.spec = spec
+        self.layout = layout or Layout()
+        self.worker_id = worker_id or default_worker_id()
+        self._stop_grace = stop_grace
+        self._stopping = anyio.Event()
+        self._slot_freed = anyio.Event()
+        self._threads = anyio.CapacityLimiter(spec.concurrency)
+        self._in_flight: set[Delivery] = set()
+        self._executed = 0
+        self._failed = 0
+        self._log = log.bind(task_type=spec.task_type, domain=spec.domain, worker_id=self.worker_id)
+
+    def statistics(self) -> WorkerStatistics:
+        return WorkerStatistics(
+            task_type=self.spec.task_type,
+            domain=self.spec.domain,
+            executed=self._executed,
+            failed=self._failed,
+            in_flight=len(self._in_flight),
+        )
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        name = await ensure_task_consumer(
+            self.conn, self.layout, self.spec.task_type, self.spec.domain, ack_wait_seconds=None
+        )
+        consumer = await self.conn.pull_consumer(self.layout.tasks_stream, name)
+        self._log.info("worker_started", consumer=name, concurrency=self.spec.concurrency)
+        try:
+            async with anyio.create_task_group() as executions:
+                task_status.started()
+                await self._fetch_loop(consumer, executions)
+                # Graceful stop: no more fetching; give running tasks the grace period, then cancel them.
+                with anyio.move_on_after(self._stop_grace):
+                    while self._in_flight:
+                        await self._wait_slot()
+                executions.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                for delivery in list(self._in_flight):
+                    with contextlib.suppress(TransportError), anyio.move_on_after(1):
+                        await delivery.nak()
+                await consumer.aclose()
+            self._log.info("worker_stopped", executed=self._executed, handed_back=len(self._in_flight))
+
+    async def _wait_slot(self) -> None:
+        await self._slot_freed.wait()
+        self._slot_freed = anyio.Event()
+
+    async def _fetch_loop(self, consumer: PullConsumer, executions: TaskGroup) -> None:
+        while not self._stopping.is_set():
+            free = self.spec.concurrency - len(self._in_flight)
+            if free <= 0:
+                with anyio.move_on_after(FETCH_MAX_WAIT):
+                    await self._wait_slot()
+                continue
+            try:
+                deliveries = await consumer.fetch(free, FETCH_MAX_WAIT)
+            except TransportError as exc:
+                self._log.warning("fetch_failed", error=str(exc))
+                with anyio.move_on_after(1.0):
+                    await self._stopping.wait()
+                continue
+            for delivery in deliveries:
+                self._in_flight.add(delivery)
+                executions.start_soon(self._execute, delivery)
+
+    async def _execute(self, delivery: Delivery) -> None:
+        try:
+            await self._execute_one(delivery)
+        finally:
+            self._in_flight.discard(delivery)
+            self._slot_freed.set()
+
+    async def _execute_one(self, delivery: Delivery) -> None:
+        try:
+            task = decode(task_decoder, delivery.data, "task message")
+        except PayloadError as exc:
+            self._log.error("task_rejected", subject=delivery.subject, error=str(exc))
+            with contextlib.suppress(TransportError):
+                await delivery.term(str(exc))
+            return
+        started = time.time_ns() // 1_000_000
+        async with anyio.create_task_group() as heartbeat:
+            if self.spec.lease_extend:
+                heartbeat.start_soon(self._heartbeat, delivery, task.response_timeout_seconds)
+            result = await self._call(task, started)
+            heartbeat.cancel_scope.cancel()
+        if await self._publish_result(task, result):
+            with contextlib.suppress(TransportError):  # an unacked task is redelivered: harmless
+                await delivery.ack()
+        else:
+            with contextlib.suppress(TransportError):
+                await delivery.nak(5.0)
+        elapsed = result.end_time - started
+        self._executed += 1
+        if result.status not in (TaskResultStatus.COMPLETED, TaskResultStatus.IN_PROGRESS):
+            self._failed += 1
+        self._log.info(
+            "task_executed",
+            task_id=task.task_id,
+            workflow_id=task.workflow_instance_id,
+            task_ref=task.reference_task_name,
+            status=str(result.status),
+            duration_ms=elapsed,
+            attempt=delivery.num_delivered,
+            reason=result.reason_for_incompletion,
+        )
+
+    async def _call(self, task: TaskMessage, started: int) -> TaskResult:
+        status = TaskResultStatus.COMPLETED
+        output: dict[str, object] = {}
+        reason: str | None = None
+        logs: list[object] = []
+        callback_after = 0
+        try:
+            arguments = _bind_arguments(self.spec.function, task)
+            if self.spec.is_async:
+                value = await self.spec.function(**arguments)  # type: ignore[misc]
+            else:
+                value = await anyio.to_thread.run_sync(
+                    lambda: self.spec.function(**arguments), limiter=self._threads, abandon_on_cancel=True
+                )
+            if isinstance(value, InProgress):
+                status, output, callback_after = TaskResultStatus.IN_PROGRESS, dict(value.output), value.callback_after
+            elif isinstance(value, dict):
+                output = value
+            elif value is not None:
+                output = {"result": value}
+            encode_json(output)  # fail here, as the task, if the output is not JSON
+        except TerminalError as exc:
+            status, reason = TaskResultStatus.FAILED_WITH_TERMINAL_ERROR, str(exc) or type(exc).__name__
+        except Exception as exc:  # the function's own failure (or unserialisable output): FAILED, retried per TaskDef
+            status, reason, output = TaskResultStatus.FAILED, str(exc) or type(exc).__name__, {}
+            logs = [traceback.format_exc()]
+        return TaskResult(
+            workflow_instance_id=task.workflow_instance_id,
+            task_id=task.task_id,
+            task_type=task.task_type,
+            status=status,
+            output_data=output,
+            reason_for_incompletion=reason,
+            callback_after_seconds=callback_after,
+            worker_id=self.worker_id,
+            logs=logs,
+            start_time=started,
+            end_time=time.time_ns() // 1_000_000,
+        )
+
+    async def _publish_result(self, task: TaskMessage, result: TaskResult) -> bool:
+        data = encode_json(result)
+        if len(data) > self.conn.max_payload:
+            reason = f"task output is {len(data)} bytes; the limit is {self.conn.max_payload} bytes"
+            data = encode_json(
+                msgspec.structs.replace(
+                    result,
+                    status=TaskResultStatus.FAILED_WITH_TERMINAL_ERROR,
+                    output_data={},
+                    reason_for_incompletion=reason,
+                )
+            )
+        msg_id = f"result:{task.task_id}:{task.poll_count}:{result.status}"
+        delay = 0.5
+        for attempt in range(1, RESULT_PUBLISH_ATTEMPTS + 1):
+            try:
+                await self.conn.publish_durable(task.result_subject, data, msg_id=msg_id)
+                return True
+            except TransportError as exc:
+                self._log.warning("result_publish_failed", task_id=task.task_id, attempt=attempt, error=str(exc))
+                await anyio.sleep(delay)
+                delay *= 2
+        return False
+
+    async def _heartbeat(self, delivery: Delivery, response_timeout: int) -> None:
+        interval = max(1.0, response_timeout / 3)
+        while True:
+            await anyio.sleep(interval)
+            with contextlib.suppress(TransportError):
+                await delivery.in_progress()
+
+
+async def run_workers(
+    conn: Connection,
+    specs: Sequence[WorkerSpec] | None = None,
+    layout: Layout | None = None,
+    *,
+    stop: anyio.Event | None = None,
+    stop_grace: float = 30.0,
+    task_status: TaskStatus[list[TaskWorker]] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run ``specs`` (default: every ``@worker_task`` imported so far) until ``stop`` is set or cancelled.
+
+    ``started`` reports the list of workers once every consumer is bound.
+    """
+    layout = layout or Layout()
+    specs = list(specs if specs is not None else registered_workers())
+    if not specs:
+        raise ValueError("no workers to run: decorate functions with @worker_task and import their modules")
+    await ensure_layout(conn, layout)
+    workers = [TaskWorker(conn, spec, layout, stop_grace=stop_grace) for spec in specs]
+    async with anyio.create_task_group() as tg:
+        for worker in workers:
+            await tg.start(worker.run)
+        task_status.started(workers)
+        if stop is not None:
+            await stop.wait()
+            for worker in workers:
+                worker.request_stop()

@@ -1,0 +1,277 @@
+"""The workflow actor: the shell around the pure decider, one per active workflow on a node.
+
+Per event: load state (cached, with its KV revision) -> decide -> CAS-write the new state together with the
+effects it owes (the outbox) -> perform the effects with deterministic message ids -> ack the event.
+
+* A CAS conflict (another node wrote first) drops the cache, reloads and decides again.
+* If the node dies between the write and the ack, the event is redelivered; the record says which event
+  produced it (``eventSeq``), so the actor performs that outbox again instead of deciding twice.
+* A record loaded from KV whose producing event is still unacknowledged in the stream may owe its effects
+  (its writer may have died before performing them): they are performed before anything else. Message-id
+  dedupe makes the repeat harmless.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, assert_never, final
+
+import anyio
+import structlog
+from anyio.streams.memory import MemoryObjectReceiveStream
+from msgspec import structs
+
+from partita.schemas import (
+    DeciderEvent,
+    DispatchTask,
+    PayloadError,
+    StartWorkflow,
+    TaskResult,
+    TaskResultReceived,
+    Workflow,
+    WorkflowFinished,
+    WorkflowRecord,
+    WorkflowStartRequested,
+    WorkflowStatus,
+)
+from partita.schemas.validation import workflow_def_problems
+from partita.transport import CasConflict, Connection, Delivery, KvBucket, Layout, TransportError
+from partita.transport.codec import decode, decode_record, encode_record, result_decoder, start_decoder
+
+from .decider import Decision, decide, snapshot_definition
+from .definition_cache import DefinitionCache
+from .effects import EffectPerformer, now_ms
+
+log = structlog.get_logger(__name__)
+
+MAX_CAS_ATTEMPTS: Final = 16
+RETRY_LATER_SECONDS: Final = 2.0
+
+WireEvent = StartWorkflow | TaskResult
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """An event fetched from the stream, decoded, and the hook that frees its in-flight slot."""
+
+    delivery: Delivery
+    event: WireEvent
+    subject_task_type: str | None
+    release: Callable[[], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ActorContext:
+    conn: Connection
+    layout: Layout
+    workflows: KvBucket
+    definitions: DefinitionCache
+    effects: EffectPerformer
+    idle_seconds: float
+
+
+@final
+class WorkflowActor:
+    """Serialises the events of one workflow. Exits when idle, or at once when its workflow has ended."""
+
+    def __init__(self, workflow_id: str, context: ActorContext, mailbox: MemoryObjectReceiveStream[Envelope]) -> None:
+        self.workflow_id = workflow_id
+        self._ctx = context
+        self._mailbox = mailbox
+        self._key = context.layout.workflow_key(workflow_id)
+        self._loaded = False
+        self._record: WorkflowRecord | None = None
+        self._revision = 0
+        self._log = log.bind(workflow_id=workflow_id)
+
+    async def run(self) -> None:
+        async with self._mailbox:
+            while True:
+                envelope: Envelope | None = None
+                idle = self._ctx.idle_seconds if not self._finished else 0
+                with anyio.move_on_after(idle):
+                    try:
+                        envelope = await self._mailbox.receive()
+                    except anyio.EndOfStream:
+                        return
+                if envelope is None:
+                    if self._mailbox.statistics().current_buffer_used == 0:
+                        return  # idle: the state lives in KV; a later event starts a new actor
+                    continue
+                try:
+                    await self._handle(envelope)
+                finally:
+                    envelope.release()
+
+    @property
+    def _finished(self) -> bool:
+        return self._record is not None and self._record.workflow.status.is_terminal
+
+    async def _handle(self, envelope: Envelope) -> None:
+        delivery = envelope.delivery
+        try:
+            await self._apply(envelope)
+        except TransportError as exc:
+            # JetStream is unavailable or slow: forget the cache, let the event come back, keep the node up.
+            self._loaded = False
+            self._log.warning("event_deferred", error=str(exc), stream_seq=delivery.stream_seq)
+            # If even the nak fails, the server redelivers after AckWait anyway.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5), contextlib.suppress(TransportError):
+                await delivery.nak(RETRY_LATER_SECONDS)
+
+    async def _apply(self, envelope: Envelope) -> None:
+        delivery = envelope.delivery
+        for _ in range(MAX_CAS_ATTEMPTS):
+            if not self._loaded:
+                await self._load(delivery.stream_seq)
+            record = self._record
+            if record is not None and record.event_seq == delivery.stream_seq:
+                # Redelivery of the event that produced the current state: only its effects may be missing.
+                await self._ctx.effects.perform(record.outbox)
+                await delivery.ack()
+                self._log.info("event_replayed", stream_seq=delivery.stream_seq, effects=len(record.outbox))
+                return
+            event = await self._decider_event(envelope)
+            decision = decide(record.workflow if record else None, event, now_ms())
+            if decision.workflow is None:
+                self._log.info("event_ignored", reason=decision.note, event=type(envelope.event).__name__)
+                await delivery.ack()
+                return
+            try:
+                await self._commit(decision, delivery.stream_seq)
+            except CasConflict:
+                self._loaded = False
+                self._log.debug("cas_conflict", stream_seq=delivery.stream_seq)
+                continue
+            assert self._record is not None
+            await self._ctx.effects.perform(self._record.outbox)
+            await delivery.ack()
+            self._log_transition(record.workflow if record else None, self._record.workflow)
+            return
+        self._loaded = False
+        self._log.warning("event_contended", attempts=MAX_CAS_ATTEMPTS, stream_seq=delivery.stream_seq)
+        await delivery.nak(RETRY_LATER_SECONDS)
+
+    async def _load(self, current_seq: int) -> None:
+        entry = await self._ctx.workflows.get(self._key)
+        if entry is None:
+            self._record, self._revision = None, 0
+        else:
+            self._record, self._revision = decode_record(entry.value), entry.revision
+            producer = self._record.event_seq
+            if (
+                self._record.outbox
+                and producer != current_seq
+                and await self._ctx.conn.stream_has_message(self._ctx.layout.events_stream, producer)
+            ):
+                self._log.info("outbox_recovered", producer_seq=producer, effects=len(self._record.outbox))
+                await self._ctx.effects.perform(self._record.outbox)
+        self._loaded = True
+
+    async def _commit(self, decision: Decision, event_seq: int) -> None:
+        assert decision.workflow is not None
+        record = WorkflowRecord(workflow=decision.workflow, outbox=decision.effects, event_seq=event_seq)
+        data = encode_record(record)
+        problem = self._size_problem(record, len(data))
+        if problem is not None:
+            record = self._failed_record(problem, event_seq)
+            data = encode_record(record)
+            self._log.error("workflow_failed_oversized", reason=problem)
+        if self._record is None:
+            revision = await self._ctx.workflows.create(self._key, data)
+        else:
+            revision = await self._ctx.workflows.update(self._key, data, self._revision)
+        self._record, self._revision = record, revision
+
+    def _size_problem(self, record: WorkflowRecord, size: int) -> str | None:
+        limit = self._ctx.conn.max_payload
+        if size > limit:
+            return f"workflow state would grow to {size} bytes; the limit is {limit} bytes (server max_payload)"
+        for effect in record.outbox:
+            if isinstance(effect, DispatchTask):
+                task_size = len(self._ctx.effects.encode_dispatch(effect))
+                if task_size > limit:
+                    return (
+                        f"task {effect.task.reference_task_name}: input is {task_size} bytes; "
+                        f"the limit is {limit} bytes (server max_payload)"
+                    )
+        return None
+
+    def _failed_record(self, reason: str, event_seq: int) -> WorkflowRecord:
+        """The previous state (or a bare one), FAILED with ``reason``: never lose the workflow itself."""
+        now = now_ms()
+        previous = self._record.workflow if self._record else None
+        base = previous or Workflow(
+            workflow_id=self.workflow_id, workflow_name="?", workflow_version=0, status=WorkflowStatus.RUNNING
+        )
+        failed = structs.replace(
+            base, status=WorkflowStatus.FAILED, reason_for_incompletion=reason, end_time=now, update_time=now
+        )
+        notice = WorkflowFinished(workflow_id=self.workflow_id, status=failed.status, reason_for_incompletion=reason)
+        return WorkflowRecord(workflow=failed, outbox=(notice,), event_seq=event_seq)
+
+    async def _decider_event(self, envelope: Envelope) -> DeciderEvent:
+        event = envelope.event
+        match event:
+            case StartWorkflow():
+                return await self._start_requested(event)
+            case TaskResult():
+                return TaskResultReceived(result=event, subject_task_type=envelope.subject_task_type or "")
+            case _:
+                assert_never(event)
+
+    async def _start_requested(self, request: StartWorkflow) -> WorkflowStartRequested:
+        if request.workflow_def is not None:
+            definition = request.workflow_def
+            problems = workflow_def_problems(definition)
+            if problems:
+                return WorkflowStartRequested(
+                    request=request, problem="invalid inline workflowDef: " + "; ".join(problems)
+                )
+        else:
+            found = await self._ctx.definitions.workflow_def(request.name, request.version)
+            if found is None:
+                which = f"version {request.version}" if request.version is not None else "any version"
+                problem = f"workflow definition {request.name!r} ({which}) is not registered"
+                return WorkflowStartRequested(request=request, problem=problem)
+            definition = found
+        task_defs = {}
+        for workflow_task in definition.iter_tasks():
+            if workflow_task.type == "SIMPLE" and workflow_task.task_definition is None:
+                task_def = await self._ctx.definitions.task_def(workflow_task.name)
+                if task_def is not None:
+                    task_defs[workflow_task.name] = task_def
+        return WorkflowStartRequested(request=request, definition=snapshot_definition(definition, task_defs))
+
+    def _log_transition(self, before: Workflow | None, after: Workflow) -> None:
+        if before is None:
+            self._log.info("workflow_started", workflow_name=after.workflow_name, status=str(after.status))
+        previous = {task.task_id: task.status for task in before.tasks} if before else {}
+        for task in after.tasks:
+            if previous.get(task.task_id) != task.status:
+                self._log.info(
+                    "task_" + task.status.lower(),
+                    task_id=task.task_id,
+                    task_ref=task.reference_task_name,
+                    task_type=task.task_type,
+                    retry_count=task.retry_count,
+                    domain=task.domain,
+                )
+        if after.status.is_terminal and (before is None or not before.status.is_terminal):
+            self._log.info(
+                "workflow_" + after.status.lower(), reason=after.reason_for_incompletion, tasks=len(after.tasks)
+            )
+
+
+def decode_event(layout: Layout, delivery: Delivery) -> tuple[str, WireEvent, str | None]:
+    """``(workflow_id, event, subject_task_type)`` of a delivery; raises :class:`PayloadError`."""
+    kind, task_type = layout.parse_event_subject(delivery.subject)
+    if kind == "start":
+        start = decode(start_decoder, delivery.data, "StartWorkflow")
+        return start.workflow_id, start, None
+    if kind == "result":
+        result = decode(result_decoder, delivery.data, "TaskResult")
+        return result.workflow_instance_id, result, task_type
+    raise PayloadError(f"no event kind is published on subject {delivery.subject!r}")

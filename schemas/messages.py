@@ -1,0 +1,158 @@
+"""Wire messages, the decider's effects, and the stored workflow record.
+
+Messages that cross the process boundary to clients and workers are JSON (camelCase) so that any NATS client
+in any language can speak them; ``docs/protocol.md`` documents each one. Messages that only nodes read (the
+workflow record and its outbox) are MessagePack. Rules (msgspec schema evolution): new fields get defaults; a
+``kind`` tag is never reused or renamed.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+from ._struct import Message
+from .definitions import WorkflowDef
+from .runtime import TaskStatus, Workflow, WorkflowStatus
+
+# --- client -> node -------------------------------------------------------------------------------------
+
+
+class StartWorkflow(Message, frozen=True, tag="StartWorkflow"):
+    """Start a workflow (Conductor's ``StartWorkflowRequest`` plus the id the client chose).
+
+    Published to ``<prefix>.wf.<partition>.start``. Starting is idempotent per ``workflowId``: a second start
+    with the same id is ignored, so a client may safely re-send after a timeout.
+    """
+
+    workflow_id: str
+    name: str
+    version: int | None = None
+    input: dict[str, object] = msgspec.field(default_factory=dict)
+    correlation_id: str | None = None
+    task_to_domain: dict[str, str] = msgspec.field(default_factory=dict)
+    idempotency_key: str | None = None
+    priority: int = 0
+    # An inline (ephemeral) definition, as Conductor's StartWorkflowRequest.workflowDef allows.
+    workflow_def: WorkflowDef | None = None
+    created_by: str | None = None
+
+
+# --- node -> worker ------------------------------------------------------------------------------------
+
+
+class TaskMessage(Message, frozen=True, tag="Task"):
+    """A task handed to a worker, on ``<prefix>.task.<type>.<domain>`` (Conductor ``Task`` JSON fields).
+
+    The worker publishes its :class:`TaskResult` to ``resultSubject`` and acks only after that publish is
+    acknowledged by JetStream.
+    """
+
+    task_id: str
+    task_type: str
+    task_def_name: str
+    reference_task_name: str
+    workflow_instance_id: str
+    workflow_type: str
+    result_subject: str
+    input_data: dict[str, object] = msgspec.field(default_factory=dict)
+    retry_count: int = 0
+    poll_count: int = 0
+    domain: str | None = None
+    correlation_id: str | None = None
+    scheduled_time: int = 0
+    response_timeout_seconds: int = 0
+    callback_after_seconds: int = 0
+
+
+# --- worker -> node -----------------------------------------------------------------------------------
+
+
+class TaskResultStatus(enum.StrEnum):
+    """What a worker may report (Conductor ``TaskResult.Status``)."""
+
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    FAILED_WITH_TERMINAL_ERROR = "FAILED_WITH_TERMINAL_ERROR"
+
+
+class TaskResult(Message, frozen=True, tag="TaskResult"):
+    """A worker's report (Conductor ``TaskResult`` JSON, plus ``taskType`` and the worker's clock readings)."""
+
+    workflow_instance_id: str
+    task_id: str
+    status: TaskResultStatus
+    task_type: str | None = None
+    output_data: dict[str, object] = msgspec.field(default_factory=dict)
+    reason_for_incompletion: str | None = None
+    callback_after_seconds: int = 0
+    worker_id: str | None = None
+    logs: list[object] = msgspec.field(default_factory=list)
+    start_time: int = 0
+    end_time: int = 0
+
+
+# --- node-internal -------------------------------------------------------------------------------------
+
+
+class WorkflowStartRequested(Message, frozen=True, tag="WorkflowStartRequested"):
+    """The decider's view of a start: the request plus the definition the node resolved for it.
+
+    ``problem`` is set when the start cannot run (unknown definition, unsupported task type, bad
+    task-to-domain); the decider then records the workflow as FAILED with that reason, so the failure is
+    durable and visible instead of a log line nobody reads.
+    """
+
+    request: StartWorkflow
+    definition: WorkflowDef | None = None
+    problem: str | None = None
+
+
+class TaskResultReceived(Message, frozen=True, tag="TaskResultReceived"):
+    """A worker result as the decider sees it: the result plus the task type its subject named."""
+
+    result: TaskResult
+    subject_task_type: str
+
+
+class DispatchTask(Message, frozen=True, tag="DispatchTask"):
+    """Effect: publish ``task`` to its (type, domain) subject, not before ``notBefore`` (epoch ms).
+
+    ``dispatchId`` is the JetStream message id, so performing the effect twice is harmless.
+    """
+
+    dispatch_id: str
+    task: TaskMessage
+    not_before: int = 0
+    ack_wait_seconds: int = 0
+
+
+class WorkflowFinished(Message, frozen=True, tag="WorkflowFinished"):
+    """Effect and notification: the workflow reached a terminal status (core NATS ``<prefix>.done.<id>``)."""
+
+    workflow_id: str
+    status: WorkflowStatus
+    reason_for_incompletion: str | None = None
+
+
+Effect = DispatchTask | WorkflowFinished
+DeciderEvent = WorkflowStartRequested | TaskResultReceived
+
+
+class WorkflowRecord(Message, frozen=True, tag="WorkflowRecord"):
+    """What the workflow KV bucket stores: the state, the effects that state owes (outbox), and the stream
+    sequence of the event that produced it. The outbox is performed again if that event is redelivered, or if
+    the record is loaded while that event is still unacknowledged in the stream (see docs/architecture.md)."""
+
+    workflow: Workflow
+    outbox: tuple[Effect, ...] = ()
+    event_seq: int = 0
+
+
+TERMINAL_RESULT_STATUSES: dict[TaskResultStatus, TaskStatus] = {
+    TaskResultStatus.COMPLETED: TaskStatus.COMPLETED,
+    TaskResultStatus.FAILED: TaskStatus.FAILED,
+    TaskResultStatus.FAILED_WITH_TERMINAL_ERROR: TaskStatus.FAILED_WITH_TERMINAL_ERROR,
+}

@@ -1,0 +1,192 @@
+"""Parsing and registration-time validation of Conductor definitions.
+
+Validation reports every problem it finds (not just the first) with the field path, in Conductor's words
+where Conductor has words for it.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from .definitions import TaskDef, WorkflowDef, WorkflowTask
+from .errors import DefinitionError
+
+# Every task type Conductor OSS knows (TaskType.java) plus the SDK-only ones; anything else is USER_DEFINED.
+KNOWN_TASK_TYPES: frozenset[str] = frozenset(
+    {
+        "SIMPLE", "DYNAMIC", "FORK_JOIN", "FORK_JOIN_DYNAMIC", "DECISION", "SWITCH", "JOIN", "DO_WHILE",
+        "SUB_WORKFLOW", "START_WORKFLOW", "EVENT", "WAIT", "HUMAN", "USER_DEFINED", "HTTP", "LAMBDA", "INLINE",
+        "EXCLUSIVE_JOIN", "TERMINATE", "KAFKA_PUBLISH", "JSON_JQ_TRANSFORM", "SET_VARIABLE", "NOOP",
+    }
+)  # fmt: skip
+
+# What this version executes. Everything else is parsed, registered, and refused at start with a clear reason.
+SUPPORTED_TASK_TYPES: frozenset[str] = frozenset({"SIMPLE"})
+
+_TERMINATION_STATUSES = frozenset({"COMPLETED", "FAILED", "TERMINATED"})
+
+
+def parse_definitions(data: bytes | str, *, source: str = "input") -> list[TaskDef | WorkflowDef]:
+    """Decode Conductor JSON holding a WorkflowDef, a TaskDef, or a list mixing them.
+
+    An object with a ``tasks`` key is a WorkflowDef, any other object a TaskDef. Raises
+    :class:`DefinitionError` naming the source and the offending element.
+    """
+    try:
+        raw = msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise DefinitionError(source, [f"not valid JSON: {exc}"]) from exc
+    items = raw if isinstance(raw, list) else [raw]
+    parsed: list[TaskDef | WorkflowDef] = []
+    problems: list[str] = []
+    for index, item in enumerate(items):
+        where = f"[{index}]" if isinstance(raw, list) else "$"
+        if not isinstance(item, dict):
+            problems.append(f"{where}: expected a JSON object, got {type(item).__name__}")
+            continue
+        kind: type[TaskDef] | type[WorkflowDef] = WorkflowDef if "tasks" in item else TaskDef
+        try:
+            parsed.append(msgspec.convert(item, kind))
+        except msgspec.ValidationError as exc:
+            problems.append(f"{where} ({kind.__name__} {item.get('name', '?')!r}): {exc}")
+    if problems:
+        raise DefinitionError(source, problems)
+    return parsed
+
+
+def task_def_problems(task_def: TaskDef, where: str = "") -> list[str]:
+    p = f"{where}." if where else ""
+    problems: list[str] = []
+    if not task_def.name.strip():
+        problems.append(f"{p}name: must not be empty")
+    if task_def.retry_count < 0:
+        problems.append(f"{p}retryCount: must be >= 0, got {task_def.retry_count}")
+    if task_def.retry_delay_seconds < 0:
+        problems.append(f"{p}retryDelaySeconds: must be >= 0, got {task_def.retry_delay_seconds}")
+    if task_def.backoff_scale_factor < 1:
+        problems.append(f"{p}backoffScaleFactor: must be >= 1, got {task_def.backoff_scale_factor}")
+    if task_def.response_timeout_seconds < 1:
+        problems.append(f"{p}responseTimeoutSeconds: must be >= 1, got {task_def.response_timeout_seconds}")
+    if task_def.timeout_seconds < 0:
+        problems.append(f"{p}timeoutSeconds: must be >= 0, got {task_def.timeout_seconds}")
+    if 0 < task_def.timeout_seconds < task_def.response_timeout_seconds:
+        problems.append(
+            f"{p}responseTimeoutSeconds: {task_def.response_timeout_seconds} must be less than "
+            f"timeoutSeconds: {task_def.timeout_seconds}"
+        )
+    if 0 < task_def.total_timeout_seconds < task_def.timeout_seconds:
+        problems.append(
+            f"{p}timeoutSeconds: {task_def.timeout_seconds} must be less than or equal to "
+            f"totalTimeoutSeconds: {task_def.total_timeout_seconds}"
+        )
+    if task_def.poll_timeout_seconds is not None and task_def.poll_timeout_seconds < 0:
+        problems.append(f"{p}pollTimeoutSeconds: must be >= 0, got {task_def.poll_timeout_seconds}")
+    return problems
+
+
+def validate_task_def(task_def: TaskDef) -> None:
+    problems = task_def_problems(task_def)
+    if problems:
+        raise DefinitionError(f"TaskDef {task_def.name!r}", problems)
+
+
+def _task_problems(task: WorkflowTask, where: str) -> list[str]:
+    problems: list[str] = []
+    kind = task.type
+    if not task.name.strip():
+        problems.append(f"{where}.name: must not be empty")
+    if not task.task_reference_name.strip():
+        problems.append(f"{where}.taskReferenceName: must not be empty")
+    if task.start_delay < 0:
+        problems.append(f"{where}.startDelay: must be >= 0, got {task.start_delay}")
+    if task.retry_count is not None and task.retry_count < 0:
+        problems.append(f"{where}.retryCount: must be >= 0, got {task.retry_count}")
+    if kind == "EVENT" and not task.sink:
+        problems.append(f"{where}: EVENT task requires 'sink'")
+    if kind == "DECISION":
+        if not (task.case_value_param or task.case_expression):
+            problems.append(f"{where}: DECISION task requires 'caseValueParam' or 'caseExpression'")
+        if not task.decision_cases:
+            problems.append(f"{where}: DECISION task requires non-empty 'decisionCases'")
+    if kind == "SWITCH":
+        if not task.evaluator_type:
+            problems.append(f"{where}: SWITCH task requires 'evaluatorType'")
+        if not task.expression:
+            problems.append(f"{where}: SWITCH task requires 'expression'")
+        if not task.decision_cases:
+            problems.append(f"{where}: SWITCH task requires non-empty 'decisionCases'")
+    if kind == "DO_WHILE":
+        if not task.loop_condition and task.items is None:
+            problems.append(f"{where}: DO_WHILE task requires 'loopCondition'")
+        if not task.loop_over:
+            problems.append(f"{where}: DO_WHILE task requires non-empty 'loopOver'")
+    if kind == "DYNAMIC" and not task.dynamic_task_name_param:
+        problems.append(f"{where}: DYNAMIC task requires 'dynamicTaskNameParam'")
+    if kind == "FORK_JOIN" and not task.fork_tasks:
+        problems.append(f"{where}: FORK_JOIN task requires non-empty 'forkTasks'")
+    if kind == "SUB_WORKFLOW":
+        params = task.sub_workflow_param
+        if params is None or not (params.name or params.workflow_definition):
+            problems.append(f"{where}: SUB_WORKFLOW task requires 'subWorkflowParam' with a name or definition")
+    if kind == "TERMINATE":
+        if task.optional:
+            problems.append(f"{where}: TERMINATE task cannot be optional")
+        status = task.input_parameters.get("terminationStatus")
+        literal = isinstance(status, str) and not status.startswith("${")
+        if status is None or (literal and status not in _TERMINATION_STATUSES):
+            problems.append(
+                f"{where}: TERMINATE task requires inputParameters.terminationStatus in "
+                f"{sorted(_TERMINATION_STATUSES)}, got {status!r}"
+            )
+    if task.task_definition is not None:
+        problems.extend(task_def_problems(task.task_definition, f"{where}.taskDefinition"))
+    return problems
+
+
+def workflow_def_problems(workflow_def: WorkflowDef) -> list[str]:
+    problems: list[str] = []
+    if not workflow_def.name.strip():
+        problems.append("name: must not be empty")
+    if workflow_def.version < 1:
+        problems.append(f"version: must be >= 1, got {workflow_def.version}")
+    if workflow_def.schema_version != 2:
+        problems.append(f"schemaVersion: must be 2, got {workflow_def.schema_version}")
+    if workflow_def.timeout_seconds < 0:
+        problems.append(f"timeoutSeconds: must be >= 0, got {workflow_def.timeout_seconds}")
+    if not workflow_def.tasks:
+        problems.append("tasks: must not be empty")
+    seen: dict[str, int] = {}
+    for index, task in enumerate(workflow_def.iter_tasks()):
+        where = f"tasks[{task.task_reference_name or index}]"
+        problems.extend(_task_problems(task, where))
+        seen[task.task_reference_name] = seen.get(task.task_reference_name, 0) + 1
+    for ref, count in seen.items():
+        if count > 1 and ref:
+            problems.append(f"taskReferenceName {ref!r} is used {count} times; it must be unique")
+    return problems
+
+
+def validate_workflow_def(workflow_def: WorkflowDef) -> None:
+    problems = workflow_def_problems(workflow_def)
+    if problems:
+        raise DefinitionError(f"WorkflowDef {workflow_def.name!r} v{workflow_def.version}", problems)
+
+
+def validate(definition: TaskDef | WorkflowDef) -> None:
+    if isinstance(definition, WorkflowDef):
+        validate_workflow_def(definition)
+    else:
+        validate_task_def(definition)
+
+
+def unsupported_problems(workflow_def: WorkflowDef) -> list[str]:
+    """Why this version cannot run ``workflow_def`` (empty when it can)."""
+    problems: list[str] = []
+    for task in workflow_def.iter_tasks():
+        if task.type in SUPPORTED_TASK_TYPES:
+            continue
+        if task.type in KNOWN_TASK_TYPES:
+            problems.append(f"task {task.task_reference_name!r}: task type {task.type} is not supported yet by Partita")
+        else:
+            problems.append(f"task {task.task_reference_name!r}: unknown task type {task.type!r}")
+    return problems

@@ -1,0 +1,46 @@
+"""Everything that talks to NATS: connection, provisioning, subject layout, codecs, the embedded server and
+the Python :class:`Client`. The only package importing ``nats``."""
+
+from .client import Client, workflow_id_for
+from .connection import DEFAULT_URL, MIN_SERVER_VERSION, Connection, Delivery, KvBucket, KvEntry, PullConsumer, connect
+from .definitions import DefinitionStore
+from .errors import (
+    CasConflict,
+    ConnectionFailed,
+    ProvisioningError,
+    ServerVersionError,
+    TransportError,
+    TransportTimeout,
+)
+from .layout import Layout, escape_token, partition_of, unescape_token
+from .provision import ensure_layout, ensure_task_consumer
+from .server import EmbeddedServer, find_server_binary, free_port
+
+__all__ = [
+    "DEFAULT_URL",
+    "MIN_SERVER_VERSION",
+    "CasConflict",
+    "Client",
+    "Connection",
+    "ConnectionFailed",
+    "DefinitionStore",
+    "Delivery",
+    "EmbeddedServer",
+    "KvBucket",
+    "KvEntry",
+    "Layout",
+    "ProvisioningError",
+    "PullConsumer",
+    "ServerVersionError",
+    "TransportError",
+    "TransportTimeout",
+    "connect",
+    "ensure_layout",
+    "ensure_task_consumer",
+    "escape_token",
+    "find_server_binary",
+    "free_port",
+    "partition_of",
+    "unescape_token",
+    "workflow_id_for",
+]

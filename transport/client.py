@@ -1,0 +1,187 @@
+"""The Python client: register definitions, start workflows, read and wait for them.
+
+Everything it does is a documented NATS message or KV read (docs/protocol.md), so any NATS client can do the
+same; this is the convenient way from Python.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from types import TracebackType
+from typing import Self
+
+import anyio
+
+from partita.schemas import (
+    PayloadError,
+    StartWorkflow,
+    TaskDef,
+    Workflow,
+    WorkflowDef,
+    WorkflowNotFound,
+    WorkflowTimeout,
+    parse_definitions,
+)
+
+from .codec import decode_record, encode_json
+from .connection import DEFAULT_URL, Connection, KvBucket, connect
+from .definitions import DefinitionStore
+from .errors import TransportTimeout
+from .layout import Layout
+from .provision import ensure_layout
+
+_IDEMPOTENCY_NAMESPACE = uuid.UUID("0b0c4a53-63f0-4e43-8a0f-3f3f1b8a7d52")
+# Completions are pushed on <prefix>.done.<id>; core NATS can drop a notice across a reconnect, so a waiter
+# also re-reads the record this often as a safety net.
+_WAIT_RECHECK_SECONDS = 5.0
+
+
+def workflow_id_for(name: str, idempotency_key: str) -> str:
+    """The workflow id a start with ``idempotency_key`` gets: the same key always yields the same id."""
+    return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, f"{name}\x00{idempotency_key}"))
+
+
+class Client:
+    """``async with await Client.connect(url) as client: ...`` (or ``Client.connect`` then ``aclose``)."""
+
+    def __init__(
+        self, conn: Connection, layout: Layout, workflows: KvBucket, definitions: DefinitionStore, *, owns: bool
+    ) -> None:
+        self.conn = conn
+        self.layout = layout
+        self._workflows = workflows
+        self.definitions = definitions
+        self._owns = owns
+
+    @classmethod
+    async def connect(
+        cls,
+        servers: str | Sequence[str] = DEFAULT_URL,
+        *,
+        prefix: str = "partita",
+        provision: bool = True,
+        name: str = "partita-client",
+    ) -> Self:
+        """Connect and (unless ``provision=False``) make sure the streams and buckets exist."""
+        conn = await connect(servers, name=name)
+        try:
+            return await cls.over(conn, Layout(prefix=prefix), provision=provision, owns=True)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await conn.aclose()
+            raise
+
+    @classmethod
+    async def over(cls, conn: Connection, layout: Layout, *, provision: bool = True, owns: bool = False) -> Self:
+        """A client on an existing connection (closing the client then leaves the connection open)."""
+        if provision:
+            await ensure_layout(conn, layout)
+        workflows = await conn.kv(layout.workflows_bucket)
+        definitions = DefinitionStore(await conn.kv(layout.definitions_bucket), layout)
+        return cls(conn, layout, workflows, definitions, owns=owns)
+
+    async def aclose(self) -> None:
+        if self._owns:
+            await self.conn.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.aclose()
+
+    # --- definitions --------------------------------------------------------------------------------
+
+    async def register(self, *definitions: TaskDef | WorkflowDef) -> None:
+        """Validate and store definitions; raises :class:`DefinitionError` listing every problem."""
+        for definition in definitions:
+            await self.definitions.put(definition)
+
+    async def register_json(self, data: bytes | str, *, source: str = "input") -> list[TaskDef | WorkflowDef]:
+        """Register Conductor JSON (a WorkflowDef, a TaskDef, or a list of them); returns what was stored."""
+        parsed = parse_definitions(data, source=source)
+        await self.register(*parsed)
+        return parsed
+
+    # --- workflows ----------------------------------------------------------------------------------
+
+    async def start(
+        self,
+        name: str,
+        input: Mapping[str, object] | None = None,
+        *,
+        version: int | None = None,
+        correlation_id: str | None = None,
+        task_to_domain: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+        workflow_def: WorkflowDef | None = None,
+        priority: int = 0,
+    ) -> str:
+        """Publish a start message; returns the workflow id once JetStream has stored the message.
+
+        With ``idempotency_key`` the id derives from (name, key), so repeating the start returns the same
+        workflow instead of starting a second one.
+        """
+        if input is not None and not isinstance(input, Mapping):
+            raise PayloadError(f"workflow input must be a JSON object, got {type(input).__name__}")
+        workflow_id = str(uuid.uuid4()) if idempotency_key is None else workflow_id_for(name, idempotency_key)
+        message = StartWorkflow(
+            workflow_id=workflow_id,
+            name=name,
+            version=version,
+            input=dict(input or {}),
+            correlation_id=correlation_id,
+            task_to_domain=dict(task_to_domain or {}),
+            idempotency_key=idempotency_key,
+            priority=priority,
+            workflow_def=workflow_def,
+        )
+        data = encode_json(message)
+        if len(data) > self.conn.max_payload:
+            raise PayloadError(f"start message is {len(data)} bytes; the server accepts {self.conn.max_payload}")
+        await self.conn.publish_durable(self.layout.start_subject(workflow_id), data, msg_id=f"start:{workflow_id}")
+        return workflow_id
+
+    async def find(self, workflow_id: str) -> Workflow | None:
+        entry = await self._workflows.get(self.layout.workflow_key(workflow_id))
+        return decode_record(entry.value).workflow if entry else None
+
+    async def get(self, workflow_id: str) -> Workflow:
+        """The workflow as last written; raises :class:`WorkflowNotFound` (a start not yet processed, too)."""
+        workflow = await self.find(workflow_id)
+        if workflow is None:
+            raise WorkflowNotFound(workflow_id)
+        return workflow
+
+    async def wait(self, workflow_id: str, *, within: float | None = None) -> Workflow:
+        """Wait until the workflow is terminal and return it; :class:`WorkflowTimeout` after ``within`` s."""
+        subscription = await self.conn.subscribe(self.layout.done_subject(workflow_id))
+        try:
+            with anyio.fail_after(within):
+                while True:
+                    workflow = await self.find(workflow_id)
+                    if workflow is not None and workflow.status.is_terminal:
+                        return workflow
+                    try:
+                        await subscription.next(_WAIT_RECHECK_SECONDS)
+                    except TransportTimeout:
+                        continue
+        except TimeoutError as exc:
+            raise WorkflowTimeout(workflow_id, within or 0) from exc
+        finally:
+            with anyio.CancelScope(shield=True):
+                await subscription.aclose()
+
+    async def watch(self, workflow_id: str) -> AsyncIterator[Workflow]:
+        """Every state the workflow passes through from now on (pushed by a KV watch), ending when terminal."""
+        async for entry in self._workflows.watch(self.layout.workflow_key(workflow_id)):
+            if entry is None:
+                continue
+            workflow = decode_record(entry.value).workflow
+            yield workflow
+            if workflow.status.is_terminal:
+                return

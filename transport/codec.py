@@ -1,0 +1,60 @@
+"""Codecs: JSON for everything clients and workers see, MessagePack for what only nodes read.
+
+One module-level encoder/decoder per type, built once (msgspec's fast path). Decode failures become
+:class:`PayloadError` with the message kind in the text.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import msgspec
+
+from partita.schemas import (
+    StartWorkflow,
+    TaskDef,
+    TaskMessage,
+    TaskResult,
+    Workflow,
+    WorkflowDef,
+    WorkflowFinished,
+    WorkflowRecord,
+)
+from partita.schemas.errors import PayloadError
+
+T = TypeVar("T")
+
+_json = msgspec.json.Encoder()
+_msgpack = msgspec.msgpack.Encoder()
+
+start_decoder = msgspec.json.Decoder(StartWorkflow)
+task_decoder = msgspec.json.Decoder(TaskMessage)
+result_decoder = msgspec.json.Decoder(TaskResult)
+finished_decoder = msgspec.json.Decoder(WorkflowFinished)
+task_def_decoder = msgspec.json.Decoder(TaskDef)
+workflow_def_decoder = msgspec.json.Decoder(WorkflowDef)
+record_decoder = msgspec.msgpack.Decoder(WorkflowRecord)
+
+
+def encode_json(value: object) -> bytes:
+    return _json.encode(value)
+
+
+def encode_record(record: WorkflowRecord) -> bytes:
+    return _msgpack.encode(record)
+
+
+def decode(decoder: msgspec.json.Decoder[T] | msgspec.msgpack.Decoder[T], data: bytes, what: str) -> T:
+    try:
+        return decoder.decode(data)
+    except msgspec.DecodeError as exc:  # includes ValidationError
+        raise PayloadError(f"malformed {what}: {exc}") from exc
+
+
+def decode_record(data: bytes) -> WorkflowRecord:
+    return decode(record_decoder, data, "workflow record")
+
+
+def workflow_json(workflow: Workflow, *, indent: int = 0) -> bytes:
+    data = _json.encode(workflow)
+    return msgspec.json.format(data, indent=indent) if indent else data

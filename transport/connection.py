@@ -1,0 +1,367 @@
+"""The NATS connection and the JetStream primitives the rest of Partita uses.
+
+This module and its siblings are the only code importing ``nats``. Everything here translates nats-py's
+exceptions into :mod:`partita.transport.errors` and papers over its known pitfalls (design §7): headers dicts
+are copied before publishing, reconnection never gives up, ``term`` carries a reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import math
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import nats
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSubscription
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+
+from partita.schemas.errors import PayloadError
+
+from .errors import CasConflict, ConnectionFailed, ServerVersionError, TransportError, TransportTimeout
+
+log = structlog.get_logger(__name__)
+
+MIN_SERVER_VERSION: Final = (2, 12, 0)  # message schedules (ADR-51) arrived in 2.12
+DEFAULT_URL: Final = "nats://127.0.0.1:4222"
+
+
+@contextlib.contextmanager
+def translate_errors(what: str) -> Iterator[None]:
+    """Re-raise nats-py exceptions as Partita transport errors, saying what we were doing."""
+    try:
+        yield
+    except (nats.errors.TimeoutError, TimeoutError) as exc:
+        raise TransportTimeout(f"{what}: timed out") from exc
+    except nats.errors.MaxPayloadError as exc:
+        raise PayloadError(f"{what}: message exceeds the server's max_payload") from exc
+    except nats.js.errors.NoStreamResponseError as exc:
+        raise TransportError(f"{what}: no stream is listening (is the layout provisioned?)") from exc
+    except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as exc:
+        raise TransportError(f"{what}: connection closed") from exc
+    except nats.js.errors.APIError as exc:
+        raise TransportError(f"{what}: {exc.description} (code {exc.err_code})") from exc
+    except nats.errors.Error as exc:
+        raise TransportError(f"{what}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class KvEntry:
+    key: str
+    value: bytes
+    revision: int
+
+
+class Delivery:
+    """One message fetched from a pull consumer. Ack only after its effect is durable."""
+
+    __slots__ = ("_msg", "data", "headers", "num_delivered", "stream_seq", "subject")
+
+    def __init__(self, msg: Msg) -> None:
+        self._msg = msg
+        self.subject: str = msg.subject
+        self.data: bytes = msg.data
+        self.headers: dict[str, str] = dict(msg.headers or {})
+        meta = msg.metadata
+        self.stream_seq: int = meta.sequence.stream
+        self.num_delivered: int = meta.num_delivered
+
+    async def ack(self) -> None:
+        with translate_errors("ack"):
+            await self._msg.ack()
+
+    async def nak(self, delay: float | None = None) -> None:
+        with translate_errors("nak"):
+            await self._msg.nak(delay=delay)
+
+    async def in_progress(self) -> None:
+        with translate_errors("in_progress"):
+            await self._msg.in_progress()
+
+    async def term(self, reason: str) -> None:
+        """Terminate redelivery, with a reason the server records in its advisory (nats-py cannot)."""
+        reply = self._msg.reply
+        if not reply:
+            return
+        with translate_errors("term"):
+            await self._msg._client.publish(reply, b"+TERM " + reason.encode()[:512])
+
+
+class PullConsumer:
+    """A bound durable pull consumer: fetch only as many messages as you can run."""
+
+    def __init__(self, sub: JetStreamContext.PullSubscription, name: str) -> None:
+        self._sub = sub
+        self.name = name
+
+    async def fetch(self, batch: int, max_wait: float) -> list[Delivery]:
+        """Up to ``batch`` messages, waiting at most ``max_wait`` seconds for the first; [] when none came."""
+        try:
+            msgs = await self._sub.fetch(batch=batch, timeout=max_wait)
+        except (nats.errors.TimeoutError, TimeoutError):
+            return []
+        except nats.errors.Error as exc:
+            raise TransportError(f"fetch from {self.name}: {exc}") from exc
+        return [Delivery(msg) for msg in msgs]
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(nats.errors.Error):
+            await self._sub.unsubscribe()
+
+
+class KvBucket:
+    """A JetStream KV bucket with compare-and-set writes."""
+
+    def __init__(self, kv: KeyValue, name: str) -> None:
+        self._kv = kv
+        self.name = name
+
+    async def get(self, key: str) -> KvEntry | None:
+        try:
+            entry = await self._kv.get(key)
+        except nats.js.errors.KeyNotFoundError:  # also covers deleted/purged markers
+            return None
+        except nats.errors.Error as exc:
+            raise TransportError(f"kv get {self.name}/{key}: {exc}") from exc
+        if entry.value is None or entry.revision is None:
+            return None
+        return KvEntry(key, entry.value, entry.revision)
+
+    async def create(self, key: str, value: bytes) -> int:
+        """Write ``key`` only if it does not exist; raises :class:`CasConflict` otherwise."""
+        try:
+            return await self._kv.create(key, value)
+        except nats.js.errors.KeyWrongLastSequenceError as exc:
+            raise CasConflict(key) from exc
+        except nats.errors.Error as exc:
+            raise _kv_error("create", self.name, key, exc) from exc
+
+    async def update(self, key: str, value: bytes, revision: int) -> int:
+        """Write ``key`` only if its revision is still ``revision``; raises :class:`CasConflict` otherwise."""
+        try:
+            return await self._kv.update(key, value, last=revision)
+        except nats.js.errors.KeyWrongLastSequenceError as exc:
+            raise CasConflict(key) from exc
+        except nats.errors.Error as exc:
+            raise _kv_error("update", self.name, key, exc) from exc
+
+    async def put(self, key: str, value: bytes) -> int:
+        try:
+            return await self._kv.put(key, value)
+        except nats.errors.Error as exc:
+            raise _kv_error("put", self.name, key, exc) from exc
+
+    async def keys(self, pattern: str = ">") -> list[str]:
+        """Keys matching a subject-style ``pattern`` (``*`` one token, ``>`` the rest), filtered server-side."""
+        keys: list[str] = []
+        with translate_errors(f"kv keys {self.name}"):
+            watcher = await self._kv.watch(pattern, meta_only=True, ignore_deletes=True)
+            try:
+                async for entry in watcher:
+                    if entry is None:
+                        break
+                    keys.append(entry.key)
+            finally:
+                await watcher.stop()  # type: ignore[no-untyped-call]
+        return keys
+
+    async def watch(self, keys: str = ">") -> AsyncIterator[KvEntry | None]:
+        """Current values of matching keys, then ``None`` once, then every later update (push, not poll).
+        Deleted keys are skipped."""
+        with translate_errors(f"kv watch {self.name}"):
+            watcher = await self._kv.watch(keys)
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    yield None
+                elif entry.value is not None and entry.revision is not None and entry.operation is None:
+                    yield KvEntry(entry.key, entry.value, entry.revision)
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+
+def _kv_error(op: str, bucket: str, key: str, exc: Exception) -> TransportError | PayloadError:
+    if isinstance(exc, nats.errors.MaxPayloadError):
+        return PayloadError(f"kv {op} {bucket}/{key}: value exceeds the server's max_payload")
+    if isinstance(exc, nats.js.errors.APIError) and exc.err_code == 10054:
+        return PayloadError(f"kv {op} {bucket}/{key}: value exceeds the bucket's max_value_size")
+    return TransportError(f"kv {op} {bucket}/{key}: {exc}")
+
+
+class Subscription:
+    """A core NATS subscription delivering payloads."""
+
+    def __init__(self, sub: NatsSubscription) -> None:
+        self._sub = sub
+
+    async def next(self, max_wait: float | None = None) -> bytes:
+        """The next payload; raises :class:`TransportTimeout` after ``max_wait`` seconds (None: forever)."""
+        with translate_errors("next message"):
+            msg = await self._sub.next_msg(timeout=max_wait if max_wait is not None else 0)
+        data: bytes = msg.data
+        return data
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(nats.errors.Error):
+            await self._sub.unsubscribe()
+
+
+def rfc3339(at_ms: int) -> str:
+    """Schedules take whole seconds; round up so a timer never fires early."""
+    seconds = math.ceil(at_ms / 1000)
+    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Connection:
+    """One NATS connection with JetStream. Open with :func:`connect`; close with :meth:`aclose`."""
+
+    def __init__(self, nc: NatsClient, js: JetStreamContext) -> None:
+        self._nc = nc
+        self.js = js
+
+    @property
+    def server_version(self) -> tuple[int, int, int]:
+        version = self._nc.connected_server_version
+        return (version.major, version.minor, version.patch)
+
+    @property
+    def max_payload(self) -> int:
+        return self._nc.max_payload
+
+    @property
+    def is_connected(self) -> bool:
+        return self._nc.is_connected
+
+    @property
+    def client_name(self) -> str:
+        return str(self._nc.options.get("name") or "")
+
+    async def publish(self, subject: str, data: bytes) -> None:
+        """Core NATS, fire-and-forget: only for notifications whose loss is covered by durable state."""
+        with translate_errors(f"publish {subject}"):
+            await self._nc.publish(subject, data)
+
+    async def publish_durable(self, subject: str, data: bytes, *, msg_id: str | None = None) -> int:
+        """Publish to JetStream and wait for the PubAck; returns the stream sequence.
+
+        ``msg_id`` sets ``Nats-Msg-Id``, so a repeat within the stream's duplicate window is dropped.
+        """
+        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+        with translate_errors(f"publish {subject}"):
+            ack = await self.js.publish(subject, data, headers=headers)
+        return ack.seq
+
+    async def publish_at(
+        self, schedule_subject: str, target: str, at_ms: int, data: bytes, *, msg_id: str | None = None
+    ) -> int:
+        """Have JetStream publish ``data`` to ``target`` at ``at_ms`` (a message schedule, ADR-51).
+
+        One schedule subject per timer: publishing again on it replaces the pending schedule.
+        """
+        headers = {"Nats-Schedule": f"@at {rfc3339(at_ms)}", "Nats-Schedule-Target": target}
+        if msg_id:
+            headers["Nats-Msg-Id"] = msg_id
+        with translate_errors(f"schedule {schedule_subject}"):
+            ack = await self.js.publish(schedule_subject, data, headers=headers)
+        return ack.seq
+
+    async def subscribe(self, subject: str) -> Subscription:
+        with translate_errors(f"subscribe {subject}"):
+            sub = await self._nc.subscribe(subject)
+        return Subscription(sub)
+
+    async def flush(self) -> None:
+        with translate_errors("flush"):
+            await self._nc.flush()
+
+    async def stream_has_message(self, stream: str, seq: int) -> bool:
+        """Whether ``seq`` is still in ``stream`` (on a work-queue stream: not yet acknowledged)."""
+        try:
+            await self.js.get_msg(stream, seq)
+        except nats.js.errors.NotFoundError:
+            return False
+        except nats.errors.Error as exc:
+            raise TransportError(f"get message {stream}#{seq}: {exc}") from exc
+        return True
+
+    async def pull_consumer(self, stream: str, durable: str) -> PullConsumer:
+        with translate_errors(f"bind consumer {stream}/{durable}"):
+            sub = await self.js.pull_subscribe_bind(durable=durable, stream=stream)
+        return PullConsumer(sub, durable)
+
+    async def kv(self, bucket: str) -> KvBucket:
+        with translate_errors(f"open bucket {bucket}"):
+            kv = await self.js.key_value(bucket)
+        return KvBucket(kv, bucket)
+
+    async def aclose(self) -> None:
+        """Drain (finish in-flight publishes and subscriptions), then close."""
+        if self._nc.is_closed:
+            return
+        try:
+            await self._nc.drain()
+        except nats.errors.Error:  # already closing or disconnected: nothing left to drain
+            await self._nc.close()
+
+
+async def connect(
+    servers: str | Sequence[str] = DEFAULT_URL,
+    *,
+    name: str = "partita",
+    connect_timeout: float = 5.0,
+    request_timeout: float = 5.0,
+) -> Connection:
+    """Connect to NATS, refusing a server older than :data:`MIN_SERVER_VERSION`.
+
+    ``servers`` is one URL, a comma-separated list, or a sequence. Reconnection never gives up (nats-py's
+    default stops after 60 attempts) and pending publishes are buffered meanwhile.
+    """
+    urls = [u.strip() for u in servers.split(",")] if isinstance(servers, str) else list(servers)
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats_error", error=str(exc), error_type=type(exc).__name__)
+
+    async def on_disconnected() -> None:
+        log.warning("nats_disconnected")
+
+    async def on_reconnected() -> None:
+        log.info("nats_reconnected")
+
+    try:
+        nc = await nats.connect(
+            servers=urls,
+            name=name,
+            connect_timeout=connect_timeout,
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            ping_interval=10,
+            max_outstanding_pings=3,
+            error_cb=on_error,
+            disconnected_cb=on_disconnected,
+            reconnected_cb=on_reconnected,
+        )
+    except (nats.errors.Error, OSError, TimeoutError) as exc:
+        raise ConnectionFailed(f"cannot connect to NATS at {', '.join(urls)}: {exc}") from exc
+    version = nc.connected_server_version
+    found = (version.major, version.minor, version.patch)
+    if found < MIN_SERVER_VERSION:
+        await nc.close()
+        need = ".".join(map(str, MIN_SERVER_VERSION))
+        raise ServerVersionError(
+            f"nats-server {'.'.join(map(str, found))} is too old: Partita needs >= {need} "
+            "(JetStream message schedules, ADR-51)"
+        )
+    if not nc._server_info.get("jetstream"):
+        await nc.close()
+        raise ServerVersionError("the NATS server has JetStream disabled; start it with -js")
+    return Connection(nc, nc.jetstream(timeout=request_timeout))

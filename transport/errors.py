@@ -1,0 +1,33 @@
+"""Transport errors (see the tree in ``partita.schemas.errors``). No ``nats`` exception leaves this package."""
+
+from __future__ import annotations
+
+from partita.schemas.errors import PartitaError
+
+
+class TransportError(PartitaError):
+    """NATS or JetStream failed to do what we asked."""
+
+
+class ConnectionFailed(TransportError):
+    """No server in the list could be reached."""
+
+
+class ServerVersionError(TransportError):
+    """The server is older than a feature Partita depends on."""
+
+
+class TransportTimeout(TransportError):
+    """A request or acknowledgement did not arrive in time."""
+
+
+class CasConflict(TransportError):
+    """A compare-and-set write lost: someone else wrote the key since we read it."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"compare-and-set conflict on key {key!r}")
+
+
+class ProvisioningError(TransportError):
+    """A stream, consumer or bucket could not be created or updated as required."""

