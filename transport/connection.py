@@ -330,7 +330,11 @@ async def connect(
     async def on_error(exc: Exception) -> None:
         log.warning("nats_error", error=str(exc), error_type=type(exc).__name__)
 
+    opened: list[NatsClient] = []
+
     async def on_disconnected() -> None:
+        if opened and (opened[0].is_closed or opened[0].is_draining):
+            return  # our own close, not an outage
         log.warning("nats_disconnected")
 
     async def on_reconnected() -> None:
@@ -352,6 +356,7 @@ async def connect(
         )
     except (nats.errors.Error, OSError, TimeoutError) as exc:
         raise ConnectionFailed(f"cannot connect to NATS at {', '.join(urls)}: {exc}") from exc
+    opened.append(nc)
     version = nc.connected_server_version
     found = (version.major, version.minor, version.patch)
     if found < MIN_SERVER_VERSION:

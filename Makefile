@@ -1,0 +1,51 @@
+# The two commands of the README: `make demo` and `make test`. Each sets up .venv itself.
+PYTHON ?= $(shell command -v python3 || command -v python)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+TYPECHECK_LINKS := build/typecheck/partita
+
+.PHONY: demo test check lint typecheck unit bench dev clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## demo: a real workflow on an embedded JetStream server with real workers
+demo: $(STAMP)
+	$(PY) -m examples.order_fulfillment.demo
+
+## test: lint, type-check, then every test (unit, integration against real nats-server, fault tests)
+test: check
+	$(PY) -m pytest
+
+check: lint typecheck
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check actors transport schemas tests bench examples
+	$(VENV)/bin/ruff format --check actors transport schemas tests bench examples
+
+# mypy cannot see setuptools' editable-install mapping; give it a partita/ tree of symlinks instead.
+$(TYPECHECK_LINKS):
+	mkdir -p $(TYPECHECK_LINKS)
+	for p in actors transport schemas; do ln -sfn ../../../$$p $(TYPECHECK_LINKS)/$$p; done
+
+typecheck: $(STAMP) $(TYPECHECK_LINKS)
+	$(VENV)/bin/mypy -p partita
+
+## unit: the pure tests only (no server)
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+## bench: Partita vs a raw JetStream pipeline doing the same hops
+bench: $(STAMP)
+	$(PY) -m bench.sequential
+
+## dev: embedded nats-server + node on 127.0.0.1:4222, in the foreground
+dev: $(STAMP)
+	$(VENV)/bin/partita dev
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis

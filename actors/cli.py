@@ -1,0 +1,323 @@
+"""The ``partita`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import anyio
+import msgspec
+import structlog
+
+from partita.schemas import (
+    DefinitionError,
+    PartitaError,
+    TaskDef,
+    Workflow,
+    WorkflowDef,
+    WorkflowNotFound,
+    WorkflowStatus,
+    WorkflowTimeout,
+)
+from partita.transport import (
+    DEFAULT_URL,
+    Client,
+    ConnectionFailed,
+    EmbeddedServer,
+    Layout,
+    connect,
+)
+from partita.transport.codec import encode_json, workflow_json
+
+from .logs import configure_logging
+from .node import Node
+from .worker import load_workers, run_workers
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK, EXIT_NOT_COMPLETED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+
+
+def _read_json_arg(value: str | None, what: str) -> object:
+    """``JSON`` or ``@file`` (``@-`` = stdin)."""
+    if value is None:
+        return None
+    if value.startswith("@"):
+        path = value[1:]
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    else:
+        text = value
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DefinitionError(what, [f"not valid JSON: {exc}"]) from exc
+
+
+async def _wait_for_signal(on_first: Callable[[], None]) -> None:
+    """First SIGINT/SIGTERM: graceful stop. Second: return, so the caller cancels."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        count = 0
+        async for signum in signals:
+            count += 1
+            log.info("signal_received", signal=signal.Signals(signum).name, count=count)
+            if count == 1:
+                on_first()
+            else:
+                return
+
+
+# --- commands ----------------------------------------------------------------------------------------
+
+
+async def cmd_node(args: argparse.Namespace) -> int:
+    conn = await connect(args.nats, name="partita-node")
+    try:
+        node = Node(conn, Layout(prefix=args.prefix), name=args.name)
+        await _run_until_signal(node.run, node.request_stop)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await conn.aclose()
+    return EXIT_OK
+
+
+async def _run_until_signal(run: Callable[[], Awaitable[None]], request_stop: Callable[[], None]) -> None:
+    """Run a long-lived component; the first signal asks it to stop gracefully, a second cancels it."""
+    async with anyio.create_task_group() as tg:
+
+        async def signals() -> None:
+            await _wait_for_signal(request_stop)
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(signals)
+        await run()
+        tg.cancel_scope.cancel()  # stopped gracefully: stop listening for signals
+
+
+async def cmd_dev(args: argparse.Namespace) -> int:
+    data = Path(await anyio.Path(args.data).resolve())
+    server = EmbeddedServer(data, port=args.port)
+    try:
+        await server.start()
+    except PartitaError as exc:
+        print(f"error: cannot start the embedded nats-server on port {args.port}: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    try:
+        conn = await connect(server.url, name="partita-dev")
+        try:
+            print(f"partita dev: NATS with JetStream at {server.url} (data in {data}); Ctrl-C stops", file=sys.stderr)
+            node = Node(conn, Layout(prefix=args.prefix))
+            await _run_until_signal(node.run, node.request_stop)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await conn.aclose()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await server.stop()
+    return EXIT_OK
+
+
+async def cmd_worker(args: argparse.Namespace) -> int:
+    sys.path.insert(0, os.getcwd())  # like `python -m`: modules in the current directory are importable
+    specs = load_workers(args.modules)
+    if not specs:
+        print(f"error: no @worker_task functions found in {', '.join(args.modules)}", file=sys.stderr)
+        return EXIT_USAGE
+    conn = await connect(args.nats, name="partita-worker")
+    try:
+        stop = anyio.Event()
+
+        async def run() -> None:
+            await run_workers(conn, specs, Layout(prefix=args.prefix), stop=stop, stop_grace=args.grace)
+
+        await _run_until_signal(run, stop.set)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await conn.aclose()
+    return EXIT_OK
+
+
+async def _client(args: argparse.Namespace) -> Client:
+    return await Client.connect(args.nats, prefix=args.prefix)
+
+
+async def cmd_def_register(args: argparse.Namespace) -> int:
+    async with await _client(args) as client:
+        for file in args.files:
+            text = sys.stdin.read() if file == "-" else await anyio.Path(file).read_text()
+            stored = await client.register_json(text, source=file)
+            for definition in stored:
+                print(f"registered {_describe(definition)} from {file}")
+    return EXIT_OK
+
+
+def _describe(definition: TaskDef | WorkflowDef) -> str:
+    if isinstance(definition, WorkflowDef):
+        return f"workflow {definition.name} v{definition.version} ({len(definition.iter_tasks())} tasks)"
+    return f"task {definition.name}"
+
+
+async def cmd_def_list(args: argparse.Namespace) -> int:
+    async with await _client(args) as client:
+        definitions = await client.definitions.all()
+    if args.json:
+        print(encode_json(definitions).decode())
+    else:
+        for definition in definitions:
+            print(_describe(definition))
+    return EXIT_OK
+
+
+async def cmd_workflow_start(args: argparse.Namespace) -> int:
+    workflow_input = _read_json_arg(args.input, "--input") or {}
+    task_to_domain = _read_json_arg(args.task_to_domain, "--task-to-domain") or {}
+    if not isinstance(workflow_input, dict):
+        print("error: --input must be a JSON object", file=sys.stderr)
+        return EXIT_USAGE
+    if not isinstance(task_to_domain, dict) or not all(isinstance(v, str) for v in task_to_domain.values()):
+        print('error: --task-to-domain must be a JSON object of strings, e.g. {"*": "john"}', file=sys.stderr)
+        return EXIT_USAGE
+    async with await _client(args) as client:
+        workflow_id = await client.start(
+            args.name,
+            workflow_input,
+            version=args.version,
+            correlation_id=args.correlation_id,
+            task_to_domain=task_to_domain,
+            idempotency_key=args.idempotency_key,
+        )
+        if not args.wait:
+            print(json.dumps({"workflowId": workflow_id}) if args.json else workflow_id)
+            return EXIT_OK
+        try:
+            workflow = await client.wait(workflow_id, within=args.timeout)
+        except WorkflowTimeout as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_NOT_COMPLETED
+    _print_workflow(workflow, as_json=args.json)
+    return EXIT_OK if workflow.status is WorkflowStatus.COMPLETED else EXIT_NOT_COMPLETED
+
+
+async def cmd_workflow_get(args: argparse.Namespace) -> int:
+    async with await _client(args) as client:
+        try:
+            workflow = await client.get(args.workflow_id)
+        except WorkflowNotFound as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_NOT_COMPLETED
+    _print_workflow(workflow, as_json=args.json)
+    return EXIT_OK
+
+
+def _print_workflow(workflow: Workflow, *, as_json: bool) -> None:
+    if as_json:
+        print(workflow_json(workflow).decode())
+        return
+    print(f"{workflow.workflow_name} v{workflow.workflow_version}  {workflow.workflow_id}  {workflow.status}")
+    if workflow.reason_for_incompletion:
+        print(f"  reason: {workflow.reason_for_incompletion}")
+    for task in workflow.tasks:
+        took = f"{task.end_time - task.start_time} ms" if task.end_time and task.start_time else ""
+        domain = f" domain={task.domain}" if task.domain else ""
+        print(
+            f"  {task.seq:>3} {task.reference_task_name:<24} {task.status:<26} retry={task.retry_count}{domain} {took}"
+        )
+    print("  output: " + msgspec.json.encode(workflow.output).decode())
+
+
+# --- parser ------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="partita", description="Conductor-compatible workflows on NATS JetStream")
+    parser.add_argument(
+        "--nats",
+        default=os.environ.get("PARTITA_NATS_URL", DEFAULT_URL),
+        help="NATS server URL(s), comma-separated (env PARTITA_NATS_URL; default %(default)s)",
+    )
+    parser.add_argument(
+        "--prefix",
+        default=os.environ.get("PARTITA_PREFIX", "partita"),
+        help="subject/stream prefix of the deployment (env PARTITA_PREFIX; default %(default)s)",
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default=os.environ.get("PARTITA_LOG_FORMAT", "auto"),
+        help="log renderer (env PARTITA_LOG_FORMAT; auto = console on a TTY, JSON otherwise)",
+    )
+    parser.add_argument(
+        "--log-level", default=os.environ.get("PARTITA_LOG_LEVEL", "INFO"), help="env PARTITA_LOG_LEVEL"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="embedded nats-server (JetStream) plus a node, in the foreground")
+    dev.add_argument("--data", default=os.environ.get("PARTITA_DATA_DIR", ".partita/data"), help="JetStream store")
+    dev.add_argument("--port", type=int, default=4222, help="NATS port on 127.0.0.1 (default %(default)s)")
+    dev.set_defaults(handler=cmd_dev)
+
+    node = commands.add_parser("node", help="run an actor node (workflow actors) against NATS")
+    node.add_argument("--name", default=None, help="node name in logs (default: node-<host>-<pid>)")
+    node.set_defaults(handler=cmd_node)
+
+    worker = commands.add_parser("worker", help="run the @worker_task functions of the given modules")
+    worker.add_argument("modules", nargs="+", help="importable module names, e.g. myapp.workers")
+    worker.add_argument("--grace", type=float, default=30.0, help="seconds running tasks get on shutdown")
+    worker.set_defaults(handler=cmd_worker)
+
+    definitions = commands.add_parser("def", help="task and workflow definitions").add_subparsers(
+        dest="def_command", required=True
+    )
+    register = definitions.add_parser("register", help="register Conductor JSON (WorkflowDef, TaskDef or a list)")
+    register.add_argument("files", nargs="+", help="JSON files ('-' = stdin)")
+    register.set_defaults(handler=cmd_def_register)
+    listing = definitions.add_parser("list", help="list registered definitions")
+    listing.set_defaults(handler=cmd_def_list)
+
+    workflow = commands.add_parser("workflow", help="start and inspect workflows").add_subparsers(
+        dest="workflow_command", required=True
+    )
+    start = workflow.add_parser("start", help="publish a start-workflow message")
+    start.add_argument("name")
+    start.add_argument("--version", type=int, default=None, help="definition version (default: latest)")
+    start.add_argument("--input", default=None, help="JSON object, or @file, or @- for stdin")
+    start.add_argument("--correlation-id", default=None)
+    start.add_argument("--task-to-domain", default=None, help='JSON object, e.g. {"*": "john"}')
+    start.add_argument("--idempotency-key", default=None, help="the same key always yields the same workflow")
+    start.add_argument("--wait", action="store_true", help="wait for the end; exit 0 only if COMPLETED")
+    start.add_argument("--timeout", type=float, default=None, help="with --wait: give up after S seconds")
+    start.set_defaults(handler=cmd_workflow_start)
+    get = workflow.add_parser("get", help="show a workflow")
+    get.add_argument("workflow_id")
+    get.set_defaults(handler=cmd_workflow_get)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(json=None if args.log_format == "auto" else args.log_format == "json", level=args.log_level)
+    handler: Callable[[argparse.Namespace], Awaitable[int]] = args.handler
+    try:
+        return anyio.run(handler, args)
+    except DefinitionError as exc:
+        print(f"error: {exc.subject}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConnectionFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except PartitaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
