@@ -117,9 +117,20 @@ class WorkflowActor:
             # JetStream is unavailable or slow: forget the cache, let the event come back, keep the node up.
             self._loaded = False
             self._log.warning("event_deferred", error=str(exc), stream_seq=delivery.stream_seq)
-            # If even the nak fails, the server redelivers after AckWait anyway.
-            with anyio.CancelScope(shield=True), anyio.move_on_after(5), contextlib.suppress(TransportError):
-                await delivery.nak(RETRY_LATER_SECONDS)
+            await self._retry_later(delivery, RETRY_LATER_SECONDS)
+        except Exception:
+            # A bug, not an outage. Keep the event (never lose a workflow) but back off, so one bad workflow
+            # neither crashes the node nor spins it: the delay grows with every redelivery, up to 5 minutes.
+            self._loaded = False
+            delay = min(300.0, RETRY_LATER_SECONDS * 2 ** min(delivery.num_delivered, 8))
+            self._log.exception("event_failed", stream_seq=delivery.stream_seq, retry_in=delay)
+            await self._retry_later(delivery, delay)
+
+    @staticmethod
+    async def _retry_later(delivery: Delivery, delay: float) -> None:
+        # If even the nak fails, the server redelivers after AckWait anyway.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5), contextlib.suppress(TransportError):
+            await delivery.nak(delay)
 
     async def _apply(self, envelope: Envelope) -> None:
         delivery = envelope.delivery
@@ -136,7 +147,7 @@ class WorkflowActor:
             event = await self._decider_event(envelope)
             decision = decide(record.workflow if record else None, event, now_ms())
             if decision.workflow is None:
-                self._log.info("event_ignored", reason=decision.note, event=type(envelope.event).__name__)
+                self._log.info("event_ignored", reason=decision.note, event_kind=type(envelope.event).__name__)
                 await delivery.ack()
                 return
             try:

@@ -319,11 +319,13 @@ async def connect(
     name: str = "partita",
     connect_timeout: float = 5.0,
     request_timeout: float = 5.0,
+    connect_attempts: int = 3,
 ) -> Connection:
     """Connect to NATS, refusing a server older than :data:`MIN_SERVER_VERSION`.
 
-    ``servers`` is one URL, a comma-separated list, or a sequence. Reconnection never gives up (nats-py's
-    default stops after 60 attempts) and pending publishes are buffered meanwhile.
+    ``servers`` is one URL, a comma-separated list, or a sequence. The first connection tries each server
+    ``connect_attempts`` times, then fails with :class:`ConnectionFailed`; once connected, reconnection never
+    gives up (nats-py's default stops after 60 attempts) and pending publishes are buffered meanwhile.
     """
     urls = [u.strip() for u in servers.split(",")] if isinstance(servers, str) else list(servers)
 
@@ -346,7 +348,7 @@ async def connect(
             name=name,
             connect_timeout=connect_timeout,
             allow_reconnect=True,
-            max_reconnect_attempts=-1,
+            max_reconnect_attempts=connect_attempts,
             reconnect_time_wait=0.5,
             ping_interval=10,
             max_outstanding_pings=3,
@@ -357,6 +359,7 @@ async def connect(
     except (nats.errors.Error, OSError, TimeoutError) as exc:
         raise ConnectionFailed(f"cannot connect to NATS at {', '.join(urls)}: {exc}") from exc
     opened.append(nc)
+    nc.options["max_reconnect_attempts"] = -1  # connected: from now on, never give up on the cluster
     version = nc.connected_server_version
     found = (version.major, version.minor, version.patch)
     if found < MIN_SERVER_VERSION:

@@ -22,7 +22,9 @@ from .connection import Connection, translate_errors
 from .errors import ProvisioningError
 from .layout import Layout
 
-EVENTS_ACK_WAIT_SECONDS = 30.0
+# How long an event fetched by a node that then died waits before another node gets it. Processing an event
+# takes milliseconds; redelivery of one still being processed is harmless (CAS + eventSeq).
+EVENTS_ACK_WAIT_SECONDS = 10.0
 _STREAM_IN_USE = 10058  # "stream name already in use with a different configuration"
 
 

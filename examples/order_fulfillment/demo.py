@@ -8,9 +8,9 @@ and shuts everything down in order. Exit status 0 only if the workflow COMPLETED
 from __future__ import annotations
 
 import sys
-from functools import partial
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import anyio

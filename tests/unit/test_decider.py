@@ -136,7 +136,8 @@ def test_a_failed_task_is_retried_as_a_new_instance_after_the_retry_delay() -> N
     decision = report(workflow, TaskResultStatus.FAILED, reason="boom", now=NOW + 100)
     assert decision.workflow is not None
     failed, retry = decision.workflow.tasks[-2:]
-    assert failed.status is TaskStatus.FAILED and failed.retried
+    assert failed.status is TaskStatus.FAILED
+    assert failed.retried
     assert retry.status is TaskStatus.SCHEDULED
     assert retry.task_id != failed.task_id
     assert (retry.retry_count, retry.retried_task_id, retry.seq) == (1, failed.task_id, failed.seq + 1)
@@ -192,13 +193,16 @@ def test_late_duplicate_and_mismatched_results_change_nothing() -> None:
     assert done is not None
     stale = TaskResult(workflow_instance_id="wf-1", task_id=workflow.tasks[0].task_id, status=TaskResultStatus.FAILED)
     late = decide(done, TaskResultReceived(result=stale, subject_task_type="a"), NOW + 20)
-    assert late.workflow is None and "already COMPLETED" in (late.note or "")
+    assert late.workflow is None
+    assert "already COMPLETED" in (late.note or "")
     wrong_type = report(done, task_type="a")  # current task is "b"
-    assert wrong_type.workflow is None and "published for type 'a'" in (wrong_type.note or "")
+    assert wrong_type.workflow is None
+    assert "published for type 'a'" in (wrong_type.note or "")
     unknown = TaskResult(workflow_instance_id="wf-1", task_id="nope", status=TaskResultStatus.COMPLETED)
     assert decide(done, TaskResultReceived(result=unknown, subject_task_type="b"), NOW).workflow is None
     again = decide(done, WorkflowStartRequested(request=StartWorkflow(workflow_id="wf-1", name="wf")), NOW)
-    assert again.workflow is None and "duplicate start" in (again.note or "")
+    assert again.workflow is None
+    assert "duplicate start" in (again.note or "")
 
 
 def test_task_to_domain_routes_explicitly_by_star_and_no_domain() -> None:
@@ -206,9 +210,11 @@ def test_task_to_domain_routes_explicitly_by_star_and_no_domain() -> None:
     routed = start(workflow_def, task_to_domain={"*": "john", "b": "mary", "c": "NO_DOMAIN"})
     assert routed.tasks[0].domain == "john"
     routed = report(routed).workflow
-    assert routed is not None and routed.tasks[-1].domain == "mary"
+    assert routed is not None
+    assert routed.tasks[-1].domain == "mary"
     routed = report(routed).workflow
-    assert routed is not None and routed.tasks[-1].domain is None
+    assert routed is not None
+    assert routed.tasks[-1].domain is None
     assert start(workflow_def).tasks[0].domain is None
 
 
@@ -221,7 +227,8 @@ def test_a_start_that_cannot_run_is_recorded_as_failed_with_the_reason() -> None
     assert unsupported.status is WorkflowStatus.FAILED
     assert unsupported.reason_for_incompletion == "task 's': task type HTTP is not supported yet by Partita"
     missing = start(None, problem="workflow definition 'wf' (any version) is not registered")
-    assert missing.status is WorkflowStatus.FAILED and "not registered" in (missing.reason_for_incompletion or "")
+    assert missing.status is WorkflowStatus.FAILED
+    assert "not registered" in (missing.reason_for_incompletion or "")
     assert missing.tasks == ()
 
 

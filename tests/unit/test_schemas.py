@@ -114,7 +114,7 @@ def test_a_list_mixing_task_and_workflow_definitions_is_split_by_shape() -> None
 
 
 def test_malformed_json_and_wrong_types_name_the_source_and_the_field() -> None:
-    with pytest.raises(DefinitionError, match="defs.json.*not valid JSON"):
+    with pytest.raises(DefinitionError, match=r"defs\.json.*not valid JSON"):
         parse_definitions(b"{nope", source="defs.json")
     with pytest.raises(DefinitionError) as caught:
         parse_definitions(b'[{"name": "t", "retryCount": "many"}, 7]')

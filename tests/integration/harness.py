@@ -1,0 +1,110 @@
+"""Helpers for integration tests: run a node and workers in-process, or Partita processes by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import anyio
+
+from partita.actors import Node, TaskWorker, WorkerSpec, run_workers
+from partita.transport import Connection
+
+REPO = Path(__file__).resolve().parents[2]
+PARTITA = str(Path(sys.executable).with_name("partita"))
+
+
+@dataclass
+class Running:
+    node: Node | None
+    workers: list[TaskWorker]
+
+
+@asynccontextmanager
+async def running(
+    conn: Connection, specs: Sequence[WorkerSpec] = (), *, node: bool = True, stop_grace: float = 5.0
+) -> AsyncIterator[Running]:
+    """A node and workers in this process for the duration of the block, stopped gracefully after it."""
+    async with anyio.create_task_group() as tg:
+        the_node = Node(conn, stop_grace=stop_grace) if node else None
+        if the_node is not None:
+            await tg.start(the_node.run)
+        stop = anyio.Event()
+        workers: list[TaskWorker] = []
+        if specs:
+            workers = await tg.start(partial(run_workers, conn, specs, stop=stop, stop_grace=stop_grace))
+        try:
+            yield Running(the_node, workers)
+        finally:
+            stop.set()
+            if the_node is not None:
+                the_node.request_stop()
+
+
+async def eventually(condition: Callable[[], bool], *, within: float = 20.0, what: str = "condition") -> None:
+    """Poll ``condition`` until true, failing after ``within`` seconds (a deadline, not a sleep)."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
+        await anyio.sleep(0.02)
+
+
+class Process:
+    """A ``partita`` child process, stopped by PID when the test ends."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None, log_path: Path | None = None) -> None:
+        self.args = [PARTITA, *args]
+        self._log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 -- closed in stop()
+        self.popen = subprocess.Popen(
+            self.args,
+            cwd=REPO,
+            env={**os.environ, "PARTITA_LOG_FORMAT": "json", **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up."""
+        os.kill(self.pid, signal.SIGKILL)
+        self.popen.wait(timeout=10)
+
+    def stop(self, grace: float = 15.0) -> int:
+        """SIGTERM, then SIGKILL after ``grace``; returns the exit code."""
+        if self.popen.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.popen.wait(timeout=10)
+        if hasattr(self._log, "close"):
+            self._log.close()
+        return self.popen.returncode
+
+
+def run_cli(*args: str, input_text: str | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run ``partita ARGS`` to completion."""
+    return subprocess.run(
+        [PARTITA, *args],
+        cwd=REPO,
+        env={**os.environ, "PARTITA_LOG_FORMAT": "json"},
+        input=input_text,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

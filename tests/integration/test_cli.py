@@ -1,0 +1,82 @@
+"""The ``partita`` command line, driven as a user would: separate node and worker processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from partita.transport import EmbeddedServer
+
+from .harness import REPO, Process, run_cli
+
+WORKFLOW = REPO / "examples" / "order_fulfillment" / "workflow.json"
+ORDER = {"orderId": "o-1", "customer": {"email": "a@example.com"}, "items": [{"sku": "x", "qty": 2, "price": 1.5}]}
+
+
+async def test_the_full_flow_from_the_command_line(nats_server: EmbeddedServer, tmp_path: Path) -> None:
+    url = nats_server.url
+    registered = run_cli("--nats", url, "def", "register", str(WORKFLOW))
+    assert registered.returncode == 0, registered.stderr
+    assert "registered workflow order_fulfillment v1 (4 tasks)" in registered.stdout
+    listed = run_cli("--nats", url, "--json", "def", "list")
+    assert {d["name"] for d in json.loads(listed.stdout)} == {"order_fulfillment", "process_payment"}
+
+    node = Process("--nats", url, "node", log_path=tmp_path / "node.log")
+    workers = Process("--nats", url, "worker", "examples.order_fulfillment.workers", log_path=tmp_path / "w.log")
+    try:
+        order_file = tmp_path / "order.json"
+        order_file.write_text(json.dumps(ORDER))
+        started = run_cli(
+            "--nats", url, "--json", "workflow", "start", "order_fulfillment",
+            "--input", f"@{order_file}", "--correlation-id", "o-1", "--wait", "--timeout", "60",
+        )  # fmt: skip
+        assert started.returncode == 0, started.stdout + started.stderr
+        final = json.loads(started.stdout)
+        assert final["status"] == "COMPLETED"
+        assert final["output"]["total"] == 3.0
+        assert final["output"]["paymentAttempts"] == 1  # the demo gateway fails the first attempt
+        assert final["correlationId"] == "o-1"
+
+        shown = run_cli("--nats", url, "workflow", "get", final["workflowId"])
+        assert shown.returncode == 0
+        assert "COMPLETED" in shown.stdout
+        assert "payment" in shown.stdout
+    finally:
+        assert workers.stop() == 0  # SIGTERM: graceful shutdown, clean exit
+        assert node.stop() == 0
+    assert '"event": "worker_stopped"' in (tmp_path / "w.log").read_text()
+    assert '"event": "node_stopped"' in (tmp_path / "node.log").read_text()
+
+
+async def test_command_line_errors_are_clear_and_exit_non_zero(nats_server: EmbeddedServer, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"name": "t", "timeoutSeconds": 5, "responseTimeoutSeconds": 10}')
+    result = run_cli("--nats", nats_server.url, "def", "register", str(bad))
+    assert result.returncode == 2
+    assert "responseTimeoutSeconds: 10 must be less than timeoutSeconds: 5" in result.stderr
+
+    result = run_cli("--nats", nats_server.url, "workflow", "start", "x", "--input", "[1]")
+    assert result.returncode == 2
+    assert "--input must be a JSON object" in result.stderr
+
+    result = run_cli("--nats", nats_server.url, "workflow", "get", "no-such-id")
+    assert result.returncode == 1
+    assert "not found" in result.stderr
+
+    result = run_cli("--nats", "nats://127.0.0.1:1", "def", "list")
+    assert result.returncode == 3
+    assert "cannot connect to NATS at nats://127.0.0.1:1" in result.stderr
+
+
+async def test_a_workflow_that_fails_makes_start_wait_exit_non_zero(nats_server: EmbeddedServer) -> None:
+    url = nats_server.url
+    definition = '{"name": "doomed", "tasks": [{"name": "h", "taskReferenceName": "h", "type": "HTTP"}]}'
+    assert run_cli("--nats", url, "def", "register", "-", input_text=definition).returncode == 0
+    node = Process("--nats", url, "node")
+    try:
+        result = run_cli("--nats", url, "workflow", "start", "doomed", "--wait", "--timeout", "30")
+    finally:
+        node.stop()
+    assert result.returncode == 1
+    assert "FAILED" in result.stdout
+    assert "task type HTTP is not supported yet" in result.stdout

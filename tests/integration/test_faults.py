@@ -1,0 +1,92 @@
+"""Fault tests: processes killed with SIGKILL mid-run, and nothing is lost."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anyio
+import msgspec
+
+from partita.actors import TaskMessage, WorkerSpec
+from partita.schemas import TaskStatus, WorkflowStatus
+from partita.transport import Client, Connection, EmbeddedServer
+
+from .harness import Process, eventually, running
+
+WORKERS_MODULE = "tests.integration.slow_workers"
+
+
+async def test_a_task_whose_worker_dies_is_redelivered_after_its_response_timeout(
+    nats_server: EmbeddedServer, conn: Connection, client: Client, tmp_path: Path
+) -> None:
+    await client.register_json(b'{"name": "slow", "responseTimeoutSeconds": 2, "retryCount": 0}')
+    await client.register_json(
+        b'{"name": "slow_flow", "tasks": [{"name": "slow", "taskReferenceName": "s",'
+        b' "inputParameters": {"marker_dir": "${workflow.input.dir}"}}]}'
+    )
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    rescued: list[TaskMessage] = []
+
+    def rescue(task: TaskMessage) -> dict[str, object]:
+        rescued.append(task)
+        return {"finished_by": "rescuer"}
+
+    doomed = Process("--nats", nats_server.url, "worker", WORKERS_MODULE, log_path=tmp_path / "w.log")
+    try:
+        async with running(conn):
+            workflow_id = await client.start("slow_flow", {"dir": str(markers)})
+            await eventually(lambda: any(markers.iterdir()), what="the doomed worker to start the task")
+            doomed.kill()
+            async with running(conn, [WorkerSpec("slow", rescue)], node=False):
+                workflow = await client.wait(workflow_id, within=30)
+    finally:
+        doomed.stop()
+    assert workflow.status is WorkflowStatus.COMPLETED
+    assert workflow.output == {"finished_by": "rescuer"}
+    (task,) = workflow.tasks  # the same attempt, redelivered: no retry was spent
+    assert task.status is TaskStatus.COMPLETED
+    assert task.retry_count == 0
+    assert [t.task_id for t in rescued] == [task.task_id]
+
+
+async def test_a_node_killed_mid_run_and_restarted_completes_every_workflow_exactly_once(
+    nats_server: EmbeddedServer, conn: Connection, client: Client, tmp_path: Path
+) -> None:
+    steps = [
+        {
+            "name": "step",
+            "taskReferenceName": f"s{i}",
+            "inputParameters": {"marker_dir": "${workflow.input.dir}", "n": i},
+        }
+        for i in range(4)
+    ]
+    await client.register_json(msgspec.json.encode({"name": "chain", "tasks": steps}))
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    workers = Process(
+        "--nats", nats_server.url, "worker", "tests.integration.slow_workers", log_path=tmp_path / "w.log"
+    )
+    first = Process("--nats", nats_server.url, "node", log_path=tmp_path / "node1.log")
+    second: Process | None = None
+    try:
+        ids = [await client.start("chain", {"dir": str(markers)}) for _ in range(30)]
+        # Kill the node once it is well into the run: some workflows done, others mid-way.
+        await eventually(lambda: len(os.listdir(markers)) >= 40, within=60, what="40 steps to run")
+        first.kill()
+        second = Process("--nats", nats_server.url, "node", log_path=tmp_path / "node2.log")
+        with anyio.fail_after(90):
+            finals = [await client.wait(workflow_id) for workflow_id in ids]
+    finally:
+        for process in (workers, first, second):
+            if process is not None:
+                process.stop()
+    assert all(w.status is WorkflowStatus.COMPLETED for w in finals)
+    for workflow in finals:
+        # Exactly once: each step scheduled once and completed once, in order, no duplicate instances.
+        assert [t.reference_task_name for t in workflow.tasks] == ["s0", "s1", "s2", "s3"]
+        assert [t.status for t in workflow.tasks] == [TaskStatus.COMPLETED] * 4
+        assert workflow.output == {"n": 4}
+    # Workers are at-least-once: a step may have run twice around the crash, never zero times.
+    assert len(os.listdir(markers)) >= 30 * 4
