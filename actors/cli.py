@@ -77,7 +77,7 @@ async def _wait_for_signal(on_first: Callable[[], None]) -> None:
 async def cmd_node(args: argparse.Namespace) -> int:
     conn = await connect(args.nats, name="partita-node")
     try:
-        node = Node(conn, Layout(prefix=args.prefix), name=args.name)
+        node = Node(conn, Layout(prefix=args.prefix), name=args.name, replicas=args.replicas)
         await _run_until_signal(node.run, node.request_stop)
     finally:
         with anyio.CancelScope(shield=True):
@@ -263,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     node = commands.add_parser("node", help="run an actor node (workflow actors) against NATS")
     node.add_argument("--name", default=None, help="node name in logs (default: node-<host>-<pid>)")
+    node.add_argument(
+        "--replicas",
+        type=int,
+        default=int(os.environ.get("PARTITA_REPLICAS", "1")),
+        help="replicas of streams and buckets it creates: 3 on a 3-node cluster (env PARTITA_REPLICAS)",
+    )
     node.set_defaults(handler=cmd_node)
 
     worker = commands.add_parser("worker", help="run the @worker_task functions of the given modules")

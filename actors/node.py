@@ -64,6 +64,7 @@ class Node:
         max_in_flight: int = 512,
         idle_seconds: float = 30.0,
         stop_grace: float = 10.0,
+        replicas: int = 1,
     ) -> None:
         self.conn = conn
         self.layout = layout or Layout()
@@ -71,6 +72,7 @@ class Node:
         self._max_in_flight = max_in_flight
         self._idle_seconds = idle_seconds
         self._stop_grace = stop_grace
+        self._replicas = replicas
         self._actors: dict[str, _ActorSlot] = {}
         self._in_flight: set[Delivery] = set()
         self._capacity = anyio.CapacityLimiter(max_in_flight)
@@ -93,7 +95,7 @@ class Node:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         structlog.contextvars.bind_contextvars(node=self.name)
-        await ensure_layout(self.conn, self.layout)
+        await ensure_layout(self.conn, self.layout, replicas=self._replicas)
         definitions = DefinitionCache(DefinitionStore(await self.conn.kv(self.layout.definitions_bucket), self.layout))
         context = ActorContext(
             conn=self.conn,
