@@ -313,6 +313,16 @@ class Connection:
             await self._nc.close()
 
 
+def check_server_version(found: tuple[int, int, int]) -> None:
+    """Refuse a server that lacks what Partita uses, saying what is needed and why."""
+    if found < MIN_SERVER_VERSION:
+        need = ".".join(map(str, MIN_SERVER_VERSION))
+        raise ServerVersionError(
+            f"nats-server {'.'.join(map(str, found))} is too old: Partita needs >= {need} "
+            "(JetStream message schedules, ADR-51)"
+        )
+
+
 async def connect(
     servers: str | Sequence[str] = DEFAULT_URL,
     *,
@@ -361,14 +371,11 @@ async def connect(
     opened.append(nc)
     nc.options["max_reconnect_attempts"] = -1  # connected: from now on, never give up on the cluster
     version = nc.connected_server_version
-    found = (version.major, version.minor, version.patch)
-    if found < MIN_SERVER_VERSION:
+    try:
+        check_server_version((version.major, version.minor, version.patch))
+    except ServerVersionError:
         await nc.close()
-        need = ".".join(map(str, MIN_SERVER_VERSION))
-        raise ServerVersionError(
-            f"nats-server {'.'.join(map(str, found))} is too old: Partita needs >= {need} "
-            "(JetStream message schedules, ADR-51)"
-        )
+        raise
     if not nc._server_info.get("jetstream"):
         await nc.close()
         raise ServerVersionError("the NATS server has JetStream disabled; start it with -js")

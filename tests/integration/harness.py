@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -49,10 +49,17 @@ async def running(
                 the_node.request_stop()
 
 
-async def eventually(condition: Callable[[], bool], *, within: float = 20.0, what: str = "condition") -> None:
-    """Poll ``condition`` until true, failing after ``within`` seconds (a deadline, not a sleep)."""
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]], *, within: float = 20.0, what: str = "condition"
+) -> None:
+    """Poll ``condition`` (sync or async) until true, failing after ``within`` seconds (a deadline, not a sleep)."""
     deadline = time.monotonic() + within
-    while not condition():
+    while True:
+        outcome = condition()
+        if isinstance(outcome, Awaitable):
+            outcome = await outcome
+        if outcome:
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within} s waiting for {what}")
         await anyio.sleep(0.02)

@@ -80,3 +80,33 @@ async def test_a_workflow_that_fails_makes_start_wait_exit_non_zero(nats_server:
     assert result.returncode == 1
     assert "FAILED" in result.stdout
     assert "task type HTTP is not supported yet" in result.stdout
+
+
+async def test_partita_dev_serves_nats_and_a_node_until_sigterm(tmp_path: Path) -> None:
+    from partita.transport import free_port
+
+    port = free_port()
+    url = f"nats://127.0.0.1:{port}"
+    dev = Process("dev", "--port", str(port), "--data", str(tmp_path / "data"), log_path=tmp_path / "dev.log")
+    workers: Process | None = None
+    try:
+        registered = None
+        for _ in range(200):  # the embedded server takes a moment; poll with a bound, not a fixed sleep
+            registered = run_cli("--nats", url, "def", "register", str(WORKFLOW))
+            if registered.returncode == 0:
+                break
+        assert registered is not None
+        assert registered.returncode == 0, registered.stderr
+        workers = Process("--nats", url, "worker", "examples.order_fulfillment.workers", log_path=tmp_path / "w.log")
+        started = run_cli(
+            "--nats", url, "workflow", "start", "order_fulfillment", "--input", json.dumps(ORDER), "--wait",
+            "--timeout", "60",
+        )  # fmt: skip
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "COMPLETED" in started.stdout
+    finally:
+        if workers is not None:
+            workers.stop()
+        assert dev.stop() == 0
+    assert (tmp_path / "data" / "jetstream").is_dir()
+    assert '"event": "nats_server_stopped"' in (tmp_path / "dev.log").read_text()

@@ -1,0 +1,123 @@
+"""The transport against a real nats-server: version and JetStream checks, provisioning, CAS, durability."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import anyio
+import pytest
+from nats.js.api import RetentionPolicy
+
+from partita.actors import WorkerSpec
+from partita.schemas import TaskStatus, WorkflowStatus
+from partita.transport import (
+    CasConflict,
+    Client,
+    Connection,
+    EmbeddedServer,
+    Layout,
+    ServerVersionError,
+    connect,
+    ensure_layout,
+    find_server_binary,
+    free_port,
+)
+
+from .harness import eventually, running
+
+
+async def test_a_server_without_jetstream_is_refused_with_a_clear_message() -> None:
+    port = free_port()
+    process = await anyio.open_process(
+        [find_server_binary(), "-a", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"nats://127.0.0.1:{port}"
+
+        async def accepting() -> bool:
+            try:
+                stream = await anyio.connect_tcp("127.0.0.1", port)
+            except OSError:
+                return False
+            await stream.aclose()
+            return True
+
+        await eventually(accepting, within=10, what="the plain nats-server to listen")
+        with pytest.raises(ServerVersionError, match="JetStream disabled"):
+            await connect(url)
+    finally:
+        process.terminate()
+        await process.wait()
+        await process.aclose()
+
+
+async def test_provisioning_is_idempotent_and_builds_the_documented_layout(conn: Connection) -> None:
+    layout = Layout(prefix="acme")
+    await ensure_layout(conn, layout)
+    await ensure_layout(conn, layout)  # again: no error, nothing duplicated
+    for name in (layout.tasks_stream, layout.events_stream):
+        info = await conn.js.stream_info(name)
+        assert info.config.retention == RetentionPolicy.WORK_QUEUE
+        assert info.config.allow_msg_schedules
+    consumer = await conn.js.consumer_info(layout.events_stream, layout.events_consumer)
+    assert consumer.config.filter_subject == "acme.wf.>"
+    assert (await conn.kv(layout.workflows_bucket)).name == "acme_workflows"
+
+
+async def test_a_stale_revision_loses_the_compare_and_set(conn: Connection) -> None:
+    await ensure_layout(conn, Layout())
+    bucket = await conn.kv(Layout().workflows_bucket)
+    first = await bucket.create("k", b"1")
+    with pytest.raises(CasConflict):
+        await bucket.create("k", b"again")
+    second = await bucket.update("k", b"2", first)
+    with pytest.raises(CasConflict):
+        await bucket.update("k", b"3", first)
+    entry = await bucket.get("k")
+    assert entry is not None
+    assert (entry.value, entry.revision) == (b"2", second)
+
+
+async def test_a_pending_retry_delay_survives_a_server_restart(tmp_path: Path) -> None:
+    server = EmbeddedServer(tmp_path / "nats")
+    await server.start()
+    calls: list[int] = []
+
+    def flaky() -> dict[str, object]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("first attempt fails")
+        return {"attempts": len(calls)}
+
+    try:
+        conn = await connect(server.url)
+        client = await Client.over(conn, Layout())
+        await client.register_json(b'{"name": "flaky", "retryCount": 1, "retryDelaySeconds": 3}')
+        await client.register_json(b'{"name": "wf", "tasks": [{"name": "flaky", "taskReferenceName": "f"}]}')
+        async with running(conn, [WorkerSpec("flaky", flaky)]):
+            workflow_id = await client.start("wf")
+            await eventually(lambda: len(calls) == 1, what="the first attempt")
+
+            async def retry_scheduled() -> bool:
+                workflow = await client.get(workflow_id)
+                return len(workflow.tasks) == 2
+
+            await eventually(retry_scheduled, what="the retry to be scheduled")
+        await conn.aclose()
+        # The retry is now a message schedule inside the server. Restart the server over the same store.
+        await server.stop()
+        server = EmbeddedServer(tmp_path / "nats", port=server.port)
+        await server.start()
+        conn = await connect(server.url)
+        client = await Client.over(conn, Layout())
+        async with running(conn, [WorkerSpec("flaky", flaky)]):
+            workflow = await client.wait(workflow_id, within=30)
+        await conn.aclose()
+    finally:
+        await server.stop()
+    assert workflow.status is WorkflowStatus.COMPLETED
+    assert [t.status for t in workflow.tasks] == [TaskStatus.FAILED, TaskStatus.COMPLETED]
+    assert workflow.output == {"attempts": 2}
