@@ -110,21 +110,29 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def _bind_arguments(function: Callable[..., object], task: TaskMessage) -> dict[str, object]:
-    arguments: dict[str, object] = {}
+@dataclass(frozen=True, slots=True)
+class _Parameter:
+    name: str
+    takes_task: bool
+    default: object
+
+
+def _parameters(function: Callable[..., object]) -> tuple[_Parameter, ...]:
+    """How to bind a worker function's parameters, worked out once (``inspect.signature`` is slow)."""
+    found = []
     for name, parameter in inspect.signature(function).parameters.items():
-        annotation = parameter.annotation
-        if annotation is TaskMessage or annotation == "TaskMessage":
-            arguments[name] = task
-        elif parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
-        elif name in task.input_data:
-            arguments[name] = task.input_data[name]
-        elif parameter.default is not parameter.empty:
-            arguments[name] = parameter.default
-        else:
-            arguments[name] = None
-    return arguments
+        annotation = parameter.annotation
+        takes_task = annotation is TaskMessage or annotation == "TaskMessage"
+        default = None if parameter.default is parameter.empty else parameter.default
+        found.append(_Parameter(name, takes_task, default))
+    return tuple(found)
+
+
+def _bind_arguments(parameters: tuple[_Parameter, ...], task: TaskMessage) -> dict[str, object]:
+    inputs = task.input_data
+    return {p.name: task if p.takes_task else inputs.get(p.name, p.default) for p in parameters}
 
 
 class WorkerStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -156,6 +164,7 @@ class TaskWorker:
         self._stopping = anyio.Event()
         self._slot_freed = anyio.Event()
         self._threads = anyio.CapacityLimiter(spec.concurrency)
+        self._parameters = _parameters(spec.function)
         self._in_flight: set[Delivery] = set()
         self._executed = 0
         self._failed = 0
@@ -234,11 +243,13 @@ class TaskWorker:
                 await delivery.term(str(exc))
             return
         started = time.time_ns() // 1_000_000
-        async with anyio.create_task_group() as heartbeat:
-            if self.spec.lease_extend:
+        if self.spec.lease_extend:
+            async with anyio.create_task_group() as heartbeat:
                 heartbeat.start_soon(self._heartbeat, delivery, task.response_timeout_seconds)
+                result = await self._call(task, started)
+                heartbeat.cancel_scope.cancel()
+        else:
             result = await self._call(task, started)
-            heartbeat.cancel_scope.cancel()
         if await self._publish_result(task, result):
             with contextlib.suppress(TransportError):  # an unacked task is redelivered: harmless
                 await delivery.ack()
@@ -267,7 +278,7 @@ class TaskWorker:
         logs: list[object] = []
         callback_after = 0
         try:
-            arguments = _bind_arguments(self.spec.function, task)
+            arguments = _bind_arguments(self._parameters, task)
             if self.spec.is_async:
                 value = await self.spec.function(**arguments)  # type: ignore[misc]
             else:

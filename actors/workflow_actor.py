@@ -134,9 +134,14 @@ class WorkflowActor:
 
     async def _apply(self, envelope: Envelope) -> None:
         delivery = envelope.delivery
-        for _ in range(MAX_CAS_ATTEMPTS):
+        for attempt in range(MAX_CAS_ATTEMPTS):
             if not self._loaded:
-                await self._load(delivery.stream_seq)
+                if attempt == 0 and isinstance(envelope.event, StartWorkflow):
+                    # A start almost always creates the workflow: skip the read and let kv.create's
+                    # compare-and-set tell us otherwise (a duplicate start then reloads and is ignored).
+                    self._record, self._revision, self._loaded = None, 0, True
+                else:
+                    await self._load(delivery.stream_seq)
             record = self._record
             if record is not None and record.event_seq == delivery.stream_seq:
                 # Redelivery of the event that produced the current state: only its effects may be missing.
