@@ -88,22 +88,35 @@ class WorkflowActor:
 
     async def run(self) -> None:
         async with self._mailbox:
-            while True:
-                envelope: Envelope | None = None
-                idle = self._ctx.idle_seconds if not self._finished else 0
-                with anyio.move_on_after(idle):
-                    try:
-                        envelope = await self._mailbox.receive()
-                    except anyio.EndOfStream:
-                        return
-                if envelope is None:
-                    if self._mailbox.statistics().current_buffer_used == 0:
-                        return  # idle: the state lives in KV; a later event starts a new actor
-                    continue
+            while (envelope := await self._next()) is not None:
                 try:
                     await self._handle(envelope)
                 finally:
                     envelope.release()
+
+    async def _next(self) -> Envelope | None:
+        """The next event, or None when the actor should retire: mailbox closed, workflow ended, or idle.
+
+        Retiring is decided with the mailbox empty and no await before the caller closes it, so an event
+        can never be left behind in a retiring actor's mailbox.
+        """
+        try:
+            return self._mailbox.receive_nowait()
+        except anyio.WouldBlock:
+            pass
+        except anyio.EndOfStream:
+            return None
+        if self._finished:
+            return None  # the state lives in KV; a late event starts a fresh actor
+        with anyio.move_on_after(self._ctx.idle_seconds):
+            try:
+                return await self._mailbox.receive()
+            except anyio.EndOfStream:
+                return None
+        try:
+            return self._mailbox.receive_nowait()
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            return None
 
     @property
     def _finished(self) -> bool:

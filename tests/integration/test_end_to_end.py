@@ -7,11 +7,11 @@ import msgspec
 import pytest
 
 from partita.actors import TaskMessage, TerminalError, WorkerSpec
-from partita.schemas import TaskStatus, WorkflowDef, WorkflowStatus, WorkflowTimeout
+from partita.schemas import TaskResult, TaskResultStatus, TaskStatus, WorkflowDef, WorkflowStatus, WorkflowTimeout
 from partita.transport import Client, Connection
 from partita.transport.codec import encode_json
 
-from .harness import running
+from .harness import eventually, running
 
 SEQUENCE = {
     "name": "sequence",
@@ -229,3 +229,36 @@ async def test_watch_pushes_every_state_until_the_end(conn: Connection, client: 
     assert states[-1].status is WorkflowStatus.COMPLETED
     assert len(states) >= 2
     assert [len(s.tasks) for s in states] == sorted(len(s.tasks) for s in states)
+
+
+async def test_duplicate_and_forged_results_after_the_end_change_nothing(conn: Connection, client: Client) -> None:
+    await client.register_json(msgspec.json.encode(SEQUENCE))
+    async with running(conn, SPECS):
+        workflow = await client.wait(await client.start("sequence", {"n": 5}), within=30)
+        before = await client.conn.kv(client.layout.workflows_bucket)
+        entry = await before.get(workflow.workflow_id)
+        assert entry is not None
+        last = workflow.tasks[-1]
+        late = TaskResult(
+            workflow_instance_id=workflow.workflow_id,
+            task_id=last.task_id,
+            task_type=last.task_type,
+            status=TaskResultStatus.FAILED,
+            reason_for_incompletion="late duplicate",
+        )
+        for _ in range(5):  # a burst, so several land in the finished actor's mailbox at once
+            await conn.publish_durable(
+                client.layout.result_subject(workflow.workflow_id, last.task_type), encode_json(late)
+            )
+        forged = msgspec.structs.replace(late, task_id=workflow.tasks[0].task_id)
+        await conn.publish_durable(client.layout.result_subject(workflow.workflow_id, "describe"), encode_json(forged))
+
+        async def all_acked() -> bool:
+            info = await conn.js.consumer_info(client.layout.events_stream, client.layout.events_consumer)
+            return info.num_pending == 0 and info.num_ack_pending == 0
+
+        await eventually(all_acked, what="the late results to be processed")
+        after = await before.get(workflow.workflow_id)
+    assert after is not None
+    assert after.revision == entry.revision  # not rewritten
+    assert (await client.get(workflow.workflow_id)).status is WorkflowStatus.COMPLETED
