@@ -266,8 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument(
         "--replicas",
         type=int,
-        default=int(os.environ.get("PARTITA_REPLICAS", "1")),
-        help="replicas of streams and buckets it creates: 3 on a 3-node cluster (env PARTITA_REPLICAS)",
+        default=int(os.environ["PARTITA_REPLICAS"]) if os.environ.get("PARTITA_REPLICAS") else None,
+        help="bring streams and buckets to N replicas: 3 on a 3-node cluster (env PARTITA_REPLICAS; "
+        "default: create missing ones with 1, leave existing ones as they are)",
     )
     node.set_defaults(handler=cmd_node)
 

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import assert_never, final
+from typing import Final, assert_never, final
 
 import anyio
 from msgspec import structs
 
 from partita.schemas import DispatchTask, Effect, WorkflowFinished
-from partita.transport import Connection, Layout, ensure_task_consumer
+from partita.transport import Connection, Layout, TransportError, ensure_task_consumer
 from partita.transport.codec import encode_json
+
+from .definition_cache import DefinitionCache
+
+# AckWait of a task consumer whose type has no registered TaskDef: Conductor's default responseTimeoutSeconds.
+DEFAULT_ACK_WAIT_SECONDS: Final = 3600
 
 
 def now_ms() -> int:
@@ -20,10 +25,11 @@ def now_ms() -> int:
 
 @final
 class EffectPerformer:
-    def __init__(self, conn: Connection, layout: Layout) -> None:
+    def __init__(self, conn: Connection, layout: Layout, definitions: DefinitionCache) -> None:
         self._conn = conn
         self._layout = layout
-        # (type, domain) -> AckWait the consumer was provisioned with by this node
+        self._definitions = definitions
+        # (type, domain) -> AckWait this node last provisioned the consumer with
         self._consumers: dict[tuple[str, str | None], int] = {}
 
     def encode_dispatch(self, effect: DispatchTask) -> bytes:
@@ -33,12 +39,19 @@ class EffectPerformer:
         return encode_json(structs.replace(task, result_subject=subject))
 
     async def perform(self, effects: Sequence[Effect]) -> None:
+        """Perform ``effects`` concurrently; an outage surfaces as one :class:`TransportError`."""
         if len(effects) == 1:
             await self._perform_one(effects[0])
             return
-        async with anyio.create_task_group() as tg:
-            for effect in effects:
-                tg.start_soon(self._perform_one, effect)
+        try:
+            async with anyio.create_task_group() as tg:
+                for effect in effects:
+                    tg.start_soon(self._perform_one, effect)
+        except ExceptionGroup as group:
+            transport, other = group.split(TransportError)
+            if transport is not None and other is None:
+                raise transport.exceptions[0] from group
+            raise
 
     async def _perform_one(self, effect: Effect) -> None:
         match effect:
@@ -49,23 +62,25 @@ class EffectPerformer:
             case _:
                 assert_never(effect)
 
+    async def _ensure_consumer(self, task_type: str, domain: str | None) -> None:
+        """The consumer's AckWait is the *registered* TaskDef's responseTimeoutSeconds: one consumer serves
+        every workflow, so an inline ``taskDefinition`` of one workflow must not change it for the others."""
+        registered = await self._definitions.task_def(task_type)
+        ack_wait = registered.response_timeout_seconds if registered else DEFAULT_ACK_WAIT_SECONDS
+        key = (task_type, domain)
+        if self._consumers.get(key) != ack_wait:
+            await ensure_task_consumer(self._conn, self._layout, task_type, domain, ack_wait_seconds=ack_wait)
+            self._consumers[key] = ack_wait
+
     async def _dispatch(self, effect: DispatchTask) -> None:
         task = effect.task
-        key = (task.task_type, task.domain)
-        if self._consumers.get(key) != effect.ack_wait_seconds:
-            await ensure_task_consumer(
-                self._conn, self._layout, task.task_type, task.domain, ack_wait_seconds=effect.ack_wait_seconds
-            )
-            self._consumers[key] = effect.ack_wait_seconds
+        await self._ensure_consumer(task.task_type, task.domain)
         data = self.encode_dispatch(effect)
         target = self._layout.task_subject(task.task_type, task.domain)
+        # One message id on both paths: a replay after the schedule was published is then a duplicate.
         if effect.not_before > now_ms():
-            await self._conn.publish_at(
-                self._layout.task_schedule_subject(effect.dispatch_id),
-                target,
-                effect.not_before,
-                data,
-                msg_id=f"at:{effect.dispatch_id}",
-            )
+            # One schedule subject per task: a newer delayed dispatch of the same task replaces a pending one.
+            schedule = self._layout.task_schedule_subject(task.task_id)
+            await self._conn.publish_at(schedule, target, effect.not_before, data, msg_id=effect.dispatch_id)
         else:
             await self._conn.publish_durable(target, data, msg_id=effect.dispatch_id)

@@ -64,7 +64,7 @@ class Node:
         max_in_flight: int = 512,
         idle_seconds: float = 30.0,
         stop_grace: float = 10.0,
-        replicas: int = 1,
+        replicas: int | None = None,
     ) -> None:
         self.conn = conn
         self.layout = layout or Layout()
@@ -102,7 +102,7 @@ class Node:
             layout=self.layout,
             workflows=await self.conn.kv(self.layout.workflows_bucket),
             definitions=definitions,
-            effects=EffectPerformer(self.conn, self.layout),
+            effects=EffectPerformer(self.conn, self.layout, definitions),
             idle_seconds=self._idle_seconds,
         )
         consumer = await self.conn.pull_consumer(self.layout.events_stream, self.layout.events_consumer)
@@ -141,7 +141,7 @@ class Node:
     async def _route(self, delivery: Delivery, actors: TaskGroup, context: ActorContext) -> None:
         self._received += 1
         try:
-            workflow_id, event, task_type = decode_event(self.layout, delivery)
+            envelope = decode_event(self.layout, delivery)
         except PayloadError as exc:
             # A poison message: no amount of redelivery makes it decodable. Terminate it, loudly.
             self._rejected += 1
@@ -156,7 +156,8 @@ class Node:
             self._in_flight.discard(delivery)
             self._capacity.release_on_behalf_of(delivery)
 
-        envelope = Envelope(delivery=delivery, event=event, subject_task_type=task_type, release=release)
+        envelope.release = release
+        workflow_id = envelope.workflow_id
         while True:
             slot = self._actors.get(workflow_id)
             if slot is None:

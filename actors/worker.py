@@ -43,6 +43,7 @@ log = structlog.get_logger(__name__)
 
 FETCH_MAX_WAIT: Final = 1.0
 RESULT_PUBLISH_ATTEMPTS: Final = 4
+RESULT_PUBLISH_GRACE: Final = 30.0
 
 
 class TerminalError(Exception):
@@ -165,6 +166,7 @@ class TaskWorker:
         self._slot_freed = anyio.Event()
         self._threads = anyio.CapacityLimiter(spec.concurrency)
         self._parameters = _parameters(spec.function)
+        self._ack_wait = 3600.0  # the consumer's AckWait, read when binding
         self._in_flight: set[Delivery] = set()
         self._executed = 0
         self._failed = 0
@@ -183,7 +185,7 @@ class TaskWorker:
         self._stopping.set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        name = await ensure_task_consumer(
+        name, self._ack_wait = await ensure_task_consumer(
             self.conn, self.layout, self.spec.task_type, self.spec.domain, ack_wait_seconds=None
         )
         consumer = await self.conn.pull_consumer(self.layout.tasks_stream, name)
@@ -223,16 +225,40 @@ class TaskWorker:
                 with anyio.move_on_after(1.0):
                     await self._stopping.wait()
                 continue
-            for delivery in deliveries:
+            for index, delivery in enumerate(deliveries):
+                # nats-py may hand over more than was asked for (its pending queue): run the extras in turn,
+                # never more than ``concurrency`` at once.
+                while len(self._in_flight) >= self.spec.concurrency and not self._stopping.is_set():
+                    with anyio.move_on_after(FETCH_MAX_WAIT):
+                        await self._wait_slot()
+                if self._stopping.is_set():
+                    for extra in deliveries[index:]:
+                        with contextlib.suppress(TransportError):
+                            await extra.nak()
+                    break
                 self._in_flight.add(delivery)
                 executions.start_soon(self._execute, delivery)
 
     async def _execute(self, delivery: Delivery) -> None:
         try:
             await self._execute_one(delivery)
+        except Exception:
+            # A bug in the SDK, not in the task function (whose errors become FAILED results): log it and hand
+            # the task back, without taking the other executions down.
+            self._log.exception("task_execution_crashed", subject=delivery.subject)
+            await self._hand_back(delivery)
+        except BaseException:
+            # Cancelled at shutdown after the grace period: hand the task back now, not after its AckWait.
+            await self._hand_back(delivery)
+            raise
         finally:
             self._in_flight.discard(delivery)
             self._slot_freed.set()
+
+    @staticmethod
+    async def _hand_back(delivery: Delivery) -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2), contextlib.suppress(TransportError):
+            await delivery.nak()
 
     async def _execute_one(self, delivery: Delivery) -> None:
         try:
@@ -245,17 +271,20 @@ class TaskWorker:
         started = time.time_ns() // 1_000_000
         if self.spec.lease_extend:
             async with anyio.create_task_group() as heartbeat:
-                heartbeat.start_soon(self._heartbeat, delivery, task.response_timeout_seconds)
+                lease = min(self._ack_wait, task.response_timeout_seconds or self._ack_wait)
+                heartbeat.start_soon(self._heartbeat, delivery, lease)
                 result = await self._call(task, started)
                 heartbeat.cancel_scope.cancel()
         else:
             result = await self._call(task, started)
-        if await self._publish_result(task, result):
-            with contextlib.suppress(TransportError):  # an unacked task is redelivered: harmless
-                await delivery.ack()
-        else:
-            with contextlib.suppress(TransportError):
-                await delivery.nak(5.0)
+        # The work is done: finish reporting it even if shutdown cancels us meanwhile (bounded).
+        with anyio.CancelScope(shield=True), anyio.move_on_after(RESULT_PUBLISH_GRACE):
+            if await self._publish_result(task, result):
+                with contextlib.suppress(TransportError):  # an unacked task is redelivered: harmless
+                    await delivery.ack()
+            else:
+                with contextlib.suppress(TransportError):
+                    await delivery.nak(5.0)
         elapsed = result.end_time - started
         self._executed += 1
         if result.status not in (TaskResultStatus.COMPLETED, TaskResultStatus.IN_PROGRESS):
@@ -309,12 +338,13 @@ class TaskWorker:
             logs=logs,
             start_time=started,
             end_time=time.time_ns() // 1_000_000,
+            poll_count=task.poll_count,
         )
 
     async def _publish_result(self, task: TaskMessage, result: TaskResult) -> bool:
         data = encode_json(result)
-        if len(data) > self.conn.max_payload:
-            reason = f"task output is {len(data)} bytes; the limit is {self.conn.max_payload} bytes"
+        if len(data) > self.conn.payload_limit:
+            reason = f"task output is {len(data)} bytes; the limit is {self.conn.payload_limit} bytes"
             data = encode_json(
                 msgspec.structs.replace(
                     result,
@@ -335,8 +365,8 @@ class TaskWorker:
                 delay *= 2
         return False
 
-    async def _heartbeat(self, delivery: Delivery, response_timeout: int) -> None:
-        interval = max(1.0, response_timeout / 3)
+    async def _heartbeat(self, delivery: Delivery, lease_seconds: float) -> None:
+        interval = max(1.0, lease_seconds / 3)
         while True:
             await anyio.sleep(interval)
             with contextlib.suppress(TransportError):

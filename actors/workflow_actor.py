@@ -38,7 +38,14 @@ from partita.schemas import (
 )
 from partita.schemas.validation import workflow_def_problems
 from partita.transport import CasConflict, Connection, Delivery, KvBucket, Layout, TransportError
-from partita.transport.codec import decode, decode_record, encode_record, result_decoder, start_decoder
+from partita.transport.codec import (
+    decode,
+    decode_record,
+    encode_record,
+    result_decoder,
+    start_decoder,
+    start_identity_decoder,
+)
 
 from .decider import Decision, decide, snapshot_definition
 from .definition_cache import DefinitionCache
@@ -48,18 +55,21 @@ log = structlog.get_logger(__name__)
 
 MAX_CAS_ATTEMPTS: Final = 16
 RETRY_LATER_SECONDS: Final = 2.0
+MAX_RETRY_LATER_SECONDS: Final = 60.0
 
 WireEvent = StartWorkflow | TaskResult
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Envelope:
-    """An event fetched from the stream, decoded, and the hook that frees its in-flight slot."""
+    """An event fetched from the stream and decoded, with the hook that frees its in-flight slot."""
 
+    workflow_id: str
     delivery: Delivery
     event: WireEvent
     subject_task_type: str | None
-    release: Callable[[], None]
+    problem: str | None = None  # a start that cannot run, found while decoding
+    release: Callable[[], None] = lambda: None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +101,10 @@ class WorkflowActor:
             while (envelope := await self._next()) is not None:
                 try:
                     await self._handle(envelope)
+                except BaseException:
+                    # Cancelled (node shutting down past its grace): hand the event back for another node.
+                    await self._retry_later(envelope.delivery, 0)
+                    raise
                 finally:
                     envelope.release()
 
@@ -133,9 +147,10 @@ class WorkflowActor:
             await self._retry_later(delivery, RETRY_LATER_SECONDS)
         except Exception:
             # A bug, not an outage. Keep the event (never lose a workflow) but back off, so one bad workflow
-            # neither crashes the node nor spins it: the delay grows with every redelivery, up to 5 minutes.
+            # neither crashes the node nor spins it: the delay grows with every redelivery, up to a minute
+            # (below the streams' 2-minute duplicate window, so replayed effects are still deduplicated).
             self._loaded = False
-            delay = min(300.0, RETRY_LATER_SECONDS * 2 ** min(delivery.num_delivered, 8))
+            delay = min(MAX_RETRY_LATER_SECONDS, RETRY_LATER_SECONDS * 2 ** min(delivery.num_delivered, 8))
             self._log.exception("event_failed", stream_seq=delivery.stream_seq, retry_in=delay)
             await self._retry_later(delivery, delay)
 
@@ -148,7 +163,8 @@ class WorkflowActor:
     async def _apply(self, envelope: Envelope) -> None:
         delivery = envelope.delivery
         for attempt in range(MAX_CAS_ATTEMPTS):
-            if not self._loaded:
+            fresh = not self._loaded
+            if fresh:
                 if attempt == 0 and isinstance(envelope.event, StartWorkflow):
                     # A start almost always creates the workflow: skip the read and let kv.create's
                     # compare-and-set tell us otherwise (a duplicate start then reloads and is ignored).
@@ -165,6 +181,11 @@ class WorkflowActor:
             event = await self._decider_event(envelope)
             decision = decide(record.workflow if record else None, event, now_ms())
             if decision.workflow is None:
+                if not fresh:
+                    # Decided on cached state, which another node may have moved on (a result for a task it
+                    # scheduled looks "unknown" here). Only a fresh read may make us drop an event.
+                    self._loaded = False
+                    continue
                 self._log.info("event_ignored", reason=decision.note, event_kind=type(envelope.event).__name__)
                 await delivery.ack()
                 return
@@ -215,7 +236,7 @@ class WorkflowActor:
         self._record, self._revision = record, revision
 
     def _size_problem(self, record: WorkflowRecord, size: int) -> str | None:
-        limit = self._ctx.conn.max_payload
+        limit = self._ctx.conn.payload_limit
         if size > limit:
             return f"workflow state would grow to {size} bytes; the limit is {limit} bytes (server max_payload)"
         for effect in record.outbox:
@@ -245,6 +266,8 @@ class WorkflowActor:
         event = envelope.event
         match event:
             case StartWorkflow():
+                if envelope.problem:
+                    return WorkflowStartRequested(request=event, problem=envelope.problem)
                 return await self._start_requested(event)
             case TaskResult():
                 return TaskResultReceived(result=event, subject_task_type=envelope.subject_task_type or "")
@@ -294,13 +317,33 @@ class WorkflowActor:
             )
 
 
-def decode_event(layout: Layout, delivery: Delivery) -> tuple[str, WireEvent, str | None]:
-    """``(workflow_id, event, subject_task_type)`` of a delivery; raises :class:`PayloadError`."""
+MAX_WORKFLOW_ID_LENGTH: Final = 256
+
+
+def decode_event(layout: Layout, delivery: Delivery) -> Envelope:
+    """Decode a delivery into an :class:`Envelope`; raises :class:`PayloadError` for a poison message.
+
+    A start whose body is malformed but whose ``workflowId`` can be read is not poison: it becomes a start
+    with a ``problem``, so the workflow is recorded FAILED with the reason instead of vanishing.
+    """
     kind, task_type = layout.parse_event_subject(delivery.subject)
+    problem: str | None = None
+    event: WireEvent
     if kind == "start":
-        start = decode(start_decoder, delivery.data, "StartWorkflow")
-        return start.workflow_id, start, None
-    if kind == "result":
-        result = decode(result_decoder, delivery.data, "TaskResult")
-        return result.workflow_instance_id, result, task_type
-    raise PayloadError(f"no event kind is published on subject {delivery.subject!r}")
+        try:
+            event = decode(start_decoder, delivery.data, "StartWorkflow")
+        except PayloadError as exc:
+            identity = decode(start_identity_decoder, delivery.data, "StartWorkflow")
+            event = StartWorkflow(workflow_id=identity.workflow_id, name=identity.name)
+            problem = str(exc)
+        workflow_id = event.workflow_id
+    elif kind == "result":
+        event = decode(result_decoder, delivery.data, "TaskResult")
+        workflow_id = event.workflow_instance_id
+    else:
+        raise PayloadError(f"no event kind is published on subject {delivery.subject!r}")
+    if not workflow_id or len(workflow_id) > MAX_WORKFLOW_ID_LENGTH:
+        raise PayloadError(f"workflow id must be 1..{MAX_WORKFLOW_ID_LENGTH} characters, got {len(workflow_id)}")
+    return Envelope(
+        workflow_id=workflow_id, delivery=delivery, event=event, subject_task_type=task_type, problem=problem
+    )

@@ -76,10 +76,12 @@ class TaskResultStatus(enum.StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     FAILED_WITH_TERMINAL_ERROR = "FAILED_WITH_TERMINAL_ERROR"
+    CANCELED = "CANCELED"
 
 
 class TaskResult(Message, frozen=True, tag="TaskResult"):
-    """A worker's report (Conductor ``TaskResult`` JSON, plus ``taskType`` and the worker's clock readings)."""
+    """A worker's report: Conductor's ``TaskResult`` JSON plus ``taskType``, the worker's clock readings, and
+    ``pollCount`` echoed from the task message (a report for an older delivery of the task is then ignored)."""
 
     workflow_instance_id: str
     task_id: str
@@ -92,6 +94,7 @@ class TaskResult(Message, frozen=True, tag="TaskResult"):
     logs: list[object] = msgspec.field(default_factory=list)
     start_time: int = 0
     end_time: int = 0
+    poll_count: int | None = None
 
 
 # --- node-internal -------------------------------------------------------------------------------------
@@ -126,7 +129,6 @@ class DispatchTask(Message, frozen=True, tag="DispatchTask"):
     dispatch_id: str
     task: TaskMessage
     not_before: int = 0
-    ack_wait_seconds: int = 0
 
 
 class WorkflowFinished(Message, frozen=True, tag="WorkflowFinished"):
@@ -155,4 +157,5 @@ TERMINAL_RESULT_STATUSES: dict[TaskResultStatus, TaskStatus] = {
     TaskResultStatus.COMPLETED: TaskStatus.COMPLETED,
     TaskResultStatus.FAILED: TaskStatus.FAILED,
     TaskResultStatus.FAILED_WITH_TERMINAL_ERROR: TaskStatus.FAILED_WITH_TERMINAL_ERROR,
+    TaskResultStatus.CANCELED: TaskStatus.CANCELED,
 }

@@ -141,8 +141,8 @@ class Client:
             workflow_def=workflow_def,
         )
         data = encode_json(message)
-        if len(data) > self.conn.max_payload:
-            raise PayloadError(f"start message is {len(data)} bytes; the server accepts {self.conn.max_payload}")
+        if len(data) > self.conn.payload_limit:
+            raise PayloadError(f"start message is {len(data)} bytes; the limit is {self.conn.payload_limit} bytes")
         await self.conn.publish_durable(self.layout.start_subject(workflow_id), data, msg_id=f"start:{workflow_id}")
         return workflow_id
 

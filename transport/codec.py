@@ -24,10 +24,19 @@ from partita.schemas.errors import PayloadError
 
 T = TypeVar("T")
 
+
+class StartIdentity(msgspec.Struct, rename="camel"):
+    """Just enough of a start message to record a FAILED workflow when the rest does not decode."""
+
+    workflow_id: str
+    name: str = "?"
+
+
 _json = msgspec.json.Encoder()
 _msgpack = msgspec.msgpack.Encoder()
 
 start_decoder = msgspec.json.Decoder(StartWorkflow)
+start_identity_decoder = msgspec.json.Decoder(StartIdentity)
 task_decoder = msgspec.json.Decoder(TaskMessage)
 result_decoder = msgspec.json.Decoder(TaskResult)
 finished_decoder = msgspec.json.Decoder(WorkflowFinished)

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import anyio
 import nats
 import nats.errors
 import nats.js.errors
@@ -32,6 +33,8 @@ log = structlog.get_logger(__name__)
 
 MIN_SERVER_VERSION: Final = (2, 12, 0)  # message schedules (ADR-51) arrived in 2.12
 DEFAULT_URL: Final = "nats://127.0.0.1:4222"
+PAYLOAD_HEADROOM: Final = 1024  # bytes kept free for headers (Nats-Msg-Id, KV CAS) below max_payload
+KEYS_WITHIN: Final = 10.0  # a key listing that takes longer than this is a stalled watcher
 
 
 @contextlib.contextmanager
@@ -165,10 +168,11 @@ class KvBucket:
         with translate_errors(f"kv keys {self.name}"):
             watcher = await self._kv.watch(pattern, meta_only=True, ignore_deletes=True)
             try:
-                async for entry in watcher:
-                    if entry is None:
-                        break
-                    keys.append(entry.key)
+                with anyio.fail_after(KEYS_WITHIN):
+                    async for entry in watcher:
+                        if entry is None:
+                            break
+                        keys.append(entry.key)
             finally:
                 await watcher.stop()  # type: ignore[no-untyped-call]
         return keys
@@ -236,6 +240,12 @@ class Connection:
     @property
     def max_payload(self) -> int:
         return self._nc.max_payload
+
+    @property
+    def payload_limit(self) -> int:
+        """The largest payload Partita publishes: the server counts headers and the subject against
+        ``max_payload`` too (and drops the connection when it is exceeded), so keep a margin for them."""
+        return self._nc.max_payload - PAYLOAD_HEADROOM
 
     @property
     def is_connected(self) -> bool:

@@ -46,17 +46,23 @@ def escape_token(value: str) -> str:
 
 
 def unescape_token(token: str) -> str:
-    """Inverse of :func:`escape_token`."""
+    """Inverse of :func:`escape_token`; raises ``ValueError`` for a token no escaping produces."""
     raw = bytearray()
     i = 0
     while i < len(token):
         if token[i] == "=":
-            raw.append(int(token[i + 1 : i + 3], 16))
+            pair = token[i + 1 : i + 3]
+            if len(pair) != 2 or any(c not in "0123456789ABCDEF" for c in pair):
+                raise ValueError(f"bad escape {token[i : i + 3]!r} in token {token!r}")
+            raw.append(int(pair, 16))
             i += 3
         else:
             raw.extend(token[i].encode())
             i += 1
-    return raw.decode()
+    try:
+        return raw.decode()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"token {token!r} does not unescape to UTF-8") from exc
 
 
 def domain_token(domain: str | None) -> str:
@@ -135,7 +141,10 @@ class Layout:
             if parts[3] == "start" and len(parts) == 4:
                 return "start", None
             if parts[3] == "result" and len(parts) == 5:
-                return "result", unescape_token(parts[4])
+                try:
+                    return "result", unescape_token(parts[4])
+                except ValueError:
+                    return "unknown", None
         return "unknown", None
 
     # definition keys
@@ -151,10 +160,13 @@ class Layout:
     def parse_definition_key(key: str) -> tuple[str, str, int | None] | None:
         """``("task", name, None)`` or ``("workflow", name, version)``; None for foreign keys."""
         parts = key.split(".")
-        if len(parts) == 2 and parts[0] == "task":
-            return "task", unescape_token(parts[1]), None
-        if len(parts) == 3 and parts[0] == "workflow" and parts[2].isdigit():
-            return "workflow", unescape_token(parts[1]), int(parts[2])
+        try:
+            if len(parts) == 2 and parts[0] == "task":
+                return "task", unescape_token(parts[1]), None
+            if len(parts) == 3 and parts[0] == "workflow" and parts[2].isdigit():
+                return "workflow", unescape_token(parts[1]), int(parts[2])
+        except ValueError:
+            return None
         return None
 
     @staticmethod

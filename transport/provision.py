@@ -26,22 +26,63 @@ from .layout import Layout
 # takes milliseconds; redelivery of one still being processed is harmless (CAS + eventSeq).
 EVENTS_ACK_WAIT_SECONDS = 10.0
 _STREAM_IN_USE = 10058  # "stream name already in use with a different configuration"
+# Effects replayed within this window are dropped as duplicates (message ids); keep it above the longest
+# delay before an unacknowledged event is retried (the actor's backoff caps at 60 s).
+DUPLICATE_WINDOW_SECONDS = 120.0
 
 
-async def _ensure_stream(conn: Connection, config: StreamConfig) -> None:
+async def _stream_config(conn: Connection, name: str) -> StreamConfig | None:
     try:
-        await conn.js.add_stream(config)
+        info = await conn.js.stream_info(name)
+    except nats.js.errors.NotFoundError:
+        return None
+    except nats.errors.Error as exc:
+        raise ProvisioningError(f"stream {name}: {exc}") from exc
+    return info.config
+
+
+async def _ensure_stream(conn: Connection, config: StreamConfig, replicas: int | None) -> None:
+    """Create the stream if missing. An existing one is updated only when ``replicas`` is given (a node
+    provisioning on purpose); otherwise it is adopted as it is, so a client can never shrink an R3 stream."""
+    assert config.name is not None
+    existing = await _stream_config(conn, config.name)
+    if existing is not None and replicas is None:
+        return
+    config.num_replicas = replicas or 1
+    try:
+        if existing is None:
+            await conn.js.add_stream(config)
+        else:
+            await conn.js.update_stream(config)
     except nats.js.errors.BadRequestError as exc:
         if exc.err_code != _STREAM_IN_USE:
             raise ProvisioningError(f"stream {config.name}: {exc.description}") from exc
-        with translate_errors(f"update stream {config.name}"):
-            await conn.js.update_stream(config)
+        # Created concurrently by another process a moment ago: adopt it.
     except nats.errors.Error as exc:
         raise ProvisioningError(f"stream {config.name}: {exc}") from exc
 
 
-async def ensure_layout(conn: Connection, layout: Layout, *, replicas: int = 1) -> None:
-    """Create or update the task and event streams, the events consumer and the KV buckets."""
+async def _ensure_bucket(conn: Connection, bucket: str, history: int, replicas: int | None) -> None:
+    existing = await _stream_config(conn, f"KV_{bucket}")
+    if existing is not None:
+        if replicas is not None and existing.num_replicas != replicas:
+            existing.num_replicas = replicas
+            with translate_errors(f"bucket {bucket}"):
+                await conn.js.update_stream(existing)
+        return
+    with translate_errors(f"bucket {bucket}"):
+        await conn.js.create_key_value(
+            KeyValueConfig(bucket=bucket, history=history, storage=StorageType.FILE, replicas=replicas or 1)
+        )
+
+
+async def ensure_layout(conn: Connection, layout: Layout, *, replicas: int | None = None) -> None:
+    """Create what is missing: the task and event streams, the events consumer and the KV buckets.
+
+    ``replicas=None`` (clients, workers, nodes not told otherwise) creates missing pieces with one replica
+    and leaves existing ones alone. A number (``partita node --replicas 3``) also brings existing streams and
+    buckets to that replica count.
+    """
     await _ensure_stream(
         conn,
         StreamConfig(
@@ -50,10 +91,10 @@ async def ensure_layout(conn: Connection, layout: Layout, *, replicas: int = 1) 
             subjects=[f"{layout.prefix}.task.>", f"{layout.prefix}.tsched.>"],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
-            num_replicas=replicas,
             allow_msg_schedules=True,
-            duplicate_window=120.0,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
         ),
+        replicas,
     )
     await _ensure_stream(
         conn,
@@ -63,11 +104,25 @@ async def ensure_layout(conn: Connection, layout: Layout, *, replicas: int = 1) 
             subjects=[f"{layout.prefix}.wf.>", f"{layout.prefix}.esched.>"],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
-            num_replicas=replicas,
             allow_msg_schedules=True,
-            duplicate_window=120.0,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
         ),
+        replicas,
     )
+    await _ensure_events_consumer(conn, layout)
+    await _ensure_bucket(conn, layout.workflows_bucket, 1, replicas)
+    await _ensure_bucket(conn, layout.definitions_bucket, 5, replicas)
+
+
+async def _ensure_events_consumer(conn: Connection, layout: Layout) -> None:
+    try:
+        await conn.js.consumer_info(layout.events_stream, layout.events_consumer)
+    except nats.js.errors.NotFoundError:
+        pass
+    except nats.errors.Error as exc:
+        raise ProvisioningError(f"consumer {layout.events_consumer}: {exc}") from exc
+    else:
+        return
     with translate_errors(f"consumer {layout.events_stream}/{layout.events_consumer}"):
         await conn.js.add_consumer(
             layout.events_stream,
@@ -81,41 +136,37 @@ async def ensure_layout(conn: Connection, layout: Layout, *, replicas: int = 1) 
                 max_ack_pending=20_000,
             ),
         )
-    for bucket, history in ((layout.workflows_bucket, 1), (layout.definitions_bucket, 5)):
-        with translate_errors(f"bucket {bucket}"):
-            await conn.js.create_key_value(
-                KeyValueConfig(bucket=bucket, history=history, storage=StorageType.FILE, replicas=replicas)
-            )
 
 
 async def ensure_task_consumer(
     conn: Connection, layout: Layout, task_type: str, domain: str | None, *, ack_wait_seconds: float | None
-) -> str:
-    """The durable pull consumer for (type, domain); returns its name.
+) -> tuple[str, float]:
+    """The durable pull consumer for (type, domain): ``(name, AckWait in seconds)``.
 
-    With ``ack_wait_seconds`` (a node, which knows the TaskDef's ``responseTimeoutSeconds``) the consumer is
-    created or updated to that AckWait. Without it (a worker) an existing consumer is left as it is, and a
-    missing one is created with Conductor's default response timeout of 3600 s.
+    With ``ack_wait_seconds`` (a node, which knows the registered TaskDef's ``responseTimeoutSeconds``) the
+    consumer is created or updated to that AckWait. Without it (a worker) an existing consumer is left as it
+    is, and a missing one is created with Conductor's default response timeout of 3600 s.
     """
     name = layout.task_consumer(task_type, domain)
     if ack_wait_seconds is None:
         try:
-            await conn.js.consumer_info(layout.tasks_stream, name)
+            info = await conn.js.consumer_info(layout.tasks_stream, name)
         except nats.js.errors.NotFoundError:
             pass
         except nats.errors.Error as exc:
             raise ProvisioningError(f"consumer {name}: {exc}") from exc
         else:
-            return name
+            return name, float(info.config.ack_wait or 3600)
+    ack_wait = float(ack_wait_seconds or 3600)
     config = ConsumerConfig(
         durable_name=name,
         filter_subject=layout.task_subject(task_type, domain),
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
-        ack_wait=float(ack_wait_seconds or 3600),
+        ack_wait=ack_wait,
         max_deliver=-1,
         max_ack_pending=10_000,
     )
     with translate_errors(f"consumer {layout.tasks_stream}/{name}"):
         await conn.js.add_consumer(layout.tasks_stream, config)
-    return name
+    return name, ack_wait

@@ -167,15 +167,20 @@ def _task_result(state: Workflow | None, event: TaskResultReceived, now: int) ->
         return Decision(None, note=f"result published for type {event.subject_task_type!r}, task is {task.task_type!r}")
     if task.status.is_terminal:
         return Decision(None, note=f"late or duplicate result: task is already {task.status}")
+    if result.poll_count is not None and result.poll_count != task.poll_count:
+        return Decision(
+            None, note=f"stale result: it answers delivery {result.poll_count}, task is at {task.poll_count}"
+        )
 
     output = {**task.output_data, **result.output_data}
     start_time = task.start_time or result.start_time or task.scheduled_time
     if result.status is TaskResultStatus.IN_PROGRESS:
-        # Conductor: the same task goes back to the queue, visible again after callbackAfterSeconds.
+        # Conductor: a worker task reporting progress goes back to SCHEDULED, and the same task (same id) is
+        # delivered again after callbackAfterSeconds.
         polls = task.poll_count + 1
         updated = structs.replace(
             task,
-            status=TaskStatus.IN_PROGRESS,
+            status=TaskStatus.SCHEDULED,
             output_data=output,
             poll_count=polls,
             worker_id=result.worker_id or task.worker_id,
@@ -225,7 +230,11 @@ def _task_failed(workflow: Workflow, task: Task, now: int) -> Decision:
     workflow = structs.replace(
         workflow, failed_reference_task_names=[task.reference_task_name], failed_task_id=task.task_id
     )
-    return _finish(workflow, WorkflowStatus.FAILED, now, reason=reason)
+    # Conductor: a TIMED_OUT task times the workflow out, a CANCELED one terminates it, anything else fails it.
+    status = {TaskStatus.TIMED_OUT: WorkflowStatus.TIMED_OUT, TaskStatus.CANCELED: WorkflowStatus.TERMINATED}.get(
+        task.status, WorkflowStatus.FAILED
+    )
+    return _finish(workflow, status, now, reason=reason)
 
 
 def retry_delay_ms(task_def: TaskDef, attempt: int, task_id: str) -> int:
@@ -323,12 +332,7 @@ def _dispatch(workflow: Workflow, task: Task, dispatch_id: str, not_before: int)
         response_timeout_seconds=task.response_timeout_seconds,
         callback_after_seconds=task.callback_after_seconds,
     )
-    return DispatchTask(
-        dispatch_id=dispatch_id,
-        task=message,
-        not_before=not_before,
-        ack_wait_seconds=task.response_timeout_seconds,
-    )
+    return DispatchTask(dispatch_id=dispatch_id, task=message, not_before=not_before)
 
 
 def _complete(workflow: Workflow, now: int) -> Decision:

@@ -204,7 +204,7 @@ async def test_an_oversized_state_fails_the_workflow_instead_of_losing_it(conn: 
     async with running(conn, [WorkerSpec("double", double)]):
         workflow = await client.wait(await client.start("big", {"blob": blob}), within=30)
     assert workflow.status is WorkflowStatus.FAILED
-    assert "limit is 1048576 bytes" in (workflow.reason_for_incompletion or "")
+    assert "bytes; the limit is 1047552 bytes (server max_payload)" in (workflow.reason_for_incompletion or "")
 
 
 async def test_waiting_past_the_deadline_raises_workflow_timeout(conn: Connection, client: Client) -> None:

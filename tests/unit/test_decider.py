@@ -69,6 +69,7 @@ def report(
     now: int = NOW + 10,
     task_type: str | None = None,
     callback_after: int = 0,
+    poll_count: int | None = None,
 ) -> Decision:
     task = workflow.tasks[-1]
     result = TaskResult(
@@ -79,6 +80,7 @@ def report(
         reason_for_incompletion=reason,
         worker_id="w1",
         callback_after_seconds=callback_after,
+        poll_count=poll_count,
     )
     return decide(workflow, TaskResultReceived(result=result, subject_task_type=task_type or task.task_type), now)
 
@@ -102,7 +104,7 @@ def test_start_schedules_the_first_task_with_its_input_resolved_and_one_dispatch
     assert effect.dispatch_id == task.task_id
     assert effect.not_before == 0
     assert effect.task.input_data == {"x": 7}
-    assert effect.ack_wait_seconds == 3600  # Conductor's ad-hoc TaskDef for an unregistered SIMPLE task
+    assert effect.task.response_timeout_seconds == 3600  # Conductor's ad-hoc TaskDef for an unregistered task
 
 
 def test_three_tasks_run_in_sequence_with_outputs_wired_into_inputs_and_the_workflow_output() -> None:
@@ -249,7 +251,7 @@ def test_an_in_progress_report_redelivers_the_same_task_after_the_callback() -> 
     assert decision.workflow is not None
     task = decision.workflow.tasks[-1]
     assert task.task_id == workflow.tasks[-1].task_id
-    assert (task.status, task.output_data, task.poll_count) == (TaskStatus.IN_PROGRESS, {"pct": 50}, 1)
+    assert (task.status, task.output_data, task.poll_count) == (TaskStatus.SCHEDULED, {"pct": 50}, 1)
     (effect,) = decision.effects
     assert isinstance(effect, DispatchTask)
     assert effect.dispatch_id == f"{task.task_id}.1"
@@ -302,3 +304,23 @@ def test_any_sequence_of_worker_outcomes_ends_the_workflow_within_its_retry_budg
         assert {t.reference_task_name for t in workflow.tasks if t.status is TaskStatus.COMPLETED} == {"a", "b", "c"}
     if workflow.status is WorkflowStatus.RUNNING:
         assert sum(not task.status.is_terminal for task in workflow.tasks) == 1
+
+
+def test_a_report_for_an_older_delivery_of_the_task_is_ignored() -> None:
+    workflow = start()
+    first = report(workflow, TaskResultStatus.IN_PROGRESS, callback_after=5, poll_count=0)
+    assert first.workflow is not None
+    again = report(first.workflow, TaskResultStatus.IN_PROGRESS, callback_after=5, poll_count=0)  # a duplicate
+    assert again.workflow is None
+    assert "stale result" in (again.note or "")
+    current = report(first.workflow, TaskResultStatus.COMPLETED, output={"y": 1}, poll_count=1)
+    assert current.workflow is not None
+    assert current.workflow.tasks[0].status is TaskStatus.COMPLETED
+
+
+def test_a_canceled_task_terminates_the_workflow_as_conductor_does() -> None:
+    decision = report(start(), TaskResultStatus.CANCELED, reason="operator")
+    assert decision.workflow is not None
+    assert decision.workflow.tasks[0].status is TaskStatus.CANCELED
+    assert decision.workflow.status is WorkflowStatus.TERMINATED
+    assert len(decision.workflow.tasks) == 1  # CANCELED is not retriable

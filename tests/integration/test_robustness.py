@@ -1,0 +1,172 @@
+"""What a demanding user throws at the engine: several nodes, hostile messages, shutdowns, size limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import msgspec
+from nats.js.api import StreamConfig
+
+from partita.actors import InProgress, Node, TaskMessage, WorkerSpec
+from partita.schemas import TaskStatus, WorkflowStatus
+from partita.transport import Client, Connection, EmbeddedServer, Layout, connect
+from partita.transport.codec import encode_json
+
+from .harness import running
+
+CHAIN = {
+    "name": "chain",
+    "tasks": [
+        {"name": "inc", "taskReferenceName": f"s{i}", "inputParameters": {"n": f"${{s{i - 1}.output.n}}" if i else 0}}
+        for i in range(6)
+    ],
+}
+
+
+def inc(n: int) -> dict[str, object]:
+    return {"n": n + 1}
+
+
+async def test_two_nodes_sharing_the_events_run_every_workflow_to_completion(
+    nats_server: EmbeddedServer, conn: Connection, client: Client
+) -> None:
+    await client.register_json(msgspec.json.encode(CHAIN))
+    second = await connect(nats_server.url, name="second-node")
+    try:
+        async with anyio.create_task_group() as tg:
+            other = Node(second, name="other")
+            await tg.start(other.run)
+            async with running(conn, [WorkerSpec("inc", inc, concurrency=16)]) as env:
+                ids = [await client.start("chain") for _ in range(40)]
+                with anyio.fail_after(60):
+                    finals = [await client.wait(workflow_id) for workflow_id in ids]
+                assert env.node is not None
+                both = (env.node.statistics().events_received, other.statistics().events_received)
+            other.request_stop()
+    finally:
+        await second.aclose()
+    assert all(w.status is WorkflowStatus.COMPLETED for w in finals)
+    assert all(w.output == {"n": 6} for w in finals)
+    assert all(len(w.tasks) == 6 for w in finals)
+    assert min(both) > 0  # both nodes did part of the work
+
+
+async def test_hostile_events_are_terminated_or_recorded_and_never_stop_the_node(
+    conn: Connection, client: Client
+) -> None:
+    await client.register_json(msgspec.json.encode(CHAIN))
+    layout = client.layout
+    async with running(conn, [WorkerSpec("inc", inc)]) as env:
+        await conn.publish_durable(layout.start_subject("x"), encode_json({"workflowId": "", "name": "chain"}))
+        await conn.publish_durable("partita.wf.3.result.=ZZ", b'{"workflowInstanceId": "w", "taskId": "t"}')
+        await conn.publish_durable("partita.wf.3.result.=FF", b'{"workflowInstanceId": "w", "taskId": "t"}')
+        await conn.publish_durable("partita.wf.3.nonsense", b"{}")
+        bad_inline = {"workflowId": "bad-inline", "name": "adhoc", "workflowDef": {"name": "adhoc", "tasks": [{}]}}
+        await conn.publish_durable(layout.start_subject("bad-inline"), encode_json(bad_inline))
+        failed = await client.wait("bad-inline", within=30)
+        healthy = await client.wait(await client.start("chain"), within=30)
+        assert env.node is not None
+        assert env.node.statistics().events_rejected == 4
+    assert failed.status is WorkflowStatus.FAILED
+    assert "malformed StartWorkflow" in (failed.reason_for_incompletion or "")
+    assert "workflowDef.tasks[0]" in (failed.reason_for_incompletion or "")
+    assert healthy.status is WorkflowStatus.COMPLETED
+
+
+async def test_an_inline_task_definition_does_not_change_the_shared_consumer(conn: Connection, client: Client) -> None:
+    await client.register_json(b'{"name": "inc", "responseTimeoutSeconds": 600}')
+    inline = {
+        "name": "inline_rt",
+        "tasks": [
+            {
+                "name": "inc",
+                "taskReferenceName": "i",
+                "inputParameters": {"n": 1},
+                "taskDefinition": {"name": "inc", "responseTimeoutSeconds": 5},
+            }
+        ],
+    }
+    await client.register_json(msgspec.json.encode(inline))
+    async with running(conn, [WorkerSpec("inc", inc)]):
+        workflow = await client.wait(await client.start("inline_rt"), within=30)
+    assert workflow.status is WorkflowStatus.COMPLETED
+    info = await conn.js.consumer_info(client.layout.tasks_stream, client.layout.task_consumer("inc", None))
+    assert info.config.ack_wait == 600
+
+
+async def test_a_worker_reporting_progress_gets_the_same_task_again_after_the_callback(
+    conn: Connection, client: Client
+) -> None:
+    seen: list[TaskMessage] = []
+
+    def poll_job(task: TaskMessage) -> dict[str, object] | InProgress:
+        seen.append(task)
+        if len(seen) == 1:
+            return InProgress(callback_after=1, output={"stage": "queued"})
+        return {"stage": "done"}
+
+    await client.register_json(b'{"name": "job", "tasks": [{"name": "poll_job", "taskReferenceName": "j"}]}')
+    async with running(conn, [WorkerSpec("poll_job", poll_job)]):
+        workflow = await client.wait(await client.start("job"), within=30)
+    assert workflow.status is WorkflowStatus.COMPLETED
+    (task,) = workflow.tasks
+    assert [t.task_id for t in seen] == [task.task_id, task.task_id]
+    assert [t.poll_count for t in seen] == [0, 1]
+    assert task.output_data == {"stage": "done"}
+    assert task.retry_count == 0
+
+
+async def test_a_worker_stopped_mid_task_hands_the_task_back_at_once(conn: Connection, client: Client) -> None:
+    began = anyio.Event()
+
+    async def forever() -> None:
+        began.set()
+        await anyio.sleep_forever()
+
+    await client.register_json(b'{"name": "stuck", "tasks": [{"name": "forever", "taskReferenceName": "f"}]}')
+    async with running(conn, [WorkerSpec("forever", forever)], stop_grace=0.2):
+        await client.start("stuck")
+        with anyio.fail_after(30):
+            await began.wait()
+    # Handed back (nakked), the task is deliverable again now, not after its 3600 s AckWait.
+    consumer = await conn.pull_consumer(client.layout.tasks_stream, client.layout.task_consumer("forever", None))
+    try:
+        again = await consumer.fetch(1, 5.0)
+    finally:
+        await consumer.aclose()
+    assert [d.num_delivered for d in again] == [2]
+
+
+async def test_outputs_near_the_size_limit_fail_the_task_cleanly(tmp_path: Path) -> None:
+    async with EmbeddedServer(tmp_path / "nats", max_payload=16 * 1024) as server:
+        conn = await connect(server.url)
+        client = await Client.over(conn, Layout())
+
+        def bulky() -> dict[str, object]:
+            return {"blob": "x" * (16 * 1024 - 300)}  # fits max_payload alone, not with headers and framing
+
+        await client.register_json(b'{"name": "bulky", "retryCount": 0}')
+        await client.register_json(b'{"name": "big_out", "tasks": [{"name": "bulky", "taskReferenceName": "b"}]}')
+        async with running(conn, [WorkerSpec("bulky", bulky)]):
+            workflow = await client.wait(await client.start("big_out"), within=30)
+        await conn.aclose()
+    assert workflow.status is WorkflowStatus.FAILED
+    assert workflow.tasks[0].status is TaskStatus.FAILED_WITH_TERMINAL_ERROR
+    assert "the limit is 15360 bytes" in (workflow.tasks[0].reason_for_incompletion or "")
+
+
+async def test_clients_and_workers_adopt_existing_streams_without_reconfiguring_them(
+    conn: Connection, nats_server: EmbeddedServer
+) -> None:
+    layout = Layout()
+    async with await Client.connect(nats_server.url):
+        pass
+    info = await conn.js.stream_info(layout.tasks_stream)
+    changed: StreamConfig = info.config
+    changed.description = "tuned by the operator"
+    await conn.js.update_stream(changed)
+    async with await Client.connect(nats_server.url), running(conn, [WorkerSpec("inc", inc)], node=False):
+        pass
+    after = await conn.js.stream_info(layout.tasks_stream)
+    assert after.config.description == "tuned by the operator"
