@@ -10,7 +10,7 @@ import msgspec
 
 from partita.actors import TaskMessage, WorkerSpec
 from partita.schemas import TaskStatus, WorkflowStatus
-from partita.transport import Client, Connection, EmbeddedServer
+from partita.transport import Client, Connection, EmbeddedServer, Layout, connect
 
 from .harness import Process, eventually, running
 
@@ -90,3 +90,34 @@ async def test_a_node_killed_mid_run_and_restarted_completes_every_workflow_exac
         assert workflow.output == {"n": 4}
     # Workers are at-least-once: a step may have run twice around the crash, never zero times.
     assert len(os.listdir(markers)) >= 30 * 4
+
+
+async def test_a_node_and_its_workers_ride_out_a_nats_server_restart(tmp_path: Path) -> None:
+    def step(n: int) -> dict[str, object]:
+        return {"n": n + 1}
+
+    definition = {
+        "name": "two_steps",
+        "tasks": [
+            {"name": "step", "taskReferenceName": "a", "inputParameters": {"n": 1}},
+            {"name": "step", "taskReferenceName": "b", "inputParameters": {"n": "${a.output.n}"}},
+        ],
+    }
+    server = EmbeddedServer(tmp_path / "nats")
+    await server.start()
+    try:
+        conn = await connect(server.url)
+        client = await Client.over(conn, Layout())
+        await client.register_json(msgspec.json.encode(definition))
+        async with running(conn, [WorkerSpec("step", step)]):
+            before = await client.wait(await client.start("two_steps"), within=30)
+            await server.stop()  # the node, the workers and the client stay up, reconnecting
+            server = EmbeddedServer(tmp_path / "nats", port=server.port)
+            await server.start()
+            after = await client.wait(await client.start("two_steps"), within=30)
+        await conn.aclose()
+    finally:
+        await server.stop()
+    assert before.status is WorkflowStatus.COMPLETED
+    assert after.status is WorkflowStatus.COMPLETED
+    assert after.output == {"n": 3}
