@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from partita.actors import worker_task
 def slow(marker_dir: str) -> dict[str, object]:
     """Announce itself with a marker file, then take far longer than the task's response timeout."""
     Path(marker_dir, f"started-{os.getpid()}").touch()
-    time.sleep(120)
+    threading.Event().wait(120)  # "hangs" until the test kills this process
     return {"finished_by": os.getpid()}
 
 
