@@ -30,6 +30,7 @@ log = structlog.get_logger(__name__)
 
 MAILBOX_SIZE: Final = 16
 FETCH_MAX_WAIT: Final = 1.0
+SCRIPT_THREADS: Final = 4  # decisions that may run scripts, at once, in worker threads
 
 
 class NodeStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,6 +105,7 @@ class Node:
             definitions=definitions,
             effects=EffectPerformer(self.conn, self.layout, definitions),
             idle_seconds=self._idle_seconds,
+            script_threads=anyio.CapacityLimiter(SCRIPT_THREADS),
         )
         consumer = await self.conn.pull_consumer(self.layout.events_stream, self.layout.events_consumer)
         try:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Final, assert_never, final
 
 import anyio
+import anyio.to_thread
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 from msgspec import structs
@@ -47,7 +48,7 @@ from partita.transport.codec import (
     start_identity_decoder,
 )
 
-from .decider import Decision, decide, snapshot_definition
+from .decider import Decision, decide, snapshot_definition, uses_scripts
 from .definition_cache import DefinitionCache
 from .effects import EffectPerformer, now_ms
 
@@ -80,6 +81,7 @@ class ActorContext:
     definitions: DefinitionCache
     effects: EffectPerformer
     idle_seconds: float
+    script_threads: anyio.CapacityLimiter
 
 
 @final
@@ -179,7 +181,7 @@ class WorkflowActor:
                 self._log.info("event_replayed", stream_seq=delivery.stream_seq, effects=len(record.outbox))
                 return
             event = await self._decider_event(envelope)
-            decision = decide(record.workflow if record else None, event, now_ms())
+            decision = await self._decide(record.workflow if record else None, event)
             if decision.workflow is None:
                 if not fresh:
                     # Decided on cached state, which another node may have moved on (a result for a task it
@@ -203,6 +205,15 @@ class WorkflowActor:
         self._loaded = False
         self._log.warning("event_contended", attempts=MAX_CAS_ATTEMPTS, stream_seq=delivery.stream_seq)
         await delivery.nak(RETRY_LATER_SECONDS)
+
+    async def _decide(self, state: Workflow | None, event: DeciderEvent) -> Decision:
+        definition = state.workflow_definition if state else None
+        if isinstance(event, WorkflowStartRequested):
+            definition = event.definition
+        if uses_scripts(definition):
+            # A script may run up to its time limit: never on the event loop, and only a few at a time.
+            return await anyio.to_thread.run_sync(decide, state, event, now_ms(), limiter=self._ctx.script_threads)
+        return decide(state, event, now_ms())
 
     async def _load(self, current_seq: int) -> None:
         entry = await self._ctx.workflows.get(self._key)

@@ -158,9 +158,14 @@ class WorkflowDef(Definition, frozen=True):
 
     def iter_tasks(self) -> list[WorkflowTask]:
         """Every task of the definition, nested ones included, in definition order."""
-        found: list[WorkflowTask] = []
-        _collect(self.tasks, found)
-        return found
+        return iter_workflow_tasks(self.tasks)
+
+
+def iter_workflow_tasks(tasks: list[WorkflowTask]) -> list[WorkflowTask]:
+    """``tasks`` and every task nested in them (cases, branches, loop bodies), in definition order."""
+    found: list[WorkflowTask] = []
+    _collect(tasks, found)
+    return found
 
 
 def _collect(tasks: list[WorkflowTask], found: list[WorkflowTask]) -> None:

@@ -21,7 +21,13 @@ KNOWN_TASK_TYPES: frozenset[str] = frozenset(
 )  # fmt: skip
 
 # What this version executes. Everything else is parsed, registered, and refused at start with a clear reason.
-SUPPORTED_TASK_TYPES: frozenset[str] = frozenset({"SIMPLE"})
+SUPPORTED_TASK_TYPES: frozenset[str] = frozenset(
+    {
+        "SIMPLE", "DYNAMIC", "SWITCH", "DECISION", "FORK_JOIN", "JOIN", "EXCLUSIVE_JOIN", "DO_WHILE",
+        "SET_VARIABLE", "TERMINATE", "NOOP", "INLINE", "LAMBDA", "JSON_JQ_TRANSFORM",
+    }
+)  # fmt: skip
+_JAVASCRIPT = frozenset({"javascript", "graaljs"})
 
 _TERMINATION_STATUSES = frozenset({"COMPLETED", "FAILED", "TERMINATED"})
 
@@ -90,6 +96,28 @@ def validate_task_def(task_def: TaskDef) -> None:
         raise DefinitionError(f"TaskDef {task_def.name!r}", problems)
 
 
+def javascript_syntax_error(source: str, *, wrap: bool = False) -> str | None:
+    """The syntax error in a JavaScript ``source`` (compiled, never run), or None. Uses QuickJS, a pure
+    in-process compiler with no I/O: the one import beyond msgspec this package allows itself."""
+    import quickjs
+
+    context = quickjs.Context()
+    context.set_memory_limit(16 * 1024 * 1024)
+    context.set("__source", f"function scriptFun(){{{source}}}" if wrap else source)
+    try:
+        context.eval("new Function(__source)" if wrap else "(function (s) { new Function('$', s); })(__source)")
+    except quickjs.JSException as exc:
+        return str(exc).strip().splitlines()[0]
+    return None
+
+
+def _script_problem(where: str, field: str, source: str | None, *, wrap: bool = False) -> list[str]:
+    if not source or "${" in source:  # an expression resolved at run time cannot be checked here
+        return []
+    error = javascript_syntax_error(source, wrap=wrap)
+    return [f"{where}.{field}: JavaScript syntax error: {error}"] if error else []
+
+
 def _task_problems(task: WorkflowTask, where: str) -> list[str]:
     problems: list[str] = []
     kind = task.type
@@ -108,6 +136,25 @@ def _task_problems(task: WorkflowTask, where: str) -> list[str]:
             problems.append(f"{where}: DECISION task requires 'caseValueParam' or 'caseExpression'")
         if not task.decision_cases:
             problems.append(f"{where}: DECISION task requires non-empty 'decisionCases'")
+    if kind == "DECISION" and task.case_expression:
+        problems.extend(_script_problem(where, "caseExpression", task.case_expression))
+    if kind == "SWITCH" and (task.evaluator_type or "").lower() in _JAVASCRIPT:
+        problems.extend(_script_problem(where, "expression", task.expression))
+    if kind == "DO_WHILE" and task.loop_condition:
+        problems.extend(_script_problem(where, "loopCondition", task.loop_condition))
+    if kind == "LAMBDA":
+        if not task.script_expression:
+            problems.append(f"{where}: LAMBDA task requires 'scriptExpression'")
+        problems.extend(_script_problem(where, "scriptExpression", task.script_expression, wrap=True))
+    if kind == "INLINE":
+        evaluator = task.input_parameters.get("evaluatorType", "javascript")
+        expression = task.input_parameters.get("expression")
+        if expression is None:
+            problems.append(f"{where}: INLINE task requires inputParameters.expression")
+        elif isinstance(evaluator, str) and evaluator.lower() in _JAVASCRIPT and isinstance(expression, str):
+            problems.extend(_script_problem(where, "inputParameters.expression", expression))
+    if kind == "JSON_JQ_TRANSFORM" and "queryExpression" not in task.input_parameters:
+        problems.append(f"{where}: JSON_JQ_TRANSFORM task requires inputParameters.queryExpression")
     if kind == "SWITCH":
         if not task.evaluator_type:
             problems.append(f"{where}: SWITCH task requires 'evaluatorType'")
@@ -143,6 +190,19 @@ def _task_problems(task: WorkflowTask, where: str) -> list[str]:
     return problems
 
 
+def _fork_join_problems(tasks: list[WorkflowTask]) -> list[str]:
+    """Conductor: a FORK_JOIN (or FORK_JOIN_DYNAMIC) must be followed by a JOIN in the same list."""
+    problems = []
+    for index, task in enumerate(tasks):
+        if task.type in ("FORK_JOIN", "FORK_JOIN_DYNAMIC"):
+            following = tasks[index + 1] if index + 1 < len(tasks) else None
+            if following is None or following.type != "JOIN":
+                problems.append(f"tasks[{task.task_reference_name}]: {task.type} must be followed by a JOIN task")
+        for nested in (*task.decision_cases.values(), task.default_case, *task.fork_tasks, task.loop_over):
+            problems.extend(_fork_join_problems(nested))
+    return problems
+
+
 def workflow_def_problems(workflow_def: WorkflowDef) -> list[str]:
     problems: list[str] = []
     if not workflow_def.name.strip():
@@ -155,6 +215,7 @@ def workflow_def_problems(workflow_def: WorkflowDef) -> list[str]:
         problems.append(f"timeoutSeconds: must be >= 0, got {workflow_def.timeout_seconds}")
     if not workflow_def.tasks:
         problems.append("tasks: must not be empty")
+    problems.extend(_fork_join_problems(workflow_def.tasks))
     seen: dict[str, int] = {}
     for index, task in enumerate(workflow_def.iter_tasks()):
         where = f"tasks[{task.task_reference_name or index}]"
@@ -183,6 +244,15 @@ def unsupported_problems(workflow_def: WorkflowDef) -> list[str]:
     """Why this version cannot run ``workflow_def`` (empty when it can)."""
     problems: list[str] = []
     for task in workflow_def.iter_tasks():
+        if task.type == "DO_WHILE" and task.items is not None:
+            problems.append(f"task {task.task_reference_name!r}: DO_WHILE 'items' mode is not supported yet by Partita")
+            continue
+        if task.type == "SWITCH" and (task.evaluator_type or "").lower() not in (*_JAVASCRIPT, "value-param"):
+            problems.append(
+                f"task {task.task_reference_name!r}: SWITCH evaluatorType {task.evaluator_type!r} is not supported"
+                " (value-param, javascript, graaljs)"
+            )
+            continue
         if task.type in SUPPORTED_TASK_TYPES:
             continue
         if task.type in KNOWN_TASK_TYPES:

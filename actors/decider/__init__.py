@@ -2,6 +2,7 @@
 
 from .decide import Decision, decide, domain_for, retry_delay_ms, snapshot_definition, task_to_domain_problems
 from .expressions import resolve
+from .operators import uses_scripts
 
 __all__ = [
     "Decision",
@@ -11,4 +12,5 @@ __all__ = [
     "retry_delay_ms",
     "snapshot_definition",
     "task_to_domain_problems",
+    "uses_scripts",
 ]

@@ -1,12 +1,17 @@
 """The pure workflow decider: ``decide(state, event, now) -> Decision``.
 
-No I/O, no clock reads, no randomness: ids derive from the workflow id and the task's sequence number, so
-deciding the same event twice yields the same result. The actor shell (``workflow_actor.py``) persists the
-decision and performs its effects.
+No I/O, no clock reads, no randomness: ids derive from the workflow id and the task's sequence number, scripts
+see a frozen clock, so deciding the same event twice yields the same result. The actor shell
+(``workflow_actor.py``) persists the decision and performs its effects.
 
-Semantics implemented here (reference §1, §3 SIMPLE, §5): SIMPLE tasks in sequence; task inputs and workflow
-outputs through expressions; retries as new task instances per the TaskDef's retry policy; optional tasks;
-FAILED_WITH_TERMINAL_ERROR never retried; task-to-domain with explicit domains, ``"*"`` and ``NO_DOMAIN``.
+How a decision is made: the event updates the task it concerns (a worker result, a start), then the decider
+*reconciles* the workflow with its definition: it walks the definition tree from the top, and for each
+WorkflowTask either finds its latest task instance or schedules it. Operators are handled in
+:mod:`.operators`: SWITCH/DECISION walk their selected case, FORK_JOIN walks every branch, JOIN waits for its
+``joinOn`` tasks, DO_WHILE walks its body once per iteration. Sync system tasks (SWITCH, FORK, JOIN,
+SET_VARIABLE, TERMINATE, NOOP, INLINE, LAMBDA, JSON_JQ_TRANSFORM, ...) complete inside the same decision;
+worker tasks are dispatched as effects. Walking the whole tree on every event is what makes the decider
+idempotent: whatever happened before, it schedules exactly what is missing.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ from __future__ import annotations
 import uuid
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import assert_never
 
 from msgspec import structs
@@ -22,7 +26,6 @@ from msgspec import structs
 from partita.schemas import (
     DeciderEvent,
     DispatchTask,
-    Effect,
     RetryLogic,
     Task,
     TaskDef,
@@ -40,20 +43,14 @@ from partita.schemas import (
 )
 from partita.schemas.messages import TERMINAL_RESULT_STATUSES
 
+from . import operators
 from .expressions import resolve
+from .state import Decision, DecisionState, loop_ref
 
-_TASK_ID_NAMESPACE = uuid.UUID("6f1c2b1e-5d0a-4f7e-9b57-9f0c1f2a7a11")
+__all__ = ["Decision", "decide", "domain_for", "retry_delay_ms", "snapshot_definition", "task_to_domain_problems"]
+
 _INT_MAX = 2**31 - 1
 NO_DOMAIN = "NO_DOMAIN"
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """``workflow`` is the new state, or ``None`` when the event changes nothing (``note`` says why)."""
-
-    workflow: Workflow | None
-    effects: tuple[Effect, ...] = ()
-    note: str | None = None
 
 
 def decide(state: Workflow | None, event: DeciderEvent, now: int) -> Decision:
@@ -70,7 +67,7 @@ def decide(state: Workflow | None, event: DeciderEvent, now: int) -> Decision:
 
 
 def snapshot_definition(definition: WorkflowDef, task_defs: Mapping[str, TaskDef]) -> WorkflowDef:
-    """The definition a workflow runs with: every task carries its TaskDef (registered, inline, or
+    """The definition a workflow runs with: every worker task carries its TaskDef (registered, inline, or
     Conductor's ad-hoc defaults), so later registrations do not change a running workflow."""
 
     def attach(task: WorkflowTask) -> WorkflowTask:
@@ -145,10 +142,11 @@ def _start(state: Workflow | None, event: WorkflowStartRequested, now: int) -> D
         start_time=now,
         update_time=now,
     )
+    st = DecisionState(workflow, now)
     if problems or definition is None:
         reason = "; ".join(problems) or f"workflow definition {request.name!r} not found"
-        return _finish(workflow, WorkflowStatus.FAILED, now, reason=reason)
-    return _advance(workflow, now)
+        st.end(WorkflowStatus.FAILED, reason)
+    return _reconcile(st)
 
 
 # --- task results ------------------------------------------------------------------------------------
@@ -168,10 +166,10 @@ def _task_result(state: Workflow | None, event: TaskResultReceived, now: int) ->
     if task.status.is_terminal:
         return Decision(None, note=f"late or duplicate result: task is already {task.status}")
     if result.poll_count is not None and result.poll_count != task.poll_count:
-        return Decision(
-            None, note=f"stale result: it answers delivery {result.poll_count}, task is at {task.poll_count}"
-        )
+        stale = f"stale result: it answers delivery {result.poll_count}, the task is at {task.poll_count}"
+        return Decision(None, note=stale)
 
+    st = DecisionState(state, now)
     output = {**task.output_data, **result.output_data}
     start_time = task.start_time or result.start_time or task.scheduled_time
     if result.status is TaskResultStatus.IN_PROGRESS:
@@ -188,15 +186,14 @@ def _task_result(state: Workflow | None, event: TaskResultReceived, now: int) ->
             update_time=now,
             callback_after_seconds=result.callback_after_seconds,
         )
-        workflow = _replace_task(state, updated, now)
+        st.replace(updated)
         delay_ms = max(0, result.callback_after_seconds) * 1000
-        dispatch = _dispatch(workflow, updated, f"{task.task_id}.{polls}", now + delay_ms if delay_ms else 0)
-        return Decision(workflow, (dispatch,))
+        st.effects.append(dispatch(st, updated, f"{task.task_id}.{polls}", now + delay_ms if delay_ms else 0))
+        return st.decision()
 
-    status = TERMINAL_RESULT_STATUSES[result.status]
     finished = structs.replace(
         task,
-        status=status,
+        status=TERMINAL_RESULT_STATUSES[result.status],
         output_data=output,
         poll_count=task.poll_count + 1,
         worker_id=result.worker_id or task.worker_id,
@@ -205,36 +202,36 @@ def _task_result(state: Workflow | None, event: TaskResultReceived, now: int) ->
         update_time=now,
         reason_for_incompletion=result.reason_for_incompletion,
     )
-    workflow = _replace_task(state, finished, now)
-    if status.is_successful:
-        return _advance(workflow, now)
-    return _task_failed(workflow, finished, now)
+    st.replace(finished)
+    if not finished.status.is_successful:
+        task_failed(st, finished)
+    return _reconcile(st)
 
 
-def _task_failed(workflow: Workflow, task: Task, now: int) -> Decision:
-    workflow_task = _workflow_task(workflow, task.reference_task_name)
-    task_def = workflow_task.task_definition or TaskDef(name=workflow_task.name)
+def task_failed(st: DecisionState, task: Task) -> None:
+    """A task ended unsuccessfully: retry it (worker tasks with retries left), tolerate it (optional), or end
+    the workflow as Conductor does (TIMED_OUT → TIMED_OUT, CANCELED → TERMINATED, else FAILED)."""
+    workflow_task = st.workflow_task(task)
+    task_def = workflow_task.task_definition or TaskDef(name=workflow_task.name, retry_count=0)
     allowed = workflow_task.retry_count if workflow_task.retry_count is not None else task_def.retry_count
-    if task.status.is_retriable and task.retry_count < allowed:
+    if task.status.is_retriable and task.retry_count < allowed and workflow_task.type not in operators.BUILT_IN:
         delay_ms = retry_delay_ms(task_def, task.retry_count, task.task_id)
         retried = structs.replace(task, retried=True)
-        workflow = _replace_task(workflow, retried, now)
-        return _schedule(workflow, workflow_task, now, retry_of=retried, delay_ms=delay_ms)
-    if workflow_task.optional:
-        tolerated = structs.replace(task, status=TaskStatus.COMPLETED_WITH_ERRORS)
-        return _advance(_replace_task(workflow, tolerated, now), now)
+        st.replace(retried)
+        schedule(st, workflow_task, iteration=task.iteration, retry_of=retried, delay_ms=delay_ms)
+        return
+    if workflow_task.optional or workflow_task.permissive:
+        st.replace(structs.replace(task, status=TaskStatus.COMPLETED_WITH_ERRORS))
+        return
     reason = (
         f"Task {task.reference_task_name} ({task.task_id}) failed with status: {task.status} "
         f"and reason: '{task.reason_for_incompletion or ''}'"
     )
-    workflow = structs.replace(
-        workflow, failed_reference_task_names=[task.reference_task_name], failed_task_id=task.task_id
-    )
-    # Conductor: a TIMED_OUT task times the workflow out, a CANCELED one terminates it, anything else fails it.
     status = {TaskStatus.TIMED_OUT: WorkflowStatus.TIMED_OUT, TaskStatus.CANCELED: WorkflowStatus.TERMINATED}.get(
         task.status, WorkflowStatus.FAILED
     )
-    return _finish(workflow, status, now, reason=reason)
+    st.failed_task = task
+    st.end(status, reason)
 
 
 def retry_delay_ms(task_def: TaskDef, attempt: int, task_id: str) -> int:
@@ -256,65 +253,98 @@ def retry_delay_ms(task_def: TaskDef, attempt: int, task_id: str) -> int:
     return seconds * 1000 + jitter
 
 
-# --- scheduling --------------------------------------------------------------------------------------
+# --- reconciling -------------------------------------------------------------------------------------
 
 
-def _advance(workflow: Workflow, now: int) -> Decision:
-    """Schedule the next task of the sequence, or complete the workflow when none is left."""
-    definition = workflow.workflow_definition
-    assert definition is not None  # a RUNNING workflow always has its snapshot
-    latest = _latest_by_ref(workflow)
-    for workflow_task in definition.tasks:
-        task = latest.get(workflow_task.task_reference_name)
+def _reconcile(st: DecisionState) -> Decision:
+    """Walk the definition, schedule what is missing, and end the workflow when everything is done."""
+    definition = st.workflow.workflow_definition
+    if st.ending is None and definition is not None and walk(st, definition.tasks, iteration=0):
+        st.end(WorkflowStatus.COMPLETED, None)
+    if st.ending is not None:
+        _finish(st)
+    return st.decision()
+
+
+def walk(st: DecisionState, workflow_tasks: list[WorkflowTask], *, iteration: int) -> bool:
+    """Advance one list of tasks; True when every task in it has finished successfully."""
+    for index, workflow_task in enumerate(workflow_tasks):
+        if st.ending is not None:
+            return False
+        task = st.latest(loop_ref(workflow_task.task_reference_name, iteration))
         if task is None:
-            return _schedule(workflow, workflow_task, now, retry_of=None, delay_ms=workflow_task.start_delay * 1000)
-        if not task.status.is_terminal:
-            return Decision(workflow)
-        if not task.status.is_successful:  # a failure handled elsewhere; nothing more to schedule
-            return Decision(workflow)
-    return _complete(workflow, now)
+            task = schedule(st, workflow_task, iteration=iteration, retry_of=None, delay_ms=None)
+            if st.ending is not None:
+                return False
+        done = operators.progress(st, workflow_task, task, iteration=iteration)
+        if workflow_task.type == "FORK_JOIN" and st.ending is not None:
+            # Conductor creates a fork's JOIN together with its branches, so a branch that ends the workflow
+            # (TERMINATE) leaves a CANCELED join behind, not none.
+            following = workflow_tasks[index + 1] if index + 1 < len(workflow_tasks) else None
+            join_ref = loop_ref(following.task_reference_name, iteration) if following else ""
+            if following is not None and following.type == "JOIN" and st.latest(join_ref) is None:
+                schedule(st, following, iteration=iteration, retry_of=None, delay_ms=None)
+        if not done:
+            return False
+    return True
 
 
-def _schedule(
-    workflow: Workflow, workflow_task: WorkflowTask, now: int, *, retry_of: Task | None, delay_ms: int
-) -> Decision:
-    task_def = workflow_task.task_definition or TaskDef(name=workflow_task.name)
-    seq = len(workflow.tasks) + 1
-    task_id = str(uuid.uuid5(_TASK_ID_NAMESPACE, f"{workflow.workflow_id}/{seq}"))
+def schedule(
+    st: DecisionState,
+    workflow_task: WorkflowTask,
+    *,
+    iteration: int,
+    retry_of: Task | None,
+    delay_ms: int | None,
+) -> Task:
+    """Create the next task instance of ``workflow_task``: a worker task is dispatched, an operator or sync
+    system task is executed on the spot (see :mod:`.operators`)."""
+    task_def = workflow_task.task_definition
+    seq = st.next_seq()
+    task_id = str(uuid.uuid5(_TASK_ID_NAMESPACE, f"{st.workflow.workflow_id}/{seq}"))
     parameters = dict(workflow_task.input_parameters)
-    for key, value in task_def.input_template.items():
+    template = task_def.input_template if task_def else {}
+    for key, value in template.items():
         parameters.setdefault(key, value)
-    resolved = resolve(parameters, expression_document(workflow), task_id=task_id)
+    resolved = resolve(parameters, st.document(), task_id=task_id)
     assert isinstance(resolved, dict)
-    for key, value in task_def.input_template.items():
+    for key, value in template.items():
         if resolved.get(key) is None:
             resolved[key] = value
+    if delay_ms is None:
+        delay_ms = workflow_task.start_delay * 1000
+    task_type, task_name = operators.task_type_and_name(workflow_task, resolved)
+    is_worker_task = task_type not in operators.SYSTEM_TASK_TYPES
     task = Task(
         task_id=task_id,
-        task_type=workflow_task.name,
-        task_def_name=workflow_task.name,
-        reference_task_name=workflow_task.task_reference_name,
-        workflow_instance_id=workflow.workflow_id,
-        workflow_type=workflow.workflow_name,
+        task_type=task_type,
+        task_def_name=task_name,
+        reference_task_name=loop_ref(workflow_task.task_reference_name, iteration),
+        workflow_instance_id=st.workflow.workflow_id,
+        workflow_type=st.workflow.workflow_name,
         status=TaskStatus.SCHEDULED,
         seq=seq,
         input_data=resolved,
         retry_count=retry_of.retry_count + 1 if retry_of else 0,
         retried_task_id=retry_of.task_id if retry_of else None,
-        domain=domain_for(workflow.task_to_domain, workflow_task.name),
-        correlation_id=workflow.correlation_id,
-        scheduled_time=now,
-        update_time=now,
+        domain=domain_for(st.workflow.task_to_domain, task_name) if is_worker_task else None,
+        correlation_id=st.workflow.correlation_id,
+        scheduled_time=st.now,
+        update_time=st.now,
         start_delay_in_seconds=delay_ms // 1000,
         callback_after_seconds=delay_ms // 1000,
-        response_timeout_seconds=task_def.response_timeout_seconds,
+        response_timeout_seconds=(task_def or TaskDef(name=task_name)).response_timeout_seconds,
         reason_for_incompletion=retry_of.reason_for_incompletion if retry_of else None,
+        iteration=iteration,
     )
-    workflow = structs.replace(workflow, tasks=(*workflow.tasks, task), update_time=now)
-    return Decision(workflow, (_dispatch(workflow, task, task_id, now + delay_ms if delay_ms else 0),))
+    st.add(task)
+    if is_worker_task:
+        st.effects.append(dispatch(st, task, task_id, st.now + delay_ms if delay_ms else 0))
+        return task
+    return operators.execute(st, workflow_task, task)
 
 
-def _dispatch(workflow: Workflow, task: Task, dispatch_id: str, not_before: int) -> DispatchTask:
+def dispatch(st: DecisionState, task: Task, dispatch_id: str, not_before: int) -> DispatchTask:
     message = TaskMessage(
         task_id=task.task_id,
         task_type=task.task_type,
@@ -327,7 +357,7 @@ def _dispatch(workflow: Workflow, task: Task, dispatch_id: str, not_before: int)
         retry_count=task.retry_count,
         poll_count=task.poll_count,
         domain=task.domain,
-        correlation_id=workflow.correlation_id,
+        correlation_id=st.workflow.correlation_id,
         scheduled_time=task.scheduled_time,
         response_timeout_seconds=task.response_timeout_seconds,
         callback_after_seconds=task.callback_after_seconds,
@@ -335,89 +365,42 @@ def _dispatch(workflow: Workflow, task: Task, dispatch_id: str, not_before: int)
     return DispatchTask(dispatch_id=dispatch_id, task=message, not_before=not_before)
 
 
-def _complete(workflow: Workflow, now: int) -> Decision:
-    definition = workflow.workflow_definition
-    assert definition is not None
-    if definition.output_parameters:
-        output = resolve(definition.output_parameters, expression_document(workflow))
-        assert isinstance(output, dict)
-    else:
-        finished = [task for task in workflow.tasks if task.status.is_terminal]
-        output = dict(finished[-1].output_data) if finished else {}
-    return _finish(structs.replace(workflow, output=output), WorkflowStatus.COMPLETED, now, reason=None)
-
-
-def _finish(workflow: Workflow, status: WorkflowStatus, now: int, *, reason: str | None) -> Decision:
-    workflow = structs.replace(workflow, status=status, reason_for_incompletion=reason, end_time=now, update_time=now)
-    notice = WorkflowFinished(workflow_id=workflow.workflow_id, status=status, reason_for_incompletion=reason)
-    return Decision(workflow, (notice,))
-
-
-# --- helpers -----------------------------------------------------------------------------------------
-
-
-def _replace_task(workflow: Workflow, task: Task, now: int) -> Workflow:
-    tasks = tuple(task if existing.task_id == task.task_id else existing for existing in workflow.tasks)
-    return structs.replace(workflow, tasks=tasks, update_time=now)
-
-
-def _latest_by_ref(workflow: Workflow) -> dict[str, Task]:
-    latest: dict[str, Task] = {}
-    for task in workflow.tasks:  # in seq order, so the newest attempt wins
-        latest[task.reference_task_name] = task
-    return latest
-
-
-def _workflow_task(workflow: Workflow, reference: str) -> WorkflowTask:
-    definition = workflow.workflow_definition
-    assert definition is not None
-    for workflow_task in definition.iter_tasks():
-        if workflow_task.task_reference_name == reference:
-            return workflow_task
-    raise KeyError(reference)  # unreachable: tasks are only created from the snapshot
-
-
-def expression_document(workflow: Workflow) -> dict[str, object]:
-    """The document ``${...}`` paths are evaluated against (reference §4)."""
-    definition = workflow.workflow_definition
-    doc: dict[str, object] = {
-        "workflow": {
-            "input": workflow.input,
-            "output": workflow.output,
-            "status": str(workflow.status),
-            "workflowId": workflow.workflow_id,
-            "parentWorkflowId": workflow.parent_workflow_id,
-            "parentWorkflowTaskId": workflow.parent_workflow_task_id,
-            "workflowType": workflow.workflow_name,
-            "version": workflow.workflow_version,
-            "correlationId": workflow.correlation_id,
-            "reasonForIncompletion": workflow.reason_for_incompletion,
-            "schemaVersion": definition.schema_version if definition else 2,
-            "variables": workflow.variables,
-            "taskToDomain": workflow.task_to_domain,
-            "createTime": workflow.create_time,
-        }
+def _finish(st: DecisionState) -> None:
+    """End the workflow: cancel what still runs (Conductor does on every non-successful end), set the output
+    (``outputParameters``, else the TERMINATE task's or the last task's output) and notify waiters."""
+    assert st.ending is not None
+    status, reason, output = st.ending
+    canceled = set()
+    for task in list(st.tasks):
+        if not task.status.is_terminal:
+            st.replace(structs.replace(task, status=TaskStatus.CANCELED, end_time=st.now, update_time=st.now))
+            canceled.add(task.task_id)
+    # A task canceled in the decision that dispatched it need not reach a worker at all.
+    st.effects = [e for e in st.effects if not (isinstance(e, DispatchTask) and e.task.task_id in canceled)]
+    definition = st.workflow.workflow_definition
+    if output is None:
+        if status is WorkflowStatus.COMPLETED and definition is not None and definition.output_parameters:
+            resolved = resolve(definition.output_parameters, st.document())
+            assert isinstance(resolved, dict)
+            output = resolved
+        elif status is WorkflowStatus.COMPLETED:
+            finished = [task for task in st.tasks if task.status.is_terminal]
+            output = dict(finished[-1].output_data) if finished else {}
+        else:
+            output = dict(st.workflow.output)
+    changes: dict[str, object] = {
+        "status": status,
+        "reason_for_incompletion": reason,
+        "end_time": st.now,
+        "output": output,
     }
-    for ref, task in _latest_by_ref(workflow).items():
-        doc[ref] = {
-            "input": task.input_data,
-            "output": task.output_data,
-            "taskType": task.task_type,
-            "status": str(task.status),
-            "referenceTaskName": task.reference_task_name,
-            "retryCount": task.retry_count,
-            "correlationId": task.correlation_id,
-            "pollCount": task.poll_count,
-            "taskDefName": task.task_def_name,
-            "scheduledTime": task.scheduled_time,
-            "startTime": task.start_time,
-            "endTime": task.end_time,
-            "workflowInstanceId": task.workflow_instance_id,
-            "taskId": task.task_id,
-            "reasonForIncompletion": task.reason_for_incompletion,
-            "callbackAfterSeconds": task.callback_after_seconds,
-            "workerId": task.worker_id,
-            "iteration": task.iteration,
-            "domain": task.domain,
-        }
-    return doc
+    if st.failed_task is not None:
+        changes["failed_reference_task_names"] = [st.failed_task.reference_task_name]
+        changes["failed_task_id"] = st.failed_task.task_id
+    st.workflow = structs.replace(st.workflow, **changes)
+    st.effects.append(
+        WorkflowFinished(workflow_id=st.workflow.workflow_id, status=status, reason_for_incompletion=reason)
+    )
+
+
+_TASK_ID_NAMESPACE = uuid.UUID("6f1c2b1e-5d0a-4f7e-9b57-9f0c1f2a7a11")

@@ -1,0 +1,322 @@
+"""Operators and sync system tasks: what each task type does when scheduled, and how it advances.
+
+* ``execute`` runs when a task instance is created: operators and sync system tasks finish (or fail) on the
+  spot, inside the decision, exactly as Conductor's DeciderService runs them inline.
+* ``progress`` runs on every reconciliation walk and answers "has this task, with everything it contains,
+  finished successfully?", scheduling what it contains on the way (cases, branches, loop iterations).
+
+Reference: ``shared/conductor-reference.md`` §3.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Final
+
+from msgspec import structs
+
+from partita.schemas import Task, TaskStatus, WorkflowDef, WorkflowStatus, WorkflowTask
+from partita.schemas.definitions import iter_workflow_tasks
+
+from .scripts import ScriptError, evaluate_javascript, evaluate_jq, to_case
+from .state import DecisionState, definition_ref, loop_ref
+
+# Conductor's TaskType.isBuiltIn: never retried.
+BUILT_IN: Final = frozenset({"DECISION", "SWITCH", "FORK_JOIN", "JOIN", "EXCLUSIVE_JOIN", "DO_WHILE"})
+# Types that do not go to a worker. DYNAMIC only when its task name cannot be resolved.
+SYSTEM_TASK_TYPES: Final = BUILT_IN | frozenset(
+    {"SET_VARIABLE", "TERMINATE", "NOOP", "INLINE", "LAMBDA", "JSON_JQ_TRANSFORM", "DYNAMIC"}
+)
+JAVASCRIPT_EVALUATORS: Final = frozenset({"javascript", "graaljs"})
+MAX_VARIABLES_BYTES: Final = 256 * 1024  # Conductor's maxWorkflowVariablesPayloadSizeThreshold
+MAX_ITERATIONS_PER_DECISION: Final = 1000
+
+
+def uses_scripts(definition: WorkflowDef | None) -> bool:
+    """Whether deciding this workflow may run a script (JavaScript or jq), which can take up to its time
+    limit: the shell then decides in a worker thread so the node's event loop never waits on a script."""
+    if definition is None:
+        return False
+    for task in definition.iter_tasks():
+        if task.type in ("INLINE", "LAMBDA", "JSON_JQ_TRANSFORM", "DO_WHILE"):
+            return True
+        if task.type == "DECISION" and task.case_expression:
+            return True
+        if task.type == "SWITCH" and (task.evaluator_type or "").lower() in JAVASCRIPT_EVALUATORS:
+            return True
+    return False
+
+
+def _walk(st: DecisionState, tasks: list[WorkflowTask], iteration: int) -> bool:
+    from .decide import walk  # imported late: decide imports this module
+
+    return walk(st, tasks, iteration=iteration)
+
+
+def _fail(st: DecisionState, task: Task, status: TaskStatus, reason: str, output: dict[str, object]) -> Task:
+    failed = structs.replace(
+        task, status=status, reason_for_incompletion=reason, output_data=output, end_time=st.now, start_time=st.now
+    )
+    st.replace(failed)
+    from .decide import task_failed  # imported late: decide imports this module
+
+    task_failed(st, failed)
+    # What the failure became: a new attempt (retry), COMPLETED_WITH_ERRORS (optional), or itself.
+    return st.latest(failed.reference_task_name) or failed
+
+
+def _complete(
+    st: DecisionState, task: Task, output: dict[str, object], status: TaskStatus = TaskStatus.COMPLETED
+) -> Task:
+    done = structs.replace(
+        task, status=status, output_data=output, start_time=task.start_time or st.now, end_time=st.now
+    )
+    st.replace(done)
+    return done
+
+
+def task_type_and_name(workflow_task: WorkflowTask, resolved_input: dict[str, object]) -> tuple[str, str]:
+    """``(taskType, taskDefName)`` of a new instance: a worker task's type is its name (DYNAMIC: the name its
+    input names), a system task's type is the system type."""
+    if workflow_task.type == "SIMPLE":
+        return workflow_task.name, workflow_task.name
+    if workflow_task.type == "DYNAMIC":
+        name = resolved_input.get(workflow_task.dynamic_task_name_param or "")
+        if isinstance(name, str) and name:
+            return name, name
+    return workflow_task.type, workflow_task.name
+
+
+# --- execute: a new instance of a system task --------------------------------------------------------
+
+
+def execute(st: DecisionState, workflow_task: WorkflowTask, task: Task) -> Task:
+    match workflow_task.type:
+        case "SWITCH" | "DECISION":
+            return _execute_switch(st, workflow_task, task)
+        case "FORK_JOIN" | "NOOP":
+            return _complete(st, task, {})
+        case "JOIN" | "EXCLUSIVE_JOIN":
+            return _start(st, task, {})
+        case "DO_WHILE":
+            return _start(st, task, {"iteration": 1})
+        case "SET_VARIABLE":
+            return _execute_set_variable(st, task)
+        case "TERMINATE":
+            return _execute_terminate(st, task)
+        case "INLINE" | "LAMBDA":
+            return _execute_script(st, workflow_task, task)
+        case "JSON_JQ_TRANSFORM":
+            return _execute_jq(st, task)
+        case "DYNAMIC":
+            parameter = workflow_task.dynamic_task_name_param
+            reason = (
+                f"Cannot map a dynamic task based on the parameter and input. "
+                f"Parameter= {parameter}, input= {json.dumps(task.input_data, default=str)}"
+            )
+            return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
+        case other:
+            return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, f"task type {other} cannot run here", {})
+
+
+def _start(st: DecisionState, task: Task, output: dict[str, object]) -> Task:
+    started = structs.replace(task, status=TaskStatus.IN_PROGRESS, output_data=output, start_time=st.now)
+    st.replace(started)
+    return started
+
+
+def _script_bindings(task: Task) -> dict[str, object]:
+    return task.input_data
+
+
+def _execute_switch(st: DecisionState, workflow_task: WorkflowTask, task: Task) -> Task:
+    try:
+        case = to_case(_case_value(st, workflow_task, task))
+    except ScriptError as exc:
+        return _fail(st, task, TaskStatus.FAILED, f"evaluation failed: {exc}", {"error": str(exc)})
+    if workflow_task.type == "DECISION":
+        done = structs.replace(task, input_data={**task.input_data, "case": case})
+        return _complete(st, done, {"caseOutput": [case]})
+    return _complete(st, task, {"evaluationResult": [case], "selectedCase": case})
+
+
+def _case_value(st: DecisionState, workflow_task: WorkflowTask, task: Task) -> object:
+    if workflow_task.type == "DECISION":
+        if workflow_task.case_expression:
+            return evaluate_javascript(workflow_task.case_expression, _script_bindings(task), now=st.now)
+        return task.input_data.get(workflow_task.case_value_param or "")
+    evaluator = (workflow_task.evaluator_type or "value-param").lower()
+    if evaluator == "value-param":
+        return task.input_data.get(workflow_task.expression or "")
+    if evaluator in JAVASCRIPT_EVALUATORS:
+        return evaluate_javascript(workflow_task.expression or "", _script_bindings(task), now=st.now)
+    raise ScriptError(f"evaluatorType {workflow_task.evaluator_type!r} is not supported")
+
+
+def selected_case(workflow_task: WorkflowTask, task: Task) -> list[WorkflowTask]:
+    """The task list a finished SWITCH/DECISION chose: its case if the key exists (even if empty, as in
+    Conductor HEAD), else ``defaultCase``."""
+    output = task.output_data
+    chosen = output.get("selectedCase") if workflow_task.type == "SWITCH" else None
+    if workflow_task.type == "DECISION":
+        cases = output.get("caseOutput")
+        chosen = cases[0] if isinstance(cases, list) and cases else None
+    if isinstance(chosen, str) and chosen in workflow_task.decision_cases:
+        return workflow_task.decision_cases[chosen]
+    return workflow_task.default_case
+
+
+def _execute_set_variable(st: DecisionState, task: Task) -> Task:
+    variables = {**st.workflow.variables, **task.input_data}
+    size = len(json.dumps(variables, default=str).encode())
+    if size > MAX_VARIABLES_BYTES:
+        reason = f"variables would be {size} bytes; the limit is {MAX_VARIABLES_BYTES} bytes"
+        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
+    st.set_variables(variables)
+    return _complete(st, task, {})
+
+
+_TERMINATION = {
+    "COMPLETED": WorkflowStatus.COMPLETED,
+    "FAILED": WorkflowStatus.FAILED,
+    "TERMINATED": WorkflowStatus.TERMINATED,
+}
+
+
+def _execute_terminate(st: DecisionState, task: Task) -> Task:
+    status = _TERMINATION.get(str(task.input_data.get("terminationStatus")))
+    if status is None:
+        reason = (
+            f"terminationStatus must be one of {sorted(_TERMINATION)}, got {task.input_data.get('terminationStatus')!r}"
+        )
+        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
+    workflow_output = task.input_data.get("workflowOutput")
+    if workflow_output is None:
+        output: dict[str, object] = {}
+    elif isinstance(workflow_output, dict):
+        output = dict(workflow_output)
+    else:
+        output = {"output": workflow_output}
+    done = _complete(st, task, output)
+    termination_reason = task.input_data.get("terminationReason")
+    st.end(status, str(termination_reason) if termination_reason is not None else None, output)
+    return done
+
+
+def _execute_script(st: DecisionState, workflow_task: WorkflowTask, task: Task) -> Task:
+    if workflow_task.type == "LAMBDA":
+        body = workflow_task.script_expression or ""
+        expression = f"function scriptFun(){{{body}}} scriptFun();"
+        evaluator: str = "javascript"
+    else:
+        expression = str(task.input_data.get("expression") or "")
+        evaluator = str(task.input_data.get("evaluatorType") or "javascript").lower()
+        if not expression:
+            return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, "INLINE task requires 'expression'", {})
+    if evaluator == "value-param":
+        return _complete(st, task, {"result": task.input_data.get(expression)})
+    if evaluator not in JAVASCRIPT_EVALUATORS:
+        reason = f"evaluatorType {evaluator!r} is not supported (javascript, graaljs, value-param)"
+        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
+    try:
+        value = evaluate_javascript(expression, _script_bindings(task), now=st.now)
+    except ScriptError as exc:
+        return _fail(st, task, TaskStatus.FAILED, str(exc), {"error": str(exc)})
+    return _complete(st, task, {"result": value})
+
+
+def _execute_jq(st: DecisionState, task: Task) -> Task:
+    program = task.input_data.get("queryExpression")
+    if not isinstance(program, str) or not program:
+        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, "queryExpression is required", {})
+    try:
+        values = evaluate_jq(program, task.input_data)
+    except ScriptError as exc:
+        return _fail(st, task, TaskStatus.FAILED, str(exc), {"error": str(exc)})
+    return _complete(st, task, {"result": values[0] if values else None, "resultList": values})
+
+
+# --- progress: has it finished, with everything it contains? ---------------------------------------------
+
+
+def progress(st: DecisionState, workflow_task: WorkflowTask, task: Task, *, iteration: int) -> bool:
+    kind = workflow_task.type
+    if kind in ("SWITCH", "DECISION") and task.status is TaskStatus.COMPLETED:
+        return _walk(st, selected_case(workflow_task, task), iteration)
+    if kind == "FORK_JOIN" and task.status is TaskStatus.COMPLETED:
+        for branch in workflow_task.fork_tasks:
+            _walk(st, branch, iteration)  # the JOIN that follows waits for the branches
+        return True
+    if kind == "JOIN" and task.status is TaskStatus.IN_PROGRESS:
+        task = _progress_join(st, workflow_task, task, iteration)
+    elif kind == "EXCLUSIVE_JOIN" and task.status is TaskStatus.IN_PROGRESS:
+        task = _progress_exclusive_join(st, workflow_task, task, iteration)
+    elif kind == "DO_WHILE" and task.status is TaskStatus.IN_PROGRESS:
+        task = _progress_loop(st, workflow_task, task)
+    return task.status.is_terminal and task.status.is_successful
+
+
+def _progress_join(st: DecisionState, workflow_task: WorkflowTask, task: Task, iteration: int) -> Task:
+    joined = [st.latest(loop_ref(ref, iteration)) for ref in workflow_task.join_on]
+    if any(t is None or not t.status.is_terminal for t in joined):
+        return task
+    output: dict[str, object] = {
+        t.reference_task_name: t.output_data for t in joined if t is not None and t.output_data
+    }
+    with_errors = any(t is not None and t.status is TaskStatus.COMPLETED_WITH_ERRORS for t in joined)
+    return _complete(st, task, output, TaskStatus.COMPLETED_WITH_ERRORS if with_errors else TaskStatus.COMPLETED)
+
+
+def _progress_exclusive_join(st: DecisionState, workflow_task: WorkflowTask, task: Task, iteration: int) -> Task:
+    for refs in (workflow_task.join_on, workflow_task.default_exclusive_join_task):
+        for ref in refs:
+            found = st.latest(loop_ref(ref, iteration))
+            if found is not None and found.status is not TaskStatus.SKIPPED:
+                if not found.status.is_terminal:
+                    return task
+                return _complete(st, task, dict(found.output_data))
+    return _complete(st, task, {})
+
+
+def _progress_loop(st: DecisionState, workflow_task: WorkflowTask, task: Task) -> Task:
+    """Run the body once per iteration; after each complete iteration record its outputs and evaluate
+    ``loopCondition`` (``$`` = the loop's input, ``$.<loopRef>`` its output, ``$.<bodyRef>`` each body task's
+    latest output)."""
+    body_refs = [wt.task_reference_name for wt in iter_workflow_tasks(workflow_task.loop_over)]
+    for _ in range(MAX_ITERATIONS_PER_DECISION):
+        iteration = int(task.output_data.get("iteration", 1))  # type: ignore[call-overload]
+        if not _walk(st, workflow_task.loop_over, iteration):
+            return task
+        outputs = {}
+        for ref in body_refs:
+            found = st.latest(loop_ref(ref, iteration))
+            if found is not None:
+                outputs[ref] = found.output_data
+        output = {**task.output_data, str(iteration): outputs, "iteration": iteration}
+        bindings = {**task.input_data, workflow_task.task_reference_name: output, **outputs}
+        try:
+            again = bool(evaluate_javascript(workflow_task.loop_condition or "false", bindings, now=st.now))
+        except ScriptError as exc:
+            reason = f"loopCondition failed: {exc}"
+            return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, output)
+        keep = task.input_data.get("keepLastN")
+        if isinstance(keep, int) and keep > 0:
+            output = _keep_last(st, output, iteration, keep, set(body_refs))
+        if not again:
+            return _complete(st, structs.replace(task, iteration=iteration), output)
+        task = structs.replace(task, output_data={**output, "iteration": iteration + 1}, iteration=iteration + 1)
+        st.replace(task)
+    reason = f"DO_WHILE ran {MAX_ITERATIONS_PER_DECISION} iterations without waiting for anything; stopped"
+    return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, dict(task.output_data))
+
+
+def _keep_last(
+    st: DecisionState, output: dict[str, object], iteration: int, keep: int, refs: set[str]
+) -> dict[str, object]:
+    """Conductor's ``keepLastN``: drop older iterations' outputs and their task instances."""
+    oldest_kept = iteration - keep + 1
+    trimmed = {k: v for k, v in output.items() if not (k.isdigit() and int(k) < oldest_kept)}
+    doomed = {t.task_id for t in st.tasks if 0 < t.iteration < oldest_kept and definition_ref(t) in refs}
+    if doomed:
+        st.remove(doomed)
+    return trimmed

@@ -1,0 +1,151 @@
+"""The working state of one decision: the workflow's tasks as they change, the effects so far, how it ends.
+
+Mutable inside a single ``decide`` call only; ``decide`` starts from the frozen record it was given and hands
+back a new frozen record, so the caller's state is never touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from msgspec import structs
+
+from partita.schemas import Effect, Task, Workflow, WorkflowStatus, WorkflowTask
+
+
+def loop_ref(reference: str, iteration: int) -> str:
+    """The reference name of a task instance: DO_WHILE body tasks get Conductor's ``__<iteration>`` suffix."""
+    return f"{reference}__{iteration}" if iteration else reference
+
+
+def definition_ref(task: Task) -> str:
+    """The reference name as written in the definition (without a loop suffix)."""
+    suffix = f"__{task.iteration}"
+    if task.iteration and task.reference_task_name.endswith(suffix):
+        return task.reference_task_name[: -len(suffix)]
+    return task.reference_task_name
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """``workflow`` is the new state, or ``None`` when the event changes nothing (``note`` says why)."""
+
+    workflow: Workflow | None
+    effects: tuple[Effect, ...] = ()
+    note: str | None = None
+
+
+class DecisionState:
+    def __init__(self, workflow: Workflow, now: int) -> None:
+        self.workflow = workflow
+        self.now = now
+        self.tasks: list[Task] = list(workflow.tasks)
+        self.effects: list[Effect] = []
+        self.ending: tuple[WorkflowStatus, str | None, dict[str, object] | None] | None = None
+        self.failed_task: Task | None = None
+        self._positions = {task.task_id: index for index, task in enumerate(self.tasks)}
+        self._latest = {task.reference_task_name: index for index, task in enumerate(self.tasks)}
+        self._document: dict[str, object] | None = None
+        self._definitions: dict[str, WorkflowTask] | None = None
+
+    # --- tasks -------------------------------------------------------------------------------------
+
+    def latest(self, reference: str) -> Task | None:
+        """The newest instance (highest seq) with this exact reference name."""
+        index = self._latest.get(reference)
+        return None if index is None else self.tasks[index]
+
+    def next_seq(self) -> int:
+        return max((task.seq for task in self.tasks), default=0) + 1
+
+    def add(self, task: Task) -> None:
+        self._positions[task.task_id] = len(self.tasks)
+        self._latest[task.reference_task_name] = len(self.tasks)
+        self.tasks.append(task)
+        self._document = None
+
+    def replace(self, task: Task) -> None:
+        self.tasks[self._positions[task.task_id]] = structs.replace(task, update_time=self.now)
+        self._document = None
+
+    def remove(self, doomed: set[str]) -> None:
+        """Drop task instances by id (DO_WHILE ``keepLastN``)."""
+        self.tasks = [task for task in self.tasks if task.task_id not in doomed]
+        self._positions = {task.task_id: index for index, task in enumerate(self.tasks)}
+        self._latest = {task.reference_task_name: index for index, task in enumerate(self.tasks)}
+        self._document = None
+
+    def workflow_task(self, task: Task) -> WorkflowTask:
+        """The definition entry a task instance was scheduled from."""
+        if self._definitions is None:
+            definition = self.workflow.workflow_definition
+            assert definition is not None  # a task exists only in a workflow that has its definition
+            self._definitions = {wt.task_reference_name: wt for wt in definition.iter_tasks()}
+        return self._definitions[definition_ref(task)]
+
+    # --- workflow ----------------------------------------------------------------------------------
+
+    def set_variables(self, variables: dict[str, object]) -> None:
+        self.workflow = structs.replace(self.workflow, variables=variables)
+        self._document = None
+
+    def end(self, status: WorkflowStatus, reason: str | None, output: dict[str, object] | None = None) -> None:
+        """End the workflow (the first ending of a decision wins)."""
+        if self.ending is None:
+            self.ending = (status, reason, output)
+
+    def decision(self) -> Decision:
+        workflow = structs.replace(self.workflow, tasks=tuple(self.tasks), update_time=self.now)
+        return Decision(workflow, tuple(self.effects))
+
+    def document(self) -> dict[str, object]:
+        """The document ``${...}`` paths are evaluated against (reference §4). DO_WHILE body tasks are keyed
+        by their reference without the iteration suffix, the latest iteration winning, as in Conductor."""
+        if self._document is None:
+            self._document = build_document(self.workflow, self.tasks)
+        return self._document
+
+
+def build_document(workflow: Workflow, tasks: list[Task] | tuple[Task, ...]) -> dict[str, object]:
+    definition = workflow.workflow_definition
+    doc: dict[str, object] = {
+        "workflow": {
+            "input": workflow.input,
+            "output": workflow.output,
+            "status": str(workflow.status),
+            "workflowId": workflow.workflow_id,
+            "parentWorkflowId": workflow.parent_workflow_id,
+            "parentWorkflowTaskId": workflow.parent_workflow_task_id,
+            "workflowType": workflow.workflow_name,
+            "version": workflow.workflow_version,
+            "correlationId": workflow.correlation_id,
+            "reasonForIncompletion": workflow.reason_for_incompletion,
+            "schemaVersion": definition.schema_version if definition else 2,
+            "variables": workflow.variables,
+            "taskToDomain": workflow.task_to_domain,
+            "createTime": workflow.create_time,
+        }
+    }
+    for task in tasks:  # in seq order, so the newest instance of a reference wins
+        doc[definition_ref(task)] = {
+            "input": task.input_data,
+            "output": task.output_data,
+            "taskType": task.task_type,
+            "status": str(task.status),
+            "referenceTaskName": task.reference_task_name,
+            "retryCount": task.retry_count,
+            "correlationId": task.correlation_id,
+            "pollCount": task.poll_count,
+            "taskDefName": task.task_def_name,
+            "scheduledTime": task.scheduled_time,
+            "startTime": task.start_time,
+            "endTime": task.end_time,
+            "workflowInstanceId": task.workflow_instance_id,
+            "taskId": task.task_id,
+            "reasonForIncompletion": task.reason_for_incompletion,
+            "callbackAfterSeconds": task.callback_after_seconds,
+            "workerId": task.worker_id,
+            "iteration": task.iteration,
+            "domain": task.domain,
+        }
+    return doc

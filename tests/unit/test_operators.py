@@ -1,0 +1,386 @@
+"""Operators and sync system tasks in the pure decider, against Conductor's semantics (reference §3)."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from partita.actors.decider import Decision, decide, snapshot_definition
+from partita.schemas import (
+    DispatchTask,
+    StartWorkflow,
+    TaskDef,
+    TaskResult,
+    TaskResultReceived,
+    TaskResultStatus,
+    TaskStatus,
+    Workflow,
+    WorkflowDef,
+    WorkflowStartRequested,
+    WorkflowStatus,
+)
+
+NOW = 1_700_000_000_000
+
+
+def run(definition: dict[str, object], workflow_input: dict[str, object] | None = None) -> Workflow:
+    snapshot = snapshot_definition(msgspec.convert(definition, WorkflowDef), {})
+    request = StartWorkflow(workflow_id="wf", name=str(definition["name"]), input=workflow_input or {})
+    decision = decide(None, WorkflowStartRequested(request=request, definition=snapshot), NOW)
+    assert decision.workflow is not None
+    return decision.workflow
+
+
+def pending(workflow: Workflow) -> list[str]:
+    return [t.reference_task_name for t in workflow.tasks if t.status is TaskStatus.SCHEDULED]
+
+
+def complete(
+    workflow: Workflow,
+    ref: str,
+    output: dict[str, object] | None = None,
+    status: TaskResultStatus = TaskResultStatus.COMPLETED,
+) -> Workflow:
+    task = next(t for t in reversed(workflow.tasks) if t.reference_task_name == ref)
+    result = TaskResult(
+        workflow_instance_id=workflow.workflow_id, task_id=task.task_id, status=status, output_data=output or {}
+    )
+    decision: Decision = decide(workflow, TaskResultReceived(result=result, subject_task_type=task.task_type), NOW + 1)
+    assert decision.workflow is not None, decision.note
+    return decision.workflow
+
+
+def trail(workflow: Workflow) -> list[tuple[str, str]]:
+    return [(t.reference_task_name, str(t.status)) for t in workflow.tasks]
+
+
+def simple(ref: str, **fields: object) -> dict[str, object]:
+    return {"name": fields.pop("name", ref), "taskReferenceName": ref, **fields}
+
+
+def test_switch_by_value_param_runs_the_matching_case_then_continues_after_the_switch() -> None:
+    definition = {
+        "name": "sw",
+        "tasks": [
+            {
+                "name": "sw", "taskReferenceName": "sw", "type": "SWITCH", "evaluatorType": "value-param",
+                "expression": "kind", "inputParameters": {"kind": "${workflow.input.kind}"},
+                "decisionCases": {"a": [simple("in_a")], "b": [simple("in_b")]},
+                "defaultCase": [simple("in_default")],
+            },
+            simple("after"),
+        ],
+    }  # fmt: skip
+    workflow = run(definition, {"kind": "b"})
+    assert trail(workflow) == [("sw", "COMPLETED"), ("in_b", "SCHEDULED")]
+    assert workflow.tasks[0].output_data == {"evaluationResult": ["b"], "selectedCase": "b"}
+    workflow = complete(workflow, "in_b")
+    assert pending(workflow) == ["after"]
+    workflow = complete(complete(run(definition, {"kind": "zzz"}), "in_default"), "after")
+    assert workflow.status is WorkflowStatus.COMPLETED
+    assert [r for r, _ in trail(workflow)] == ["sw", "in_default", "after"]
+
+
+def test_switch_in_javascript_and_an_empty_case_that_runs_nothing() -> None:
+    definition = {
+        "name": "js",
+        "tasks": [
+            {
+                "name": "sw", "taskReferenceName": "sw", "type": "SWITCH", "evaluatorType": "javascript",
+                "expression": "$.n > 10 ? 'big' : 'small'", "inputParameters": {"n": "${workflow.input.n}"},
+                "decisionCases": {"big": [simple("big")], "small": []}, "defaultCase": [simple("never")],
+            }
+        ],
+    }  # fmt: skip
+    assert pending(run(definition, {"n": 11})) == ["big"]
+    small = run(definition, {"n": 1})
+    assert small.status is WorkflowStatus.COMPLETED
+    assert trail(small) == [("sw", "COMPLETED")]
+
+
+def test_a_script_error_in_a_switch_fails_the_task_and_the_workflow() -> None:
+    definition = {
+        "name": "bad",
+        "tasks": [
+            {"name": "sw", "taskReferenceName": "sw", "type": "SWITCH", "evaluatorType": "javascript",
+             "expression": "$.missing.deeper", "decisionCases": {"x": [simple("x")]}}
+        ],
+    }  # fmt: skip
+    workflow = run(definition)
+    assert workflow.status is WorkflowStatus.FAILED
+    assert workflow.tasks[0].status is TaskStatus.FAILED
+    assert "TypeError" in (workflow.tasks[0].reason_for_incompletion or "")
+
+
+def test_legacy_decision_by_case_value_param_and_by_case_expression() -> None:
+    by_param = {
+        "name": "d1",
+        "tasks": [
+            {"name": "d", "taskReferenceName": "d", "type": "DECISION", "caseValueParam": "flag",
+             "inputParameters": {"flag": "${workflow.input.flag}"}, "decisionCases": {"true": [simple("yes")]},
+             "defaultCase": [simple("no")]}
+        ],
+    }  # fmt: skip
+    workflow = run(by_param, {"flag": True})
+    assert pending(workflow) == ["yes"]  # Conductor stringifies true as "true"
+    assert workflow.tasks[0].output_data == {"caseOutput": ["true"]}
+    assert workflow.tasks[0].input_data["case"] == "true"
+    by_expression = {
+        "name": "d2",
+        "tasks": [
+            {"name": "d", "taskReferenceName": "d", "type": "DECISION",
+             "caseExpression": "$.n % 2 == 0 ? 'even' : 'odd'", "inputParameters": {"n": 3},
+             "decisionCases": {"odd": [simple("odd")], "even": [simple("even")]}}
+        ],
+    }  # fmt: skip
+    assert pending(run(by_expression)) == ["odd"]
+
+
+FORK = {
+    "name": "fork",
+    "tasks": [
+        {"name": "fork", "taskReferenceName": "fork", "type": "FORK_JOIN",
+         "forkTasks": [[simple("a1"), simple("a2")], [simple("b1", optional=True, retryCount=0)]]},
+        {"name": "join", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["a2", "b1"]},
+        simple("after", inputParameters={"joined": "${join.output}"}),
+    ],
+}  # fmt: skip
+
+
+def test_fork_runs_branches_in_parallel_and_join_waits_for_its_join_on_tasks() -> None:
+    workflow = run(FORK)
+    assert trail(workflow) == [("fork", "COMPLETED"), ("a1", "SCHEDULED"), ("b1", "SCHEDULED"), ("join", "IN_PROGRESS")]
+    workflow = complete(workflow, "b1", {"b": 1})
+    workflow = complete(workflow, "a1")
+    assert pending(workflow) == ["a2"]
+    assert workflow.tasks[3].status is TaskStatus.IN_PROGRESS  # the JOIN still waits for a2
+    workflow = complete(workflow, "a2", {"a": 2})
+    join = next(t for t in workflow.tasks if t.reference_task_name == "join")
+    assert join.status is TaskStatus.COMPLETED
+    assert join.output_data == {"a2": {"a": 2}, "b1": {"b": 1}}
+    assert workflow.tasks[-1].input_data == {"joined": {"a2": {"a": 2}, "b1": {"b": 1}}}
+
+
+def test_an_optional_branch_failure_completes_the_join_with_errors() -> None:
+    workflow = run(FORK)
+    workflow = complete(workflow, "b1", status=TaskResultStatus.FAILED)
+    workflow = complete(complete(workflow, "a1"), "a2")
+    statuses = dict(trail(workflow))
+    assert statuses["b1"] == "COMPLETED_WITH_ERRORS"
+    assert statuses["join"] == "COMPLETED_WITH_ERRORS"
+    assert pending(workflow) == ["after"]
+
+
+def test_a_failing_branch_fails_the_workflow_and_cancels_the_rest() -> None:
+    definition = {**FORK, "tasks": [dict(FORK["tasks"][0]), *FORK["tasks"][1:]]}  # type: ignore[index]
+    workflow = run(definition)
+    failed = complete(workflow, "a1", status=TaskResultStatus.FAILED_WITH_TERMINAL_ERROR)
+    assert failed.status is WorkflowStatus.FAILED
+    statuses = dict(trail(failed))
+    assert statuses["a1"] == "FAILED_WITH_TERMINAL_ERROR"
+    assert statuses["b1"] == "CANCELED"
+    assert statuses["join"] == "CANCELED"
+
+
+LOOP = {
+    "name": "loop",
+    "tasks": [
+        {"name": "loop", "taskReferenceName": "loop", "type": "DO_WHILE",
+         "loopCondition": "$.loop['iteration'] < $.times", "inputParameters": {"times": "${workflow.input.times}"},
+         "loopOver": [simple("body", inputParameters={"i": "${loop.output.iteration}"})]},
+        simple("after", inputParameters={"last": "${body.output.i}"}),
+    ],
+}  # fmt: skip
+
+
+def test_do_while_runs_its_body_per_iteration_with_suffixed_refs_and_per_iteration_output() -> None:
+    workflow = run(LOOP, {"times": 3})
+    for i in (1, 2, 3):
+        assert pending(workflow) == [f"body__{i}"]
+        assert workflow.tasks[-1].input_data == {"i": i}
+        assert workflow.tasks[-1].iteration == i
+        workflow = complete(workflow, f"body__{i}", {"i": i * 10})
+    loop = workflow.tasks[0]
+    assert loop.status is TaskStatus.COMPLETED
+    assert loop.output_data == {
+        "1": {"body": {"i": 10}},
+        "2": {"body": {"i": 20}},
+        "3": {"body": {"i": 30}},
+        "iteration": 3,
+    }
+    assert workflow.tasks[-1].input_data == {"last": 30}  # ${body...} reads the latest iteration
+
+
+def test_do_while_keep_last_n_trims_old_iterations() -> None:
+    definition = msgspec.json.decode(msgspec.json.encode(LOOP))
+    definition["tasks"][0]["inputParameters"]["keepLastN"] = 2
+    workflow = run(definition, {"times": 4})
+    for i in (1, 2, 3, 4):
+        workflow = complete(workflow, f"body__{i}", {"i": i})
+    loop = workflow.tasks[0]
+    assert sorted(k for k in loop.output_data if k.isdigit()) == ["3", "4"]
+    assert [t.reference_task_name for t in workflow.tasks if t.reference_task_name.startswith("body")] == [
+        "body__3",
+        "body__4",
+    ]
+
+
+def test_a_broken_loop_condition_fails_the_loop_terminally() -> None:
+    definition = msgspec.json.decode(msgspec.json.encode(LOOP))
+    definition["tasks"][0]["loopCondition"] = "$.nothing.here"
+    workflow = complete(run(definition, {"times": 2}), "body__1")
+    assert workflow.status is WorkflowStatus.FAILED
+    assert workflow.tasks[0].status is TaskStatus.FAILED_WITH_TERMINAL_ERROR
+
+
+def test_terminate_ends_the_workflow_with_its_status_reason_and_output() -> None:
+    definition = {
+        "name": "term",
+        "tasks": [
+            {"name": "t", "taskReferenceName": "t", "type": "TERMINATE",
+             "inputParameters": {"terminationStatus": "COMPLETED", "terminationReason": "early",
+                                 "workflowOutput": {"why": "${workflow.input.why}"}}},
+            simple("never"),
+        ],
+    }  # fmt: skip
+    workflow = run(definition, {"why": "done"})
+    assert workflow.status is WorkflowStatus.COMPLETED
+    assert workflow.reason_for_incompletion == "early"
+    assert workflow.output == {"why": "done"}
+    assert trail(workflow) == [("t", "COMPLETED")]
+
+
+def test_terminate_inside_a_fork_branch_cancels_the_other_branch() -> None:
+    definition = {
+        "name": "ft",
+        "tasks": [
+            {"name": "fork", "taskReferenceName": "fork", "type": "FORK_JOIN", "forkTasks": [
+                [simple("work")],
+                [{"name": "stop", "taskReferenceName": "stop", "type": "TERMINATE",
+                  "inputParameters": {"terminationStatus": "FAILED", "workflowOutput": "nope"}}],
+            ]},
+            {"name": "join", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["work", "stop"]},
+        ],
+    }  # fmt: skip
+    workflow = run(definition)
+    assert workflow.status is WorkflowStatus.FAILED
+    assert workflow.output == {"output": "nope"}
+    assert dict(trail(workflow)) == {"fork": "COMPLETED", "work": "CANCELED", "stop": "COMPLETED", "join": "CANCELED"}
+
+
+def test_set_variable_inline_lambda_and_jq_run_inside_the_decision() -> None:
+    definition = {
+        "name": "sys",
+        "tasks": [
+            {"name": "set", "taskReferenceName": "set", "type": "SET_VARIABLE", "inputParameters": {"count": 2}},
+            {"name": "inline", "taskReferenceName": "inline", "type": "INLINE",
+             "inputParameters": {"evaluatorType": "javascript", "n": "${workflow.variables.count}",
+                                 "expression": "(function () { return {double: $.n * 2}; })();"}},
+            {"name": "lambda", "taskReferenceName": "lambda", "type": "LAMBDA",
+             "scriptExpression": "return $.v + 1;", "inputParameters": {"v": "${inline.output.result.double}"}},
+            {"name": "jq", "taskReferenceName": "jq", "type": "JSON_JQ_TRANSFORM",
+             "inputParameters": {"items": [1, 2, 3], "queryExpression": ".items | map(. * 10) | .[]"}},
+            {"name": "noop", "taskReferenceName": "noop", "type": "NOOP"},
+        ],
+        "outputParameters": {"vars": "${workflow.variables}", "lambda": "${lambda.output.result}",
+                             "jq": "${jq.output}"},
+    }  # fmt: skip
+    workflow = run(definition)
+    assert workflow.status is WorkflowStatus.COMPLETED
+    assert workflow.variables == {"count": 2}
+    assert workflow.tasks[1].output_data == {"result": {"double": 4}}
+    assert workflow.output == {"vars": {"count": 2}, "lambda": 5, "jq": {"result": 10, "resultList": [10, 20, 30]}}
+    assert [t.status for t in workflow.tasks] == [TaskStatus.COMPLETED] * 5
+
+
+@pytest.mark.parametrize(
+    ("expression", "reason"),
+    [
+        ("while (true) {}", "time limit"),
+        ("var a = []; while (true) { a.push(new Array(100000).fill(1)); }", "memory limit"),
+        ("std.open('/etc/passwd', 'r')", "std is not defined"),
+        ("require('fs')", "require is not defined"),
+    ],
+)
+def test_the_script_sandbox_fails_the_task_with_a_clear_reason(expression: str, reason: str) -> None:
+    from partita.actors.decider import scripts
+
+    limits = scripts.ScriptLimits(time_seconds=0.2)
+    with pytest.raises(scripts.ScriptError, match=reason):
+        scripts.evaluate_javascript(expression, {}, now=NOW, limits=limits)
+
+
+def test_a_sandboxed_script_failure_fails_the_inline_task_with_its_error_output() -> None:
+    definition = {
+        "name": "oops",
+        "tasks": [
+            {"name": "i", "taskReferenceName": "i", "type": "INLINE",
+             "inputParameters": {"expression": "process.exit(1)"}, "optional": True},
+            simple("next"),
+        ],
+    }  # fmt: skip
+    workflow = run(definition)
+    inline = workflow.tasks[0]
+    assert inline.status is TaskStatus.COMPLETED_WITH_ERRORS  # optional: the workflow goes on
+    assert "process is not defined" in str(inline.output_data["error"])
+    assert pending(workflow) == ["next"]
+
+
+def test_scripts_see_a_frozen_clock_so_replays_decide_the_same() -> None:
+    definition = {
+        "name": "clock",
+        "tasks": [{"name": "i", "taskReferenceName": "i", "type": "INLINE",
+                   "inputParameters": {"expression": "[Date.now(), Math.random()]"}}],
+    }  # fmt: skip
+    first, second = run(definition), run(definition)
+    assert first.output == second.output
+    assert first.output["result"][0] == NOW  # type: ignore[index]
+
+
+def test_set_variable_over_the_size_limit_fails_terminally() -> None:
+    definition = {
+        "name": "big",
+        "tasks": [{"name": "s", "taskReferenceName": "s", "type": "SET_VARIABLE",
+                   "inputParameters": {"blob": "${workflow.input.blob}"}}],
+    }  # fmt: skip
+    workflow = run(definition, {"blob": "x" * 300_000})
+    assert workflow.status is WorkflowStatus.FAILED
+    assert workflow.tasks[0].status is TaskStatus.FAILED_WITH_TERMINAL_ERROR
+    assert workflow.variables == {}
+
+
+def test_dynamic_resolves_the_task_name_from_its_input() -> None:
+    definition = {
+        "name": "dyn",
+        "tasks": [{"name": "dyn", "taskReferenceName": "dyn", "type": "DYNAMIC", "dynamicTaskNameParam": "which",
+                   "inputParameters": {"which": "${workflow.input.which}", "x": 1}}],
+    }  # fmt: skip
+    workflow = run(definition, {"which": "resize_image"})
+    (task,) = workflow.tasks
+    assert (task.task_type, task.reference_task_name, task.status) == ("resize_image", "dyn", TaskStatus.SCHEDULED)
+    missing = run(definition, {})
+    assert missing.status is WorkflowStatus.FAILED
+    assert "Cannot map a dynamic task" in (missing.tasks[0].reason_for_incompletion or "")
+
+
+def test_exclusive_join_takes_the_output_of_the_branch_that_ran() -> None:
+    definition = {
+        "name": "xj",
+        "tasks": [
+            {"name": "d", "taskReferenceName": "d", "type": "SWITCH", "evaluatorType": "value-param",
+             "expression": "k", "inputParameters": {"k": "${workflow.input.k}"},
+             "decisionCases": {"a": [simple("a")], "b": [simple("b")]}},
+            {"name": "xj", "taskReferenceName": "xj", "type": "EXCLUSIVE_JOIN", "joinOn": ["a", "b"]},
+        ],
+    }  # fmt: skip
+    workflow = complete(run(definition, {"k": "b"}), "b", {"from": "b"})
+    assert workflow.status is WorkflowStatus.COMPLETED
+    assert workflow.tasks[-1].output_data == {"from": "b"}
+
+
+def test_worker_tasks_in_branches_are_dispatched_once_each() -> None:
+    snapshot = snapshot_definition(msgspec.convert(FORK, WorkflowDef), {"a1": TaskDef(name="a1")})
+    request = StartWorkflow(workflow_id="wf", name="fork")
+    decision = decide(None, WorkflowStartRequested(request=request, definition=snapshot), NOW)
+    dispatched = [e.task.reference_task_name for e in decision.effects if isinstance(e, DispatchTask)]
+    assert dispatched == ["a1", "b1"]
