@@ -256,9 +256,23 @@ def progress(st: DecisionState, workflow_task: WorkflowTask, task: Task, *, iter
     return task.status.is_terminal and task.status.is_successful
 
 
+def _finished(st: DecisionState, task: Task | None, iteration: int) -> bool:
+    """Terminal, and for a SWITCH/DECISION also everything its selected case contains. (Conductor looks at
+    the switch task alone, which completes at once, so a JOIN on a switch could move on while the case still
+    runs; Partita waits for the case.)"""
+    if task is None or not task.status.is_terminal:
+        return False
+    workflow_task = st.workflow_task(task)
+    if workflow_task.type in ("SWITCH", "DECISION") and task.status is TaskStatus.COMPLETED:
+        for inner in selected_case(workflow_task, task):
+            if not _finished(st, st.latest(loop_ref(inner.task_reference_name, iteration)), iteration):
+                return False
+    return True
+
+
 def _progress_join(st: DecisionState, workflow_task: WorkflowTask, task: Task, iteration: int) -> Task:
     joined = [st.latest(loop_ref(ref, iteration)) for ref in workflow_task.join_on]
-    if any(t is None or not t.status.is_terminal for t in joined):
+    if not all(_finished(st, t, iteration) for t in joined):
         return task
     output: dict[str, object] = {
         t.reference_task_name: t.output_data for t in joined if t is not None and t.output_data

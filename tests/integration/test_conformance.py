@@ -1,0 +1,102 @@
+"""Conductor definitions with operators, end to end on a real nats-server: final status, output, and the
+sequence of (referenceTaskName, status) Conductor would produce."""
+
+from __future__ import annotations
+
+import msgspec
+
+from partita.actors import WorkerSpec
+from partita.schemas import Workflow, WorkflowStatus
+from partita.transport import Client, Connection
+
+from .harness import running
+
+
+def shout(text: str) -> dict[str, object]:
+    return {"text": text.upper()}
+
+
+def count(n: int) -> dict[str, object]:
+    return {"n": n + 1}
+
+
+ITERATION = "${loop.output.iteration}"
+FIRST_WORD = "${prep.output.result.words[0]}"
+WORD_COUNT = "${jq.output.result}"
+WORKERS = [WorkerSpec("shout", shout, concurrency=4), WorkerSpec("count", count, concurrency=4)]
+
+
+def trail(workflow: Workflow) -> list[tuple[str, str]]:
+    return [(t.reference_task_name, str(t.status)) for t in workflow.tasks]
+
+
+async def run(client: Client, definition: dict[str, object], workflow_input: dict[str, object]) -> Workflow:
+    await client.register_json(msgspec.json.encode(definition))
+    return await client.wait(await client.start(str(definition["name"]), workflow_input), within=30)
+
+
+async def test_a_switch_inside_a_fork_inside_a_loop(conn: Connection, client: Client) -> None:
+    definition = {
+        "name": "combo",
+        "tasks": [
+            {"name": "loop", "taskReferenceName": "loop", "type": "DO_WHILE",
+             "loopCondition": "$.loop.iteration < 2", "loopOver": [
+                {"name": "fork", "taskReferenceName": "fork", "type": "FORK_JOIN", "forkTasks": [
+                    [{"name": "count", "taskReferenceName": "c", "inputParameters": {"n": ITERATION}}],
+                    [{"name": "pick", "taskReferenceName": "pick", "type": "SWITCH", "evaluatorType": "javascript",
+                      "expression": "$.i == 1 ? 'first' : 'later'", "inputParameters": {"i": ITERATION},
+                      "decisionCases": {"first": [{"name": "shout", "taskReferenceName": "s",
+                                                   "inputParameters": {"text": "first"}}]},
+                      "defaultCase": [{"name": "set", "taskReferenceName": "v", "type": "SET_VARIABLE",
+                                       "inputParameters": {"later": True}}]}],
+                ]},
+                {"name": "join", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["c", "pick"]},
+            ]},
+        ],
+        "outputParameters": {"loop": "${loop.output}", "vars": "${workflow.variables}"},
+    }  # fmt: skip
+    async with running(conn, WORKERS):
+        workflow = await run(client, definition, {})
+    assert workflow.status is WorkflowStatus.COMPLETED, workflow.reason_for_incompletion
+    assert trail(workflow) == [
+        ("loop", "COMPLETED"),
+        ("fork__1", "COMPLETED"), ("c__1", "COMPLETED"), ("pick__1", "COMPLETED"), ("s__1", "COMPLETED"),
+        ("join__1", "COMPLETED"),
+        ("fork__2", "COMPLETED"), ("c__2", "COMPLETED"), ("pick__2", "COMPLETED"), ("v__2", "COMPLETED"),
+        ("join__2", "COMPLETED"),
+    ]  # fmt: skip
+    assert workflow.output["vars"] == {"later": True}
+    loop_output = workflow.output["loop"]
+    assert isinstance(loop_output, dict)
+    assert loop_output["iteration"] == 2
+    first, second = loop_output["1"], loop_output["2"]
+    assert first["c"] == {"n": 2}
+    assert first["s"] == {"text": "FIRST"}  # the JOIN on the switch waited for its case to finish
+    assert second["c"] == {"n": 3}
+    assert second["pick"] == {"evaluationResult": ["later"], "selectedCase": "later"}
+
+
+async def test_terminate_in_a_branch_and_scripts_on_a_node(conn: Connection, client: Client) -> None:
+    definition = {
+        "name": "stop_early",
+        "tasks": [
+            {"name": "prep", "taskReferenceName": "prep", "type": "INLINE",
+             "inputParameters": {"expression": "({words: $.text.split(' ')})", "text": "${workflow.input.text}"}},
+            {"name": "fork", "taskReferenceName": "fork", "type": "FORK_JOIN", "forkTasks": [
+                [{"name": "shout", "taskReferenceName": "loud", "inputParameters": {"text": FIRST_WORD}}],
+                [{"name": "jq", "taskReferenceName": "jq", "type": "JSON_JQ_TRANSFORM",
+                  "inputParameters": {"w": "${prep.output.result.words}", "queryExpression": ".w | length"}},
+                 {"name": "stop", "taskReferenceName": "stop", "type": "TERMINATE",
+                  "inputParameters": {"terminationStatus": "COMPLETED", "workflowOutput": {"words": WORD_COUNT}}}],
+            ]},
+            {"name": "join", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["loud", "stop"]},
+        ],
+    }  # fmt: skip
+    async with running(conn, WORKERS):
+        workflow = await run(client, definition, {"text": "hello brave world"})
+    assert workflow.status is WorkflowStatus.COMPLETED
+    assert workflow.output == {"words": 3}
+    assert trail(workflow) == [
+        ("prep", "COMPLETED"), ("fork", "COMPLETED"), ("loud", "CANCELED"), ("jq", "COMPLETED"),
+        ("stop", "COMPLETED"), ("join", "CANCELED"),
+    ]  # fmt: skip
