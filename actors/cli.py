@@ -229,6 +229,29 @@ def _print_workflow(workflow: Workflow, *, as_json: bool) -> None:
     print("  output: " + msgspec.json.encode(workflow.output).decode())
 
 
+async def cmd_task_update(args: argparse.Namespace) -> int:
+    output = _read_json_arg(args.output, "--output") or {}
+    if not isinstance(output, dict):
+        print("error: --output must be a JSON object", file=sys.stderr)
+        return EXIT_USAGE
+    async with await _client(args) as client:
+        if args.task_command == "complete":
+            await client.complete_task(args.workflow_id, args.task_ref, output)
+        else:
+            await client.fail_task(
+                args.workflow_id, args.task_ref, args.reason or "failed by operator", output, terminal=args.terminal
+            )
+        if not args.wait:
+            return EXIT_OK
+        try:
+            workflow = await client.wait(args.workflow_id, within=args.timeout)
+        except WorkflowTimeout as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_NOT_COMPLETED
+    _print_workflow(workflow, as_json=args.json)
+    return EXIT_OK if workflow.status is WorkflowStatus.COMPLETED else EXIT_NOT_COMPLETED
+
+
 # --- parser ------------------------------------------------------------------------------------------
 
 
@@ -299,6 +322,20 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--wait", action="store_true", help="wait for the end; exit 0 only if COMPLETED")
     start.add_argument("--timeout", type=float, default=None, help="with --wait: give up after S seconds")
     start.set_defaults(handler=cmd_workflow_start)
+    tasks = commands.add_parser("task", help="complete or fail a pending task (WAIT, HUMAN, any)").add_subparsers(
+        dest="task_command", required=True
+    )
+    for verb, text in (("complete", "complete the pending task"), ("fail", "fail the pending task")):
+        update = tasks.add_parser(verb, help=text)
+        update.add_argument("workflow_id")
+        update.add_argument("task_ref", help="the task's reference name")
+        update.add_argument("--output", default=None, help="JSON object, or @file, or @- for stdin")
+        update.add_argument("--wait", action="store_true", help="then wait for the workflow to end")
+        update.add_argument("--timeout", type=float, default=None, help="with --wait: give up after S seconds")
+        if verb == "fail":
+            update.add_argument("--reason", default=None, help="reasonForIncompletion")
+            update.add_argument("--terminal", action="store_true", help="FAILED_WITH_TERMINAL_ERROR: no retries")
+        update.set_defaults(handler=cmd_task_update)
     get = workflow.add_parser("get", help="show a workflow")
     get.add_argument("workflow_id")
     get.set_defaults(handler=cmd_workflow_get)

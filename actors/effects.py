@@ -9,7 +9,7 @@ from typing import Final, assert_never, final
 import anyio
 from msgspec import structs
 
-from partita.schemas import DispatchTask, Effect, WorkflowFinished
+from partita.schemas import DispatchTask, Effect, ScheduleTimer, WorkflowFinished
 from partita.transport import Connection, Layout, TransportError, ensure_task_consumer
 from partita.transport.codec import encode_json
 
@@ -57,6 +57,11 @@ class EffectPerformer:
         match effect:
             case DispatchTask():
                 await self._dispatch(effect)
+            case ScheduleTimer():
+                target = self._layout.timer_subject(effect.event.workflow_id)
+                schedule = self._layout.timer_schedule_subject(effect.timer_id)
+                data = encode_json(effect.event)
+                await self._conn.publish_at(schedule, target, effect.at, data, msg_id=f"timer:{effect.timer_id}")
             case WorkflowFinished(workflow_id=workflow_id):
                 await self._conn.publish(self._layout.done_subject(workflow_id), encode_json(effect))
             case _:

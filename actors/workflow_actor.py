@@ -31,6 +31,8 @@ from partita.schemas import (
     StartWorkflow,
     TaskResult,
     TaskResultReceived,
+    TimerFired,
+    UpdateTask,
     Workflow,
     WorkflowFinished,
     WorkflowRecord,
@@ -46,6 +48,8 @@ from partita.transport.codec import (
     result_decoder,
     start_decoder,
     start_identity_decoder,
+    timer_decoder,
+    update_decoder,
 )
 
 from .decider import Decision, decide, snapshot_definition, uses_scripts
@@ -57,8 +61,9 @@ log = structlog.get_logger(__name__)
 MAX_CAS_ATTEMPTS: Final = 16
 RETRY_LATER_SECONDS: Final = 2.0
 MAX_RETRY_LATER_SECONDS: Final = 60.0
+UNKNOWN_WORKFLOW_DELIVERIES: Final = 5  # an event for a workflow not (yet) started is retried this often
 
-WireEvent = StartWorkflow | TaskResult
+WireEvent = StartWorkflow | TaskResult | UpdateTask | TimerFired
 
 
 @dataclass(slots=True)
@@ -188,6 +193,11 @@ class WorkflowActor:
                     # scheduled looks "unknown" here). Only a fresh read may make us drop an event.
                     self._loaded = False
                     continue
+                overtaken = record is None and not isinstance(envelope.event, StartWorkflow)
+                if overtaken and delivery.num_delivered < UNKNOWN_WORKFLOW_DELIVERIES:
+                    # With several nodes, an update can overtake the start it follows: retry it shortly.
+                    await self._retry_later(delivery, RETRY_LATER_SECONDS / 2)
+                    return
                 self._log.info("event_ignored", reason=decision.note, event_kind=type(envelope.event).__name__)
                 await delivery.ack()
                 return
@@ -282,6 +292,8 @@ class WorkflowActor:
                 return await self._start_requested(event)
             case TaskResult():
                 return TaskResultReceived(result=event, subject_task_type=envelope.subject_task_type or "")
+            case UpdateTask() | TimerFired():
+                return event
             case _:
                 assert_never(event)
 
@@ -351,6 +363,12 @@ def decode_event(layout: Layout, delivery: Delivery) -> Envelope:
     elif kind == "result":
         event = decode(result_decoder, delivery.data, "TaskResult")
         workflow_id = event.workflow_instance_id
+    elif kind == "cmd":
+        event = decode(update_decoder, delivery.data, "UpdateTask")
+        workflow_id = event.workflow_id
+    elif kind == "timer":
+        event = decode(timer_decoder, delivery.data, "TimerFired")
+        workflow_id = event.workflow_id
     else:
         raise PayloadError(f"no event kind is published on subject {delivery.subject!r}")
     if not workflow_id or len(workflow_id) > MAX_WORKFLOW_ID_LENGTH:

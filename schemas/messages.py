@@ -97,6 +97,28 @@ class TaskResult(Message, frozen=True, tag="TaskResult"):
     poll_count: int | None = None
 
 
+class UpdateTask(Message, frozen=True, tag="UpdateTask"):
+    """Update the pending task with reference ``taskRefName`` from outside (Conductor's
+    ``POST /tasks/{workflowId}/{taskRefName}/{status}``): completes WAIT and HUMAN tasks, or any other.
+
+    Published to ``<prefix>.wf.<partition>.cmd``.
+    """
+
+    workflow_id: str
+    task_ref_name: str
+    status: TaskResultStatus
+    output_data: dict[str, object] = msgspec.field(default_factory=dict)
+    reason_for_incompletion: str | None = None
+    worker_id: str | None = None
+
+
+class TimerFired(Message, frozen=True, tag="TimerFired"):
+    """A durable timer came due (published by a JetStream message schedule to ``<prefix>.wf.<p>.timer``)."""
+
+    workflow_id: str
+    task_id: str
+
+
 # --- node-internal -------------------------------------------------------------------------------------
 
 
@@ -131,6 +153,15 @@ class DispatchTask(Message, frozen=True, tag="DispatchTask"):
     not_before: int = 0
 
 
+class ScheduleTimer(Message, frozen=True, tag="ScheduleTimer"):
+    """Effect: have JetStream deliver ``event`` to the workflow at ``at`` (epoch ms), even across restarts.
+    One schedule per ``timerId``: scheduling it again replaces the pending one."""
+
+    timer_id: str
+    at: int
+    event: TimerFired
+
+
 class WorkflowFinished(Message, frozen=True, tag="WorkflowFinished"):
     """Effect and notification: the workflow reached a terminal status (core NATS ``<prefix>.done.<id>``)."""
 
@@ -139,8 +170,8 @@ class WorkflowFinished(Message, frozen=True, tag="WorkflowFinished"):
     reason_for_incompletion: str | None = None
 
 
-Effect = DispatchTask | WorkflowFinished
-DeciderEvent = WorkflowStartRequested | TaskResultReceived
+Effect = DispatchTask | ScheduleTimer | WorkflowFinished
+DeciderEvent = WorkflowStartRequested | TaskResultReceived | UpdateTask | TimerFired
 
 
 class WorkflowRecord(Message, frozen=True, tag="WorkflowRecord"):

@@ -24,7 +24,7 @@ KNOWN_TASK_TYPES: frozenset[str] = frozenset(
 SUPPORTED_TASK_TYPES: frozenset[str] = frozenset(
     {
         "SIMPLE", "DYNAMIC", "SWITCH", "DECISION", "FORK_JOIN", "JOIN", "EXCLUSIVE_JOIN", "DO_WHILE",
-        "SET_VARIABLE", "TERMINATE", "NOOP", "INLINE", "LAMBDA", "JSON_JQ_TRANSFORM",
+        "SET_VARIABLE", "TERMINATE", "NOOP", "INLINE", "LAMBDA", "JSON_JQ_TRANSFORM", "WAIT", "HUMAN",
     }
 )  # fmt: skip
 _JAVASCRIPT = frozenset({"javascript", "graaljs"})

@@ -17,6 +17,8 @@ from partita.schemas import (
     PayloadError,
     StartWorkflow,
     TaskDef,
+    TaskResultStatus,
+    UpdateTask,
     Workflow,
     WorkflowDef,
     WorkflowNotFound,
@@ -145,6 +147,47 @@ class Client:
             raise PayloadError(f"start message is {len(data)} bytes; the limit is {self.conn.payload_limit} bytes")
         await self.conn.publish_durable(self.layout.start_subject(workflow_id), data, msg_id=f"start:{workflow_id}")
         return workflow_id
+
+    async def update_task(
+        self,
+        workflow_id: str,
+        task_ref_name: str,
+        status: TaskResultStatus | str,
+        output: Mapping[str, object] | None = None,
+        *,
+        reason: str | None = None,
+    ) -> None:
+        """Update the pending task ``task_ref_name`` of a workflow (Conductor's
+        ``POST /tasks/{workflowId}/{taskRefName}/{status}``): how WAIT and HUMAN tasks are completed.
+
+        Returns once the update is durable; the node applies it (or ignores it, logged, when no task with
+        that reference is pending)."""
+        message = UpdateTask(
+            workflow_id=workflow_id,
+            task_ref_name=task_ref_name,
+            status=TaskResultStatus(status),
+            output_data=dict(output or {}),
+            reason_for_incompletion=reason,
+            worker_id=self.conn.client_name or None,
+        )
+        await self.conn.publish_durable(self.layout.command_subject(workflow_id), encode_json(message))
+
+    async def complete_task(
+        self, workflow_id: str, task_ref_name: str, output: Mapping[str, object] | None = None
+    ) -> None:
+        await self.update_task(workflow_id, task_ref_name, TaskResultStatus.COMPLETED, output)
+
+    async def fail_task(
+        self,
+        workflow_id: str,
+        task_ref_name: str,
+        reason: str,
+        output: Mapping[str, object] | None = None,
+        *,
+        terminal: bool = False,
+    ) -> None:
+        status = TaskResultStatus.FAILED_WITH_TERMINAL_ERROR if terminal else TaskResultStatus.FAILED
+        await self.update_task(workflow_id, task_ref_name, status, output, reason=reason)
 
     async def find(self, workflow_id: str) -> Workflow | None:
         entry = await self._workflows.get(self.layout.workflow_key(workflow_id))

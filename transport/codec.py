@@ -15,6 +15,8 @@ from partita.schemas import (
     TaskDef,
     TaskMessage,
     TaskResult,
+    TimerFired,
+    UpdateTask,
     Workflow,
     WorkflowDef,
     WorkflowFinished,
@@ -39,6 +41,8 @@ start_decoder = msgspec.json.Decoder(StartWorkflow)
 start_identity_decoder = msgspec.json.Decoder(StartIdentity)
 task_decoder = msgspec.json.Decoder(TaskMessage)
 result_decoder = msgspec.json.Decoder(TaskResult)
+update_decoder = msgspec.json.Decoder(UpdateTask)
+timer_decoder = msgspec.json.Decoder(TimerFired)
 finished_decoder = msgspec.json.Decoder(WorkflowFinished)
 task_def_decoder = msgspec.json.Decoder(TaskDef)
 workflow_def_decoder = msgspec.json.Decoder(WorkflowDef)

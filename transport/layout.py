@@ -8,6 +8,8 @@ Subjects::
     <prefix>.tsched.<dispatchId>             schedules that publish a task message later (same stream)
     <prefix>.wf.<partition>.start            StartWorkflow            (stream <PREFIX>_EVENTS)
     <prefix>.wf.<partition>.result.<type>    TaskResult from workers  (stream <PREFIX>_EVENTS)
+    <prefix>.wf.<partition>.cmd              UpdateTask (and later operator commands) from clients
+    <prefix>.wf.<partition>.timer            TimerFired, published by schedules on <prefix>.esched.<timerId>
     <prefix>.esched.<id>                     schedules that publish an event later (same stream)
     <prefix>.done.<workflowId>               core NATS: a workflow finished (for waiting clients)
 
@@ -120,6 +122,15 @@ class Layout:
     def start_subject(self, workflow_id: str) -> str:
         return f"{self.prefix}.wf.{self.partition(workflow_id)}.start"
 
+    def command_subject(self, workflow_id: str) -> str:
+        return f"{self.prefix}.wf.{self.partition(workflow_id)}.cmd"
+
+    def timer_subject(self, workflow_id: str) -> str:
+        return f"{self.prefix}.wf.{self.partition(workflow_id)}.timer"
+
+    def timer_schedule_subject(self, timer_id: str) -> str:
+        return f"{self.prefix}.esched.{escape_token(timer_id)}"
+
     def result_subject(self, workflow_id: str, task_type: str) -> str:
         return f"{self.prefix}.wf.{self.partition(workflow_id)}.result.{escape_token(task_type)}"
 
@@ -135,11 +146,12 @@ class Layout:
         return f"{self.prefix}.done.{escape_token(workflow_id)}"
 
     def parse_event_subject(self, subject: str) -> tuple[str, str | None]:
-        """``(kind, task_type)`` of an event subject; kind is ``start``, ``result`` or ``unknown``."""
+        """``(kind, task_type)`` of an event subject; kind is ``start``, ``result``, ``cmd``, ``timer`` or
+        ``unknown``."""
         parts = subject.split(".")
         if len(parts) >= 4 and parts[0] == self.prefix and parts[1] == "wf":
-            if parts[3] == "start" and len(parts) == 4:
-                return "start", None
+            if parts[3] in ("start", "cmd", "timer") and len(parts) == 4:
+                return parts[3], None
             if parts[3] == "result" and len(parts) == 5:
                 try:
                     return "result", unescape_token(parts[4])

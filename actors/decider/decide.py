@@ -33,6 +33,8 @@ from partita.schemas import (
     TaskResultReceived,
     TaskResultStatus,
     TaskStatus,
+    TimerFired,
+    UpdateTask,
     Workflow,
     WorkflowDef,
     WorkflowFinished,
@@ -59,6 +61,10 @@ def decide(state: Workflow | None, event: DeciderEvent, now: int) -> Decision:
             return _start(state, event, now)
         case TaskResultReceived():
             return _task_result(state, event, now)
+        case UpdateTask():
+            return _update_task(state, event, now)
+        case TimerFired():
+            return _timer_fired(state, event, now)
         case _:
             assert_never(event)
 
@@ -170,9 +176,71 @@ def _task_result(state: Workflow | None, event: TaskResultReceived, now: int) ->
         return Decision(None, note=stale)
 
     st = DecisionState(state, now)
-    output = {**task.output_data, **result.output_data}
-    start_time = task.start_time or result.start_time or task.scheduled_time
-    if result.status is TaskResultStatus.IN_PROGRESS:
+    _apply_report(
+        st,
+        task,
+        result.status,
+        result.output_data,
+        reason=result.reason_for_incompletion,
+        worker_id=result.worker_id,
+        callback_after=result.callback_after_seconds,
+        start_time=result.start_time,
+        end_time=result.end_time,
+    )
+    return _reconcile(st)
+
+
+def _update_task(state: Workflow | None, event: UpdateTask, now: int) -> Decision:
+    """An update by reference name from outside (WAIT, HUMAN, or any pending task)."""
+    if state is None:
+        return Decision(None, note="update for an unknown workflow")
+    if state.status.is_terminal:
+        return Decision(None, note=f"update for a {state.status} workflow")
+    pending = [t for t in state.tasks if t.reference_task_name == event.task_ref_name and not t.status.is_terminal]
+    if not pending:
+        return Decision(None, note=f"no pending task with reference {event.task_ref_name!r}")
+    st = DecisionState(state, now)
+    _apply_report(
+        st,
+        pending[-1],
+        event.status,
+        event.output_data,
+        reason=event.reason_for_incompletion,
+        worker_id=event.worker_id,
+    )
+    return _reconcile(st)
+
+
+def _timer_fired(state: Workflow | None, event: TimerFired, now: int) -> Decision:
+    task = state.task_by_id(event.task_id) if state is not None else None
+    if state is None or task is None or state.status.is_terminal:
+        return Decision(None, note="timer for an unknown task or an ended workflow")
+    if task.status is not TaskStatus.IN_PROGRESS or task.task_type != "WAIT":
+        return Decision(None, note=f"timer for a task that is {task.status}")
+    st = DecisionState(state, now)
+    _apply_report(st, task, TaskResultStatus.COMPLETED, {})
+    return _reconcile(st)
+
+
+def _apply_report(
+    st: DecisionState,
+    task: Task,
+    status: TaskResultStatus,
+    output_data: dict[str, object],
+    *,
+    reason: str | None = None,
+    worker_id: str | None = None,
+    callback_after: int = 0,
+    start_time: int = 0,
+    end_time: int = 0,
+) -> None:
+    """Apply a worker's or an operator's report to ``task``."""
+    output = {**task.output_data, **output_data}
+    started = task.start_time or start_time or task.scheduled_time
+    if status is TaskResultStatus.IN_PROGRESS:
+        if task.task_type in operators.SYSTEM_TASK_TYPES:  # a WAIT/HUMAN stays put, its output updated
+            st.replace(structs.replace(task, output_data=output))
+            return
         # Conductor: a worker task reporting progress goes back to SCHEDULED, and the same task (same id) is
         # delivered again after callbackAfterSeconds.
         polls = task.poll_count + 1
@@ -181,31 +249,27 @@ def _task_result(state: Workflow | None, event: TaskResultReceived, now: int) ->
             status=TaskStatus.SCHEDULED,
             output_data=output,
             poll_count=polls,
-            worker_id=result.worker_id or task.worker_id,
-            start_time=start_time,
-            update_time=now,
-            callback_after_seconds=result.callback_after_seconds,
+            worker_id=worker_id or task.worker_id,
+            start_time=started,
+            callback_after_seconds=callback_after,
         )
         st.replace(updated)
-        delay_ms = max(0, result.callback_after_seconds) * 1000
-        st.effects.append(dispatch(st, updated, f"{task.task_id}.{polls}", now + delay_ms if delay_ms else 0))
-        return st.decision()
-
+        delay_ms = max(0, callback_after) * 1000
+        st.effects.append(dispatch(st, updated, f"{task.task_id}.{polls}", st.now + delay_ms if delay_ms else 0))
+        return
     finished = structs.replace(
         task,
-        status=TERMINAL_RESULT_STATUSES[result.status],
+        status=TERMINAL_RESULT_STATUSES[status],
         output_data=output,
         poll_count=task.poll_count + 1,
-        worker_id=result.worker_id or task.worker_id,
-        start_time=start_time,
-        end_time=result.end_time or now,
-        update_time=now,
-        reason_for_incompletion=result.reason_for_incompletion,
+        worker_id=worker_id or task.worker_id,
+        start_time=started,
+        end_time=end_time or st.now,
+        reason_for_incompletion=reason,
     )
     st.replace(finished)
     if not finished.status.is_successful:
         task_failed(st, finished)
-    return _reconcile(st)
 
 
 def task_failed(st: DecisionState, task: Task) -> None:

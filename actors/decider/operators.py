@@ -15,17 +15,18 @@ from typing import Final
 
 from msgspec import structs
 
-from partita.schemas import Task, TaskStatus, WorkflowDef, WorkflowStatus, WorkflowTask
+from partita.schemas import ScheduleTimer, Task, TaskStatus, TimerFired, WorkflowDef, WorkflowStatus, WorkflowTask
 from partita.schemas.definitions import iter_workflow_tasks
 
 from .scripts import ScriptError, evaluate_javascript, evaluate_jq, to_case
 from .state import DecisionState, definition_ref, loop_ref
+from .waits import parse_duration, parse_until
 
 # Conductor's TaskType.isBuiltIn: never retried.
 BUILT_IN: Final = frozenset({"DECISION", "SWITCH", "FORK_JOIN", "JOIN", "EXCLUSIVE_JOIN", "DO_WHILE"})
 # Types that do not go to a worker. DYNAMIC only when its task name cannot be resolved.
 SYSTEM_TASK_TYPES: Final = BUILT_IN | frozenset(
-    {"SET_VARIABLE", "TERMINATE", "NOOP", "INLINE", "LAMBDA", "JSON_JQ_TRANSFORM", "DYNAMIC"}
+    {"SET_VARIABLE", "TERMINATE", "NOOP", "INLINE", "LAMBDA", "JSON_JQ_TRANSFORM", "DYNAMIC", "WAIT", "HUMAN"}
 )
 JAVASCRIPT_EVALUATORS: Final = frozenset({"javascript", "graaljs"})
 MAX_VARIABLES_BYTES: Final = 256 * 1024  # Conductor's maxWorkflowVariablesPayloadSizeThreshold
@@ -108,6 +109,10 @@ def execute(st: DecisionState, workflow_task: WorkflowTask, task: Task) -> Task:
             return _execute_script(st, workflow_task, task)
         case "JSON_JQ_TRANSFORM":
             return _execute_jq(st, task)
+        case "WAIT":
+            return _execute_wait(st, task)
+        case "HUMAN":
+            return _start(st, task, {})
         case "DYNAMIC":
             parameter = workflow_task.dynamic_task_name_param
             reason = (
@@ -122,6 +127,31 @@ def execute(st: DecisionState, workflow_task: WorkflowTask, task: Task) -> Task:
 def _start(st: DecisionState, task: Task, output: dict[str, object]) -> Task:
     started = structs.replace(task, status=TaskStatus.IN_PROGRESS, output_data=output, start_time=st.now)
     st.replace(started)
+    return started
+
+
+def _execute_wait(st: DecisionState, task: Task) -> Task:
+    """IN_PROGRESS until ``duration`` has passed, ``until`` has come (a durable JetStream schedule), or, with
+    neither, until something completes it (``partita task complete``)."""
+    duration, until = task.input_data.get("duration"), task.input_data.get("until")
+    if duration is not None and until is not None:
+        reason = "WAIT task cannot have both 'duration' and 'until'"
+        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
+    try:
+        if duration is not None:
+            at: int | None = st.now + parse_duration(str(duration)) * 1000
+        elif until is not None:
+            at = parse_until(str(until))
+        else:
+            at = None
+    except ValueError as exc:
+        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, str(exc), {})
+    started = _start(st, task, {})
+    if at is not None:
+        fired = TimerFired(workflow_id=st.workflow.workflow_id, task_id=task.task_id)
+        st.effects.append(ScheduleTimer(timer_id=task.task_id, at=at, event=fired))
+        started = structs.replace(started, callback_after_seconds=max(0, (at - st.now) // 1000))
+        st.replace(started)
     return started
 
 

@@ -110,3 +110,24 @@ async def test_partita_dev_serves_nats_and_a_node_until_sigterm(tmp_path: Path) 
         assert dev.stop() == 0
     assert (tmp_path / "data" / "jetstream").is_dir()
     assert '"event": "nats_server_stopped"' in (tmp_path / "dev.log").read_text()
+
+
+async def test_a_human_task_is_completed_from_the_command_line(nats_server: EmbeddedServer) -> None:
+    url = nats_server.url
+    definition = '{"name": "sign_off", "tasks": [{"name": "h", "taskReferenceName": "sign", "type": "HUMAN"}]}'
+    assert run_cli("--nats", url, "def", "register", "-", input_text=definition).returncode == 0
+    node = Process("--nats", url, "node")
+    try:
+        workflow_id = run_cli("--nats", url, "workflow", "start", "sign_off").stdout.strip()
+        done = run_cli(
+            "--nats", url, "--json", "task", "complete", workflow_id, "sign", "--output", '{"by": "bob"}', "--wait",
+            "--timeout", "30",
+        )  # fmt: skip
+        refused = run_cli("--nats", url, "task", "fail", workflow_id, "sign", "--reason", "too late")
+    finally:
+        node.stop()
+    assert done.returncode == 0, done.stdout + done.stderr
+    final = json.loads(done.stdout)
+    assert final["status"] == "COMPLETED"
+    assert final["tasks"][0]["outputData"] == {"by": "bob"}
+    assert refused.returncode == 0  # durable; the node logs that no task "sign" is pending any more

@@ -100,3 +100,31 @@ async def test_terminate_in_a_branch_and_scripts_on_a_node(conn: Connection, cli
         ("prep", "COMPLETED"), ("fork", "COMPLETED"), ("loud", "CANCELED"), ("jq", "COMPLETED"),
         ("stop", "COMPLETED"), ("join", "CANCELED"),
     ]  # fmt: skip
+
+
+async def test_a_timed_wait_fires_from_a_jetstream_schedule_and_a_human_task_is_completed_from_outside(
+    conn: Connection, client: Client
+) -> None:
+    definition = {
+        "name": "approval",
+        "tasks": [
+            {"name": "pause", "taskReferenceName": "pause", "type": "WAIT", "inputParameters": {"duration": "1s"}},
+            {"name": "approve", "taskReferenceName": "approve", "type": "HUMAN"},
+            {"name": "shout", "taskReferenceName": "tell", "inputParameters": {"text": "${approve.output.by}"}},
+        ],
+        "outputParameters": {"told": "${tell.output.text}"},
+    }
+    await client.register_json(msgspec.json.encode(definition))
+    async with running(conn, WORKERS):
+        workflow_id = await client.start("approval")
+        async for workflow in client.watch(workflow_id):
+            if any(t.reference_task_name == "approve" for t in workflow.tasks):
+                break
+        pause = workflow.tasks[0]
+        assert (pause.reference_task_name, pause.status) == ("pause", "COMPLETED")
+        assert pause.end_time - pause.start_time >= 900  # the timer, not the decision, completed it
+        await client.complete_task(workflow_id, "approve", {"by": "ada"})
+        final = await client.wait(workflow_id, within=30)
+    assert final.status is WorkflowStatus.COMPLETED
+    assert final.output == {"told": "ADA"}
+    assert trail(final) == [("pause", "COMPLETED"), ("approve", "COMPLETED"), ("tell", "COMPLETED")]

@@ -23,10 +23,14 @@ from partita.schemas import (
 NOW = 1_700_000_000_000
 
 
-def run(definition: dict[str, object], workflow_input: dict[str, object] | None = None) -> Workflow:
+def start(definition: dict[str, object], workflow_input: dict[str, object] | None = None) -> Decision:
     snapshot = snapshot_definition(msgspec.convert(definition, WorkflowDef), {})
     request = StartWorkflow(workflow_id="wf", name=str(definition["name"]), input=workflow_input or {})
-    decision = decide(None, WorkflowStartRequested(request=request, definition=snapshot), NOW)
+    return decide(None, WorkflowStartRequested(request=request, definition=snapshot), NOW)
+
+
+def run(definition: dict[str, object], workflow_input: dict[str, object] | None = None) -> Workflow:
+    decision = start(definition, workflow_input)
     assert decision.workflow is not None
     return decision.workflow
 
@@ -384,3 +388,84 @@ def test_worker_tasks_in_branches_are_dispatched_once_each() -> None:
     decision = decide(None, WorkflowStartRequested(request=request, definition=snapshot), NOW)
     dispatched = [e.task.reference_task_name for e in decision.effects if isinstance(e, DispatchTask)]
     assert dispatched == ["a1", "b1"]
+
+
+def test_wait_for_a_duration_is_in_progress_with_a_durable_timer_and_completes_when_it_fires() -> None:
+    from partita.schemas import ScheduleTimer, TimerFired
+
+    definition = {"name": "w", "tasks": [{"name": "w", "taskReferenceName": "w", "type": "WAIT",
+                                          "inputParameters": {"duration": "1h 30m"}}, simple("after")]}  # fmt: skip
+    snapshot = snapshot_definition(msgspec.convert(definition, WorkflowDef), {})
+    decision = decide(
+        None, WorkflowStartRequested(request=StartWorkflow(workflow_id="wf", name="w"), definition=snapshot), NOW
+    )
+    workflow = decision.workflow
+    assert workflow is not None
+    assert trail(workflow) == [("w", "IN_PROGRESS")]
+    (timer,) = decision.effects
+    assert isinstance(timer, ScheduleTimer)
+    assert timer.at == NOW + 5_400_000
+    fired = decide(workflow, TimerFired(workflow_id="wf", task_id=workflow.tasks[0].task_id), NOW + 5_400_000)
+    assert fired.workflow is not None
+    assert trail(fired.workflow) == [("w", "COMPLETED"), ("after", "SCHEDULED")]
+    late = decide(fired.workflow, TimerFired(workflow_id="wf", task_id=workflow.tasks[0].task_id), NOW + 5_400_001)
+    assert late.workflow is None  # a timer for a finished task changes nothing
+
+
+def test_wait_until_a_date_and_wait_without_either_until_completed_from_outside() -> None:
+    from partita.schemas import ScheduleTimer, UpdateTask
+
+    until = {"name": "u", "tasks": [{"name": "w", "taskReferenceName": "w", "type": "WAIT",
+                                     "inputParameters": {"until": "2030-01-02 03:04 +01:00"}}]}  # fmt: skip
+    snapshot = snapshot_definition(msgspec.convert(until, WorkflowDef), {})
+    decision = decide(
+        None, WorkflowStartRequested(request=StartWorkflow(workflow_id="wf", name="u"), definition=snapshot), NOW
+    )
+    (timer,) = decision.effects
+    assert isinstance(timer, ScheduleTimer)
+    assert timer.at == 1893549840000  # 2030-01-02T02:04:00Z
+    forever = run({"name": "f", "tasks": [{"name": "w", "taskReferenceName": "w", "type": "WAIT"},
+                                          {"name": "h", "taskReferenceName": "h", "type": "HUMAN"}]})  # fmt: skip
+    assert trail(forever) == [("w", "IN_PROGRESS")]
+    update = UpdateTask(workflow_id="wf", task_ref_name="w", status=TaskResultStatus.COMPLETED, output_data={"ok": 1})
+    after = decide(forever, update, NOW + 5)
+    assert after.workflow is not None
+    assert trail(after.workflow) == [("w", "COMPLETED"), ("h", "IN_PROGRESS")]
+    assert after.workflow.tasks[0].output_data == {"ok": 1}
+    human = UpdateTask(
+        workflow_id="wf", task_ref_name="h", status=TaskResultStatus.FAILED, reason_for_incompletion="no"
+    )
+    failed = decide(after.workflow, human, NOW + 6)
+    assert failed.workflow is not None
+    assert failed.workflow.status is WorkflowStatus.FAILED
+    nobody = decide(
+        after.workflow, UpdateTask(workflow_id="wf", task_ref_name="zzz", status=TaskResultStatus.COMPLETED), NOW
+    )
+    assert nobody.workflow is None
+    assert "no pending task" in (nobody.note or "")
+
+
+@pytest.mark.parametrize(
+    ("inputs", "reason"),
+    [
+        ({"duration": "5s", "until": "2030-01-01"}, "both"),
+        ({"duration": "five minutes"}, "cannot parse duration"),
+        ({"until": "tomorrow"}, "cannot parse until"),
+        ({"until": "2030-01-01 10:00 Mars/Olympus"}, "unknown time zone"),
+    ],
+)
+def test_bad_wait_inputs_fail_the_task_terminally(inputs: dict[str, object], reason: str) -> None:
+    workflow = run({"name": "bad", "tasks": [{"name": "w", "taskReferenceName": "w", "type": "WAIT",
+                                              "inputParameters": inputs}]})  # fmt: skip
+    assert workflow.status is WorkflowStatus.FAILED
+    assert workflow.tasks[0].status is TaskStatus.FAILED_WITH_TERMINAL_ERROR
+    assert reason in (workflow.tasks[0].reason_for_incompletion or "")
+
+
+def test_durations_parse_like_conductors() -> None:
+    from partita.actors.decider.waits import parse_duration
+
+    assert parse_duration("1d 2h 3m 4s") == 93784
+    assert parse_duration("30 seconds") == 30
+    assert parse_duration("2 hours") == 7200
+    assert parse_duration("90 mins") == 5400
