@@ -229,6 +229,12 @@ def _print_workflow(workflow: Workflow, *, as_json: bool) -> None:
     print("  output: " + msgspec.json.encode(workflow.output).decode())
 
 
+async def cmd_workflow_terminate(args: argparse.Namespace) -> int:
+    async with await _client(args) as client:
+        await client.terminate(args.workflow_id, args.reason)
+    return EXIT_OK
+
+
 async def cmd_task_update(args: argparse.Namespace) -> int:
     output = _read_json_arg(args.output, "--output") or {}
     if not isinstance(output, dict):
@@ -322,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--wait", action="store_true", help="wait for the end; exit 0 only if COMPLETED")
     start.add_argument("--timeout", type=float, default=None, help="with --wait: give up after S seconds")
     start.set_defaults(handler=cmd_workflow_start)
+    terminate = workflow.add_parser("terminate", help="terminate a running workflow")
+    terminate.add_argument("workflow_id")
+    terminate.add_argument("--reason", default=None)
+    terminate.set_defaults(handler=cmd_workflow_terminate)
     tasks = commands.add_parser("task", help="complete or fail a pending task (WAIT, HUMAN, any)").add_subparsers(
         dest="task_command", required=True
     )

@@ -9,7 +9,7 @@ from typing import Final, assert_never, final
 import anyio
 from msgspec import structs
 
-from partita.schemas import DispatchTask, Effect, ScheduleTimer, WorkflowFinished
+from partita.schemas import DispatchTask, Effect, ScheduleTimer, SendCommand, StartChild, WorkflowFinished
 from partita.transport import Connection, Layout, TransportError, ensure_task_consumer
 from partita.transport.codec import encode_json
 
@@ -62,6 +62,12 @@ class EffectPerformer:
                 schedule = self._layout.timer_schedule_subject(effect.timer_id)
                 data = encode_json(effect.event)
                 await self._conn.publish_at(schedule, target, effect.at, data, msg_id=f"timer:{effect.timer_id}")
+            case StartChild(request=request):
+                subject = self._layout.start_subject(request.workflow_id)
+                await self._conn.publish_durable(subject, encode_json(request), msg_id=f"start:{request.workflow_id}")
+            case SendCommand(send_id=send_id, command=command):
+                subject = self._layout.command_subject(command.workflow_id)
+                await self._conn.publish_durable(subject, encode_json(command), msg_id=send_id)
             case WorkflowFinished(workflow_id=workflow_id):
                 await self._conn.publish(self._layout.done_subject(workflow_id), encode_json(effect))
             case _:

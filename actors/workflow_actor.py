@@ -25,12 +25,14 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from msgspec import structs
 
 from partita.schemas import (
+    ChildFinished,
     DeciderEvent,
     DispatchTask,
     PayloadError,
     StartWorkflow,
     TaskResult,
     TaskResultReceived,
+    TerminateWorkflow,
     TimerFired,
     UpdateTask,
     Workflow,
@@ -42,6 +44,7 @@ from partita.schemas import (
 from partita.schemas.validation import workflow_def_problems
 from partita.transport import CasConflict, Connection, Delivery, KvBucket, Layout, TransportError
 from partita.transport.codec import (
+    command_decoder,
     decode,
     decode_record,
     encode_record,
@@ -49,7 +52,6 @@ from partita.transport.codec import (
     start_decoder,
     start_identity_decoder,
     timer_decoder,
-    update_decoder,
 )
 
 from .decider import Decision, decide, snapshot_definition, uses_scripts
@@ -63,7 +65,7 @@ RETRY_LATER_SECONDS: Final = 2.0
 MAX_RETRY_LATER_SECONDS: Final = 60.0
 UNKNOWN_WORKFLOW_DELIVERIES: Final = 5  # an event for a workflow not (yet) started is retried this often
 
-WireEvent = StartWorkflow | TaskResult | UpdateTask | TimerFired
+WireEvent = StartWorkflow | TaskResult | UpdateTask | TerminateWorkflow | ChildFinished | TimerFired
 
 
 @dataclass(slots=True)
@@ -292,7 +294,7 @@ class WorkflowActor:
                 return await self._start_requested(event)
             case TaskResult():
                 return TaskResultReceived(result=event, subject_task_type=envelope.subject_task_type or "")
-            case UpdateTask() | TimerFired():
+            case UpdateTask() | TerminateWorkflow() | ChildFinished() | TimerFired():
                 return event
             case _:
                 assert_never(event)
@@ -354,21 +356,21 @@ def decode_event(layout: Layout, delivery: Delivery) -> Envelope:
     event: WireEvent
     if kind == "start":
         try:
-            event = decode(start_decoder, delivery.data, "StartWorkflow")
+            start = decode(start_decoder, delivery.data, "StartWorkflow")
         except PayloadError as exc:
             identity = decode(start_identity_decoder, delivery.data, "StartWorkflow")
-            event = StartWorkflow(workflow_id=identity.workflow_id, name=identity.name)
+            start = StartWorkflow(workflow_id=identity.workflow_id, name=identity.name)
             problem = str(exc)
-        workflow_id = event.workflow_id
+        event, workflow_id = start, start.workflow_id
     elif kind == "result":
-        event = decode(result_decoder, delivery.data, "TaskResult")
-        workflow_id = event.workflow_instance_id
+        result = decode(result_decoder, delivery.data, "TaskResult")
+        event, workflow_id = result, result.workflow_instance_id
     elif kind == "cmd":
-        event = decode(update_decoder, delivery.data, "UpdateTask")
-        workflow_id = event.workflow_id
+        command = decode(command_decoder, delivery.data, "command")
+        event, workflow_id = command, command.workflow_id
     elif kind == "timer":
-        event = decode(timer_decoder, delivery.data, "TimerFired")
-        workflow_id = event.workflow_id
+        timer = decode(timer_decoder, delivery.data, "TimerFired")
+        event, workflow_id = timer, timer.workflow_id
     else:
         raise PayloadError(f"no event kind is published on subject {delivery.subject!r}")
     if not workflow_id or len(workflow_id) > MAX_WORKFLOW_ID_LENGTH:

@@ -37,6 +37,9 @@ class StartWorkflow(Message, frozen=True, tag="StartWorkflow"):
     # An inline (ephemeral) definition, as Conductor's StartWorkflowRequest.workflowDef allows.
     workflow_def: WorkflowDef | None = None
     created_by: str | None = None
+    # Set when a SUB_WORKFLOW task starts this workflow: it reports its end to that task.
+    parent_workflow_id: str | None = None
+    parent_workflow_task_id: str | None = None
 
 
 # --- node -> worker ------------------------------------------------------------------------------------
@@ -112,6 +115,26 @@ class UpdateTask(Message, frozen=True, tag="UpdateTask"):
     worker_id: str | None = None
 
 
+class TerminateWorkflow(Message, frozen=True, tag="TerminateWorkflow"):
+    """Terminate a running workflow (Conductor's ``DELETE /workflow/{id}``): TERMINATED, pending tasks
+    CANCELED, sub-workflows terminated. Published to ``<prefix>.wf.<partition>.cmd``."""
+
+    workflow_id: str
+    reason: str | None = None
+
+
+class ChildFinished(Message, frozen=True, tag="ChildFinished"):
+    """A sub-workflow ended; its parent's SUB_WORKFLOW task mirrors it. Published by nodes to the parent's
+    ``<prefix>.wf.<partition>.cmd``."""
+
+    workflow_id: str  # the parent
+    task_id: str  # the parent's SUB_WORKFLOW task
+    child_workflow_id: str
+    status: WorkflowStatus
+    output: dict[str, object] = msgspec.field(default_factory=dict)
+    reason_for_incompletion: str | None = None
+
+
 class TimerFired(Message, frozen=True, tag="TimerFired"):
     """A durable timer came due (published by a JetStream message schedule to ``<prefix>.wf.<p>.timer``)."""
 
@@ -162,6 +185,19 @@ class ScheduleTimer(Message, frozen=True, tag="ScheduleTimer"):
     event: TimerFired
 
 
+class StartChild(Message, frozen=True, tag="StartChild"):
+    """Effect: publish ``request`` as a start message (SUB_WORKFLOW and START_WORKFLOW tasks)."""
+
+    request: StartWorkflow
+
+
+class SendCommand(Message, frozen=True, tag="SendCommand"):
+    """Effect: publish ``command`` to the ``cmd`` subject of the workflow it names, with message id ``sendId``."""
+
+    send_id: str
+    command: TerminateWorkflow | ChildFinished
+
+
 class WorkflowFinished(Message, frozen=True, tag="WorkflowFinished"):
     """Effect and notification: the workflow reached a terminal status (core NATS ``<prefix>.done.<id>``)."""
 
@@ -170,8 +206,9 @@ class WorkflowFinished(Message, frozen=True, tag="WorkflowFinished"):
     reason_for_incompletion: str | None = None
 
 
-Effect = DispatchTask | ScheduleTimer | WorkflowFinished
-DeciderEvent = WorkflowStartRequested | TaskResultReceived | UpdateTask | TimerFired
+Effect = DispatchTask | ScheduleTimer | StartChild | SendCommand | WorkflowFinished
+Command = UpdateTask | TerminateWorkflow | ChildFinished
+DeciderEvent = WorkflowStartRequested | TaskResultReceived | UpdateTask | TerminateWorkflow | ChildFinished | TimerFired
 
 
 class WorkflowRecord(Message, frozen=True, tag="WorkflowRecord"):

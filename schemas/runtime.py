@@ -88,6 +88,7 @@ class Task(Record, frozen=True):
     response_timeout_seconds: int = 0
     reason_for_incompletion: str | None = None
     iteration: int = 0
+    sub_workflow_id: str | None = None
 
 
 class Workflow(Record, frozen=True):

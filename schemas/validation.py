@@ -25,6 +25,7 @@ SUPPORTED_TASK_TYPES: frozenset[str] = frozenset(
     {
         "SIMPLE", "DYNAMIC", "SWITCH", "DECISION", "FORK_JOIN", "JOIN", "EXCLUSIVE_JOIN", "DO_WHILE",
         "SET_VARIABLE", "TERMINATE", "NOOP", "INLINE", "LAMBDA", "JSON_JQ_TRANSFORM", "WAIT", "HUMAN",
+        "SUB_WORKFLOW", "START_WORKFLOW",
     }
 )  # fmt: skip
 _JAVASCRIPT = frozenset({"javascript", "graaljs"})
@@ -153,6 +154,8 @@ def _task_problems(task: WorkflowTask, where: str) -> list[str]:
             problems.append(f"{where}: INLINE task requires inputParameters.expression")
         elif isinstance(evaluator, str) and evaluator.lower() in _JAVASCRIPT and isinstance(expression, str):
             problems.extend(_script_problem(where, "inputParameters.expression", expression))
+    if kind == "START_WORKFLOW" and "startWorkflow" not in task.input_parameters:
+        problems.append(f"{where}: START_WORKFLOW task requires inputParameters.startWorkflow")
     if kind == "JSON_JQ_TRANSFORM" and "queryExpression" not in task.input_parameters:
         problems.append(f"{where}: JSON_JQ_TRANSFORM task requires inputParameters.queryExpression")
     if kind == "SWITCH":

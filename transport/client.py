@@ -18,6 +18,7 @@ from partita.schemas import (
     StartWorkflow,
     TaskDef,
     TaskResultStatus,
+    TerminateWorkflow,
     UpdateTask,
     Workflow,
     WorkflowDef,
@@ -170,6 +171,11 @@ class Client:
             reason_for_incompletion=reason,
             worker_id=self.conn.client_name or None,
         )
+        await self.conn.publish_durable(self.layout.command_subject(workflow_id), encode_json(message))
+
+    async def terminate(self, workflow_id: str, reason: str | None = None) -> None:
+        """Terminate a running workflow: TERMINATED, pending tasks CANCELED, sub-workflows terminated."""
+        message = TerminateWorkflow(workflow_id=workflow_id, reason=reason)
         await self.conn.publish_durable(self.layout.command_subject(workflow_id), encode_json(message))
 
     async def complete_task(

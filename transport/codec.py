@@ -11,12 +11,12 @@ from typing import TypeVar
 import msgspec
 
 from partita.schemas import (
+    Command,
     StartWorkflow,
     TaskDef,
     TaskMessage,
     TaskResult,
     TimerFired,
-    UpdateTask,
     Workflow,
     WorkflowDef,
     WorkflowFinished,
@@ -41,7 +41,7 @@ start_decoder = msgspec.json.Decoder(StartWorkflow)
 start_identity_decoder = msgspec.json.Decoder(StartIdentity)
 task_decoder = msgspec.json.Decoder(TaskMessage)
 result_decoder = msgspec.json.Decoder(TaskResult)
-update_decoder = msgspec.json.Decoder(UpdateTask)
+command_decoder = msgspec.json.Decoder(Command)
 timer_decoder = msgspec.json.Decoder(TimerFired)
 finished_decoder = msgspec.json.Decoder(WorkflowFinished)
 task_def_decoder = msgspec.json.Decoder(TaskDef)

@@ -24,15 +24,18 @@ from typing import assert_never
 from msgspec import structs
 
 from partita.schemas import (
+    ChildFinished,
     DeciderEvent,
     DispatchTask,
     RetryLogic,
+    SendCommand,
     Task,
     TaskDef,
     TaskMessage,
     TaskResultReceived,
     TaskResultStatus,
     TaskStatus,
+    TerminateWorkflow,
     TimerFired,
     UpdateTask,
     Workflow,
@@ -65,6 +68,10 @@ def decide(state: Workflow | None, event: DeciderEvent, now: int) -> Decision:
             return _update_task(state, event, now)
         case TimerFired():
             return _timer_fired(state, event, now)
+        case TerminateWorkflow():
+            return _terminate(state, event, now)
+        case ChildFinished():
+            return _child_finished(state, event, now)
         case _:
             assert_never(event)
 
@@ -144,6 +151,8 @@ def _start(state: Workflow | None, event: WorkflowStartRequested, now: int) -> D
         task_to_domain=dict(request.task_to_domain),
         priority=request.priority,
         idempotency_key=request.idempotency_key,
+        parent_workflow_id=request.parent_workflow_id,
+        parent_workflow_task_id=request.parent_workflow_task_id,
         create_time=now,
         start_time=now,
         update_time=now,
@@ -208,6 +217,49 @@ def _update_task(state: Workflow | None, event: UpdateTask, now: int) -> Decisio
         reason=event.reason_for_incompletion,
         worker_id=event.worker_id,
     )
+    return _reconcile(st)
+
+
+def _terminate(state: Workflow | None, event: TerminateWorkflow, now: int) -> Decision:
+    """Conductor's terminate: TERMINATED, pending tasks CANCELED (sub-workflows terminated with them)."""
+    if state is None:
+        return Decision(None, note="terminate for an unknown workflow")
+    if state.status.is_terminal:
+        return Decision(None, note=f"terminate for a {state.status} workflow")
+    st = DecisionState(state, now)
+    st.end(WorkflowStatus.TERMINATED, event.reason or "terminated")
+    return _reconcile(st)
+
+
+_MIRRORED = {
+    WorkflowStatus.COMPLETED: TaskStatus.COMPLETED,
+    WorkflowStatus.FAILED: TaskStatus.FAILED,
+    WorkflowStatus.TIMED_OUT: TaskStatus.TIMED_OUT,
+    WorkflowStatus.TERMINATED: TaskStatus.CANCELED,
+}
+
+
+def _child_finished(state: Workflow | None, event: ChildFinished, now: int) -> Decision:
+    """A SUB_WORKFLOW task mirrors its child: COMPLETED, FAILED, TIMED_OUT, TERMINATED → CANCELED."""
+    task = state.task_by_id(event.task_id) if state is not None else None
+    if state is None or task is None or state.status.is_terminal:
+        return Decision(None, note="child result for an unknown task or an ended workflow")
+    if task.status.is_terminal or task.sub_workflow_id != event.child_workflow_id:
+        return Decision(None, note=f"child result for a task that is {task.status} or waits for another child")
+    status = _MIRRORED.get(event.status)
+    if status is None:
+        return Decision(None, note=f"child reported non-terminal status {event.status}")
+    st = DecisionState(state, now)
+    finished = structs.replace(
+        task,
+        status=status,
+        output_data={**task.output_data, **event.output},
+        end_time=now,
+        reason_for_incompletion=event.reason_for_incompletion,
+    )
+    st.replace(finished)
+    if not status.is_successful:
+        task_failed(st, finished)
     return _reconcile(st)
 
 
@@ -439,6 +491,9 @@ def _finish(st: DecisionState) -> None:
         if not task.status.is_terminal:
             st.replace(structs.replace(task, status=TaskStatus.CANCELED, end_time=st.now, update_time=st.now))
             canceled.add(task.task_id)
+            if task.sub_workflow_id:  # cancelling a SUB_WORKFLOW task terminates its child
+                terminate = TerminateWorkflow(workflow_id=task.sub_workflow_id, reason=f"parent workflow {status}")
+                st.effects.append(SendCommand(send_id=f"terminate:{task.sub_workflow_id}", command=terminate))
     # A task canceled in the decision that dispatched it need not reach a worker at all.
     st.effects = [e for e in st.effects if not (isinstance(e, DispatchTask) and e.task.task_id in canceled)]
     definition = st.workflow.workflow_definition
@@ -465,6 +520,17 @@ def _finish(st: DecisionState) -> None:
     st.effects.append(
         WorkflowFinished(workflow_id=st.workflow.workflow_id, status=status, reason_for_incompletion=reason)
     )
+    parent_id, parent_task_id = st.workflow.parent_workflow_id, st.workflow.parent_workflow_task_id
+    if parent_id and parent_task_id:
+        report = ChildFinished(
+            workflow_id=parent_id,
+            task_id=parent_task_id,
+            child_workflow_id=st.workflow.workflow_id,
+            status=status,
+            output=output,
+            reason_for_incompletion=reason,
+        )
+        st.effects.append(SendCommand(send_id=f"child:{st.workflow.workflow_id}", command=report))
 
 
 _TASK_ID_NAMESPACE = uuid.UUID("6f1c2b1e-5d0a-4f7e-9b57-9f0c1f2a7a11")

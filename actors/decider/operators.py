@@ -11,13 +11,26 @@ Reference: ``shared/conductor-reference.md`` §3.
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Final
 
+import msgspec
 from msgspec import structs
 
-from partita.schemas import ScheduleTimer, Task, TaskStatus, TimerFired, WorkflowDef, WorkflowStatus, WorkflowTask
+from partita.schemas import (
+    ScheduleTimer,
+    StartChild,
+    StartWorkflow,
+    Task,
+    TaskStatus,
+    TimerFired,
+    WorkflowDef,
+    WorkflowStatus,
+    WorkflowTask,
+)
 from partita.schemas.definitions import iter_workflow_tasks
 
+from .expressions import resolve
 from .scripts import ScriptError, evaluate_javascript, evaluate_jq, to_case
 from .state import DecisionState, definition_ref, loop_ref
 from .waits import parse_duration, parse_until
@@ -26,7 +39,19 @@ from .waits import parse_duration, parse_until
 BUILT_IN: Final = frozenset({"DECISION", "SWITCH", "FORK_JOIN", "JOIN", "EXCLUSIVE_JOIN", "DO_WHILE"})
 # Types that do not go to a worker. DYNAMIC only when its task name cannot be resolved.
 SYSTEM_TASK_TYPES: Final = BUILT_IN | frozenset(
-    {"SET_VARIABLE", "TERMINATE", "NOOP", "INLINE", "LAMBDA", "JSON_JQ_TRANSFORM", "DYNAMIC", "WAIT", "HUMAN"}
+    {
+        "SET_VARIABLE",
+        "TERMINATE",
+        "NOOP",
+        "INLINE",
+        "LAMBDA",
+        "JSON_JQ_TRANSFORM",
+        "DYNAMIC",
+        "WAIT",
+        "HUMAN",
+        "SUB_WORKFLOW",
+        "START_WORKFLOW",
+    }
 )
 JAVASCRIPT_EVALUATORS: Final = frozenset({"javascript", "graaljs"})
 MAX_VARIABLES_BYTES: Final = 256 * 1024  # Conductor's maxWorkflowVariablesPayloadSizeThreshold
@@ -113,6 +138,10 @@ def execute(st: DecisionState, workflow_task: WorkflowTask, task: Task) -> Task:
             return _execute_wait(st, task)
         case "HUMAN":
             return _start(st, task, {})
+        case "SUB_WORKFLOW":
+            return _execute_sub_workflow(st, workflow_task, task)
+        case "START_WORKFLOW":
+            return _execute_start_workflow(st, task)
         case "DYNAMIC":
             parameter = workflow_task.dynamic_task_name_param
             reason = (
@@ -153,6 +182,87 @@ def _execute_wait(st: DecisionState, task: Task) -> Task:
         started = structs.replace(started, callback_after_seconds=max(0, (at - st.now) // 1000))
         st.replace(started)
     return started
+
+
+_CHILD_NAMESPACE = uuid.UUID("3d0e8f3c-2f6b-4b7e-a1f2-7b9c6c1d4e55")
+
+
+def _child_id(st: DecisionState, task: Task) -> str:
+    """Deterministic, so a replayed decision starts the same child (and the start is deduplicated)."""
+    return str(uuid.uuid5(_CHILD_NAMESPACE, f"{st.workflow.workflow_id}/{task.task_id}"))
+
+
+def _inline_definition(value: object) -> WorkflowDef | None:
+    if value is None:
+        return None
+    if isinstance(value, WorkflowDef):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"the inline workflow definition must be an object, got {type(value).__name__}")
+    try:
+        return msgspec.convert(value, WorkflowDef)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"invalid inline workflow definition: {exc}") from exc
+
+
+def _execute_sub_workflow(st: DecisionState, workflow_task: WorkflowTask, task: Task) -> Task:
+    """Start the child (name/version, or an inline definition) with this task's input; the task stays
+    IN_PROGRESS and mirrors the child when it ends (``ChildFinished``)."""
+    params = workflow_task.sub_workflow_param
+    if params is None:
+        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, "SUB_WORKFLOW requires subWorkflowParam", {})
+    document = st.document()
+    inline = params.workflow_definition
+    try:
+        definition = _inline_definition(resolve(inline, document) if isinstance(inline, str) else inline)
+    except ValueError as exc:
+        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, str(exc), {})
+    name = resolve(params.name, document) if params.name else (definition.name if definition else None)
+    if not isinstance(name, str) or not name:
+        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, "subWorkflowParam.name resolved to nothing", {})
+    child_id = _child_id(st, task)
+    request = StartWorkflow(
+        workflow_id=child_id,
+        name=name,
+        version=params.version,
+        input=task.input_data,
+        correlation_id=st.workflow.correlation_id,
+        task_to_domain=dict(params.task_to_domain or st.workflow.task_to_domain),
+        workflow_def=definition,
+        priority=st.workflow.priority,
+        parent_workflow_id=st.workflow.workflow_id,
+        parent_workflow_task_id=task.task_id,
+    )
+    st.effects.append(StartChild(request=request))
+    started = structs.replace(_start(st, task, {"subWorkflowId": child_id}), sub_workflow_id=child_id)
+    st.replace(started)
+    return started
+
+
+def _execute_start_workflow(st: DecisionState, task: Task) -> Task:
+    """Fire and forget: start the workflow described by ``startWorkflow`` (a StartWorkflowRequest), inheriting
+    this workflow's correlationId and taskToDomain when it gives none; COMPLETED with its ``workflowId``."""
+    spec = task.input_data.get("startWorkflow")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+        reason = "START_WORKFLOW requires inputParameters.startWorkflow with a name"
+        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
+    try:
+        definition = _inline_definition(spec.get("workflowDef"))
+        version = spec.get("version")
+        request = StartWorkflow(
+            workflow_id=_child_id(st, task),
+            name=spec["name"],
+            version=int(version) if version is not None else None,
+            input=dict(spec.get("input") or {}),
+            correlation_id=spec.get("correlationId") or st.workflow.correlation_id,
+            task_to_domain=dict(spec.get("taskToDomain") or st.workflow.task_to_domain),
+            workflow_def=definition,
+            priority=int(spec.get("priority") or 0),
+        )
+    except (ValueError, TypeError) as exc:
+        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, f"invalid startWorkflow: {exc}", {})
+    st.effects.append(StartChild(request=request))
+    return _complete(st, task, {"workflowId": request.workflow_id})
 
 
 def _script_bindings(task: Task) -> dict[str, object]:

@@ -128,3 +128,53 @@ async def test_a_timed_wait_fires_from_a_jetstream_schedule_and_a_human_task_is_
     assert final.status is WorkflowStatus.COMPLETED
     assert final.output == {"told": "ADA"}
     assert trail(final) == [("pause", "COMPLETED"), ("approve", "COMPLETED"), ("tell", "COMPLETED")]
+
+
+async def test_sub_workflows_registered_and_inline_and_a_terminated_parent_terminates_its_child(
+    conn: Connection, client: Client
+) -> None:
+    child = {
+        "name": "child",
+        "tasks": [{"name": "shout", "taskReferenceName": "s", "inputParameters": {"text": "${workflow.input.word}"}}],
+        "outputParameters": {"loud": "${s.output.text}", "corr": "${workflow.correlationId}"},
+    }
+    parent = {
+        "name": "parent",
+        "tasks": [
+            {"name": "child", "taskReferenceName": "registered", "type": "SUB_WORKFLOW",
+             "inputParameters": {"word": "${workflow.input.word}"}, "subWorkflowParam": {"name": "child"}},
+            {"name": "inline", "taskReferenceName": "inline", "type": "SUB_WORKFLOW",
+             "inputParameters": {"word": "${registered.output.loud}"},
+             "subWorkflowParam": {"workflowDefinition": {**child, "name": "inline_child"}}},
+        ],
+        "outputParameters": {"twice": "${inline.output.loud}", "corr": "${inline.output.corr}"},
+    }  # fmt: skip
+    stuck = {
+        "name": "stuck_parent",
+        "tasks": [{"name": "waiter", "taskReferenceName": "w", "type": "SUB_WORKFLOW",
+                   "subWorkflowParam": {"workflowDefinition": {"name": "waits", "tasks": [
+                       {"name": "h", "taskReferenceName": "h", "type": "HUMAN"}]}}}],
+    }  # fmt: skip
+    for definition in (child, parent, stuck):
+        await client.register_json(msgspec.json.encode(definition))
+    async with running(conn, WORKERS):
+        done = await client.wait(await client.start("parent", {"word": "hi"}, correlation_id="c-9"), within=30)
+        stuck_id = await client.start("stuck_parent")
+        async for state in client.watch(stuck_id):
+            if state.tasks and state.tasks[0].sub_workflow_id:
+                break
+        child_id = state.tasks[0].sub_workflow_id
+        assert child_id is not None
+        await client.terminate(stuck_id, "changed my mind")
+        stopped = await client.wait(stuck_id, within=30)
+        orphan = await client.wait(child_id, within=30)
+    assert done.status is WorkflowStatus.COMPLETED, done.reason_for_incompletion
+    assert done.output == {"twice": "HI", "corr": "c-9"}
+    assert trail(done) == [("registered", "COMPLETED"), ("inline", "COMPLETED")]
+    sub = await client.get(str(done.tasks[0].sub_workflow_id))
+    assert (sub.parent_workflow_id, sub.parent_workflow_task_id) == (done.workflow_id, done.tasks[0].task_id)
+    assert stopped.status is WorkflowStatus.TERMINATED
+    assert stopped.reason_for_incompletion == "changed my mind"
+    assert trail(stopped) == [("w", "CANCELED")]
+    assert orphan.status is WorkflowStatus.TERMINATED
+    assert trail(orphan) == [("h", "CANCELED")]

@@ -469,3 +469,98 @@ def test_durations_parse_like_conductors() -> None:
     assert parse_duration("30 seconds") == 30
     assert parse_duration("2 hours") == 7200
     assert parse_duration("90 mins") == 5400
+
+
+def test_a_sub_workflow_starts_its_child_and_mirrors_how_it_ends() -> None:
+    from partita.schemas import ChildFinished, SendCommand, StartChild
+
+    definition = {
+        "name": "parent",
+        "tasks": [{"name": "child", "taskReferenceName": "sub", "type": "SUB_WORKFLOW",
+                   "inputParameters": {"x": "${workflow.input.x}"},
+                   "subWorkflowParam": {"name": "kid", "version": 2}}],
+    }  # fmt: skip
+    decision = start(definition, {"x": 1})
+    parent = decision.workflow
+    assert parent is not None
+    (effect,) = decision.effects
+    assert isinstance(effect, StartChild)
+    child_id = effect.request.workflow_id
+    assert (effect.request.name, effect.request.version, effect.request.input) == ("kid", 2, {"x": 1})
+    assert (effect.request.parent_workflow_id, effect.request.parent_workflow_task_id) == (
+        "wf",
+        parent.tasks[0].task_id,
+    )
+    assert parent.tasks[0].status is TaskStatus.IN_PROGRESS
+    assert parent.tasks[0].sub_workflow_id == child_id
+    assert start(definition, {"x": 1}).effects == decision.effects  # the child id is deterministic
+
+    done = ChildFinished(workflow_id="wf", task_id=parent.tasks[0].task_id, child_workflow_id=child_id,
+                         status=WorkflowStatus.COMPLETED, output={"y": 2})  # fmt: skip
+    finished = decide(parent, done, NOW + 5)
+    assert finished.workflow is not None
+    assert finished.workflow.status is WorkflowStatus.COMPLETED
+    assert finished.workflow.output == {"subWorkflowId": child_id, "y": 2}
+
+    terminated = msgspec.structs.replace(done, status=WorkflowStatus.TERMINATED, reason_for_incompletion="stop")
+    mirrored = decide(parent, terminated, NOW + 5)
+    assert mirrored.workflow is not None
+    assert mirrored.workflow.tasks[0].status is TaskStatus.CANCELED
+    assert mirrored.workflow.status is WorkflowStatus.TERMINATED
+
+    from partita.schemas import TerminateWorkflow
+
+    stopped = decide(parent, TerminateWorkflow(workflow_id="wf", reason="operator"), NOW + 5)
+    assert stopped.workflow is not None
+    assert stopped.workflow.status is WorkflowStatus.TERMINATED
+    commands = [e.command for e in stopped.effects if isinstance(e, SendCommand)]
+    assert commands == [TerminateWorkflow(workflow_id=child_id, reason="parent workflow TERMINATED")]
+
+
+def test_a_child_reports_to_its_parent_when_it_ends() -> None:
+    from partita.schemas import ChildFinished, SendCommand
+
+    snapshot = snapshot_definition(msgspec.convert({"name": "kid", "tasks": [simple("k")]}, WorkflowDef), {})
+    request = StartWorkflow(workflow_id="child", name="kid", parent_workflow_id="p", parent_workflow_task_id="t")
+    child = decide(None, WorkflowStartRequested(request=request, definition=snapshot), NOW).workflow
+    assert child is not None
+    assert child.parent_workflow_id == "p"
+    ended = complete(child, "k", {"v": 1})
+    ended_effects = decide(
+        child,
+        TaskResultReceived(
+            result=TaskResult(workflow_instance_id="child", task_id=child.tasks[0].task_id,
+                              status=TaskResultStatus.COMPLETED, output_data={"v": 1}),
+            subject_task_type="k",
+        ),
+        NOW + 1,
+    ).effects  # fmt: skip
+    assert ended.status is WorkflowStatus.COMPLETED
+    reports = [e.command for e in ended_effects if isinstance(e, SendCommand)]
+    assert reports == [ChildFinished(workflow_id="p", task_id="t", child_workflow_id="child",
+                                     status=WorkflowStatus.COMPLETED, output={"v": 1})]  # fmt: skip
+
+
+def test_start_workflow_fires_and_forgets_with_inherited_correlation_and_domains() -> None:
+    from partita.schemas import StartChild
+
+    definition = {
+        "name": "starter",
+        "tasks": [{"name": "go", "taskReferenceName": "go", "type": "START_WORKFLOW",
+                   "inputParameters": {"startWorkflow": {"name": "other", "input": {"a": "${workflow.input.a}"}}}}],
+    }  # fmt: skip
+    snapshot = snapshot_definition(msgspec.convert(definition, WorkflowDef), {})
+    request = StartWorkflow(workflow_id="wf", name="starter", input={"a": 5}, correlation_id="c-1",
+                            task_to_domain={"*": "blue"})  # fmt: skip
+    decision = decide(None, WorkflowStartRequested(request=request, definition=snapshot), NOW)
+    assert decision.workflow is not None
+    assert decision.workflow.status is WorkflowStatus.COMPLETED
+    started = next(e for e in decision.effects if isinstance(e, StartChild)).request
+    assert (started.name, started.input, started.correlation_id, started.task_to_domain) == (
+        "other",
+        {"a": 5},
+        "c-1",
+        {"*": "blue"},
+    )
+    assert decision.workflow.tasks[0].output_data == {"workflowId": started.workflow_id}
+    assert started.parent_workflow_id is None  # fire and forget: no link back
