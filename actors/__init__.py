@@ -6,6 +6,7 @@ from .decider import Decision, decide
 from .logs import configure_logging
 from .node import Node, NodeStatistics
 from .worker import (
+    Failure,
     InProgress,
     TaskWorker,
     TerminalError,
@@ -19,6 +20,7 @@ from .worker import (
 
 __all__ = [
     "Decision",
+    "Failure",
     "InProgress",
     "Node",
     "NodeStatistics",

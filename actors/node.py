@@ -11,6 +11,7 @@ import contextlib
 import os
 import socket
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Final, final
 
 import anyio
@@ -24,6 +25,8 @@ from partita.transport import Connection, DefinitionStore, Delivery, Layout, Pul
 
 from .definition_cache import DefinitionCache
 from .effects import EffectPerformer
+from .system_tasks import system_task_workers
+from .worker import run_workers
 from .workflow_actor import ActorContext, Envelope, WorkflowActor, decode_event
 
 log = structlog.get_logger(__name__)
@@ -66,6 +69,7 @@ class Node:
         idle_seconds: float = 30.0,
         stop_grace: float = 10.0,
         replicas: int | None = None,
+        system_tasks: bool = True,
     ) -> None:
         self.conn = conn
         self.layout = layout or Layout()
@@ -74,6 +78,7 @@ class Node:
         self._idle_seconds = idle_seconds
         self._stop_grace = stop_grace
         self._replicas = replicas
+        self._system_tasks = system_tasks
         self._actors: dict[str, _ActorSlot] = {}
         self._in_flight: set[Delivery] = set()
         self._capacity = anyio.CapacityLimiter(max_in_flight)
@@ -111,6 +116,9 @@ class Node:
         try:
             async with anyio.create_task_group() as services:
                 await services.start(definitions.run)
+                if self._system_tasks:
+                    specs = system_task_workers(self.conn, self.layout)
+                    await services.start(partial(run_workers, self.conn, specs, self.layout, stop=self._stopping))
                 async with anyio.create_task_group() as actors:
                     log.info("node_started", prefix=self.layout.prefix, max_in_flight=self._max_in_flight)
                     task_status.started()

@@ -60,6 +60,15 @@ class InProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class Failure:
+    """Return to fail the task with ``output`` kept (an exception carries only a reason)."""
+
+    reason: str
+    output: dict[str, object] = field(default_factory=dict)
+    terminal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerSpec:
     task_type: str
     function: Callable[..., object]
@@ -316,6 +325,10 @@ class TaskWorker:
                 )
             if isinstance(value, InProgress):
                 status, output, callback_after = TaskResultStatus.IN_PROGRESS, dict(value.output), value.callback_after
+            elif isinstance(value, Failure):
+                terminal = TaskResultStatus.FAILED_WITH_TERMINAL_ERROR
+                status = terminal if value.terminal else TaskResultStatus.FAILED
+                output, reason = dict(value.output), value.reason
             elif isinstance(value, dict):
                 output = value
             elif value is not None:

@@ -67,6 +67,7 @@ class TaskMessage(Message, frozen=True, tag="Task"):
     scheduled_time: int = 0
     response_timeout_seconds: int = 0
     callback_after_seconds: int = 0
+    workflow_version: int = 0
 
 
 # --- worker -> node -----------------------------------------------------------------------------------

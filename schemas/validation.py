@@ -17,6 +17,9 @@ KNOWN_TASK_TYPES: frozenset[str] = frozenset(
         "SIMPLE", "DYNAMIC", "FORK_JOIN", "FORK_JOIN_DYNAMIC", "DECISION", "SWITCH", "JOIN", "DO_WHILE",
         "SUB_WORKFLOW", "START_WORKFLOW", "EVENT", "WAIT", "HUMAN", "USER_DEFINED", "HTTP", "LAMBDA", "INLINE",
         "EXCLUSIVE_JOIN", "TERMINATE", "KAFKA_PUBLISH", "JSON_JQ_TRANSFORM", "SET_VARIABLE", "NOOP",
+        # Conductor's AI module
+        "LLM_TEXT_COMPLETE", "LLM_CHAT_COMPLETE", "LLM_INDEX_TEXT", "LLM_SEARCH_INDEX", "LLM_GENERATE_EMBEDDINGS",
+        "LLM_STORE_EMBEDDINGS", "LLM_GET_EMBEDDINGS", "LIST_MCP_TOOLS", "CALL_MCP_TOOL",
     }
 )  # fmt: skip
 
@@ -25,10 +28,17 @@ SUPPORTED_TASK_TYPES: frozenset[str] = frozenset(
     {
         "SIMPLE", "DYNAMIC", "SWITCH", "DECISION", "FORK_JOIN", "JOIN", "EXCLUSIVE_JOIN", "DO_WHILE",
         "SET_VARIABLE", "TERMINATE", "NOOP", "INLINE", "LAMBDA", "JSON_JQ_TRANSFORM", "WAIT", "HUMAN",
-        "SUB_WORKFLOW", "START_WORKFLOW",
+        "SUB_WORKFLOW", "START_WORKFLOW", "HTTP", "EVENT",
     }
 )  # fmt: skip
 _JAVASCRIPT = frozenset({"javascript", "graaljs"})
+# Event sinks a Partita node can publish to (EVENT tasks); Conductor's others need brokers Partita has not.
+EVENT_SINK_PROVIDERS: frozenset[str] = frozenset({"nats", "jsm", "conductor"})
+# Conductor task types that cannot work here at all: refused at registration, with the reason.
+IMPOSSIBLE_TASK_TYPES: dict[str, str] = {
+    "KAFKA_PUBLISH": "KAFKA_PUBLISH needs Kafka, which Partita does not have; publish with an EVENT task "
+    "(sink 'jsm:<subject>') or a worker instead",
+}
 
 _TERMINATION_STATUSES = frozenset({"COMPLETED", "FAILED", "TERMINATED"})
 
@@ -132,6 +142,15 @@ def _task_problems(task: WorkflowTask, where: str) -> list[str]:
         problems.append(f"{where}.retryCount: must be >= 0, got {task.retry_count}")
     if kind == "EVENT" and not task.sink:
         problems.append(f"{where}: EVENT task requires 'sink'")
+    elif kind == "EVENT" and task.sink and "${" not in task.sink:
+        provider = task.sink.split(":", 1)[0].strip().lower()
+        if provider not in EVENT_SINK_PROVIDERS:
+            problems.append(
+                f"{where}.sink: provider {provider!r} is not available here; use nats:<subject>, jsm:<subject> "
+                "or conductor[:name]"
+            )
+    if kind in IMPOSSIBLE_TASK_TYPES:
+        problems.append(f"{where}: {IMPOSSIBLE_TASK_TYPES[kind]}")
     if kind == "DECISION":
         if not (task.case_value_param or task.case_expression):
             problems.append(f"{where}: DECISION task requires 'caseValueParam' or 'caseExpression'")

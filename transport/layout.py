@@ -12,6 +12,7 @@ Subjects::
     <prefix>.wf.<partition>.timer            TimerFired, published by schedules on <prefix>.esched.<timerId>
     <prefix>.esched.<id>                     schedules that publish an event later (same stream)
     <prefix>.done.<workflowId>               core NATS: a workflow finished (for waiting clients)
+    <prefix>.event.<workflowType>.<name>     EVENT tasks' "conductor" sinks (stream <PREFIX>_EMITTED, 7 days)
 
 ``partition = crc32(utf8(workflowId)) % partitions``. Names and domains that are not valid subject tokens are
 escaped reversibly (:func:`escape_token`).
@@ -95,6 +96,10 @@ class Layout:
     @property
     def events_stream(self) -> str:
         return f"{self.prefix.upper()}_EVENTS"
+
+    @property
+    def emitted_stream(self) -> str:
+        return f"{self.prefix.upper()}_EMITTED"
 
     @property
     def workflows_bucket(self) -> str:

@@ -109,6 +109,19 @@ async def ensure_layout(conn: Connection, layout: Layout, *, replicas: int | Non
         ),
         replicas,
     )
+    await _ensure_stream(
+        conn,
+        StreamConfig(
+            name=layout.emitted_stream,
+            description="Events published by EVENT tasks with a 'conductor' sink, kept 7 days for consumers",
+            subjects=[f"{layout.prefix}.event.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=7 * 24 * 3600.0,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        ),
+        replicas,
+    )
     await _ensure_events_consumer(conn, layout)
     await _ensure_bucket(conn, layout.workflows_bucket, 1, replicas)
     await _ensure_bucket(conn, layout.definitions_bucket, 5, replicas)

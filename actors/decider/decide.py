@@ -290,8 +290,9 @@ def _apply_report(
     output = {**task.output_data, **output_data}
     started = task.start_time or start_time or task.scheduled_time
     if status is TaskResultStatus.IN_PROGRESS:
-        if task.task_type in operators.SYSTEM_TASK_TYPES:  # a WAIT/HUMAN stays put, its output updated
-            st.replace(structs.replace(task, output_data=output))
+        if task.task_type in operators.SYSTEM_TASK_TYPES | operators.NODE_TASK_TYPES:
+            # WAIT, HUMAN, an asyncComplete HTTP/EVENT: stays IN_PROGRESS until completed from outside.
+            st.replace(structs.replace(task, status=TaskStatus.IN_PROGRESS, output_data=output, start_time=started))
             return
         # Conductor: a worker task reporting progress goes back to SCHEDULED, and the same task (same id) is
         # delivered again after callbackAfterSeconds.
@@ -431,6 +432,13 @@ def schedule(
         delay_ms = workflow_task.start_delay * 1000
     task_type, task_name = operators.task_type_and_name(workflow_task, resolved)
     is_worker_task = task_type not in operators.SYSTEM_TASK_TYPES
+    if task_type in operators.NODE_TASK_TYPES:
+        # What the node's executor needs from the definition travels in the input, as Conductor reads it.
+        if workflow_task.async_complete:
+            resolved.setdefault("asyncComplete", True)
+        if task_type == "EVENT" and workflow_task.sink:
+            resolved["sink"] = resolve(workflow_task.sink, st.document(), task_id=task_id)
+    routed = is_worker_task and task_type not in operators.NODE_TASK_TYPES  # system tasks have no domain
     task = Task(
         task_id=task_id,
         task_type=task_type,
@@ -443,7 +451,7 @@ def schedule(
         input_data=resolved,
         retry_count=retry_of.retry_count + 1 if retry_of else 0,
         retried_task_id=retry_of.task_id if retry_of else None,
-        domain=domain_for(st.workflow.task_to_domain, task_name) if is_worker_task else None,
+        domain=domain_for(st.workflow.task_to_domain, task_name) if routed else None,
         correlation_id=st.workflow.correlation_id,
         scheduled_time=st.now,
         update_time=st.now,
@@ -477,6 +485,7 @@ def dispatch(st: DecisionState, task: Task, dispatch_id: str, not_before: int) -
         scheduled_time=task.scheduled_time,
         response_timeout_seconds=task.response_timeout_seconds,
         callback_after_seconds=task.callback_after_seconds,
+        workflow_version=st.workflow.workflow_version,
     )
     return DispatchTask(dispatch_id=dispatch_id, task=message, not_before=not_before)
 

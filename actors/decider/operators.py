@@ -53,6 +53,9 @@ SYSTEM_TASK_TYPES: Final = BUILT_IN | frozenset(
         "START_WORKFLOW",
     }
 )
+# System tasks that nodes execute like workers (through the task stream, outside the decider): their
+# IN_PROGRESS means "waiting to be completed from outside" (asyncComplete), never "deliver me again".
+NODE_TASK_TYPES: Final = frozenset({"HTTP", "EVENT"})
 JAVASCRIPT_EVALUATORS: Final = frozenset({"javascript", "graaljs"})
 MAX_VARIABLES_BYTES: Final = 256 * 1024  # Conductor's maxWorkflowVariablesPayloadSizeThreshold
 MAX_ITERATIONS_PER_DECISION: Final = 1000

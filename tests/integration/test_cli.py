@@ -70,7 +70,7 @@ async def test_command_line_errors_are_clear_and_exit_non_zero(nats_server: Embe
 
 async def test_a_workflow_that_fails_makes_start_wait_exit_non_zero(nats_server: EmbeddedServer) -> None:
     url = nats_server.url
-    definition = '{"name": "doomed", "tasks": [{"name": "h", "taskReferenceName": "h", "type": "HTTP"}]}'
+    definition = '{"name": "doomed", "tasks": [{"name": "h", "taskReferenceName": "h", "type": "LLM_TEXT_COMPLETE"}]}'
     assert run_cli("--nats", url, "def", "register", "-", input_text=definition).returncode == 0
     node = Process("--nats", url, "node")
     try:
@@ -79,7 +79,7 @@ async def test_a_workflow_that_fails_makes_start_wait_exit_non_zero(nats_server:
         node.stop()
     assert result.returncode == 1
     assert "FAILED" in result.stdout
-    assert "task type HTTP is not supported yet" in result.stdout
+    assert "task type LLM_TEXT_COMPLETE is not supported yet" in result.stdout
 
 
 async def test_partita_dev_serves_nats_and_a_node_until_sigterm(tmp_path: Path) -> None:

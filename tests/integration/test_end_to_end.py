@@ -132,7 +132,7 @@ async def test_a_domain_worker_receives_only_tasks_routed_to_its_domain(conn: Co
 
 async def test_a_start_that_cannot_run_fails_visibly_with_a_clear_reason(conn: Connection, client: Client) -> None:
     await client.register_json(
-        b'{"name": "uses_http", "tasks": [{"name": "call", "taskReferenceName": "call", "type": "HTTP"}]}'
+        b'{"name": "uses_http", "tasks": [{"name": "call", "taskReferenceName": "call", "type": "LLM_TEXT_COMPLETE"}]}'
     )
     await client.register_json(
         b'{"name": "uses_mystery", "tasks": [{"name": "m", "taskReferenceName": "m", "type": "TELEPORT"}]}'
@@ -142,7 +142,7 @@ async def test_a_start_that_cannot_run_fails_visibly_with_a_clear_reason(conn: C
         mystery = await client.wait(await client.start("uses_mystery"), within=30)
         missing = await client.wait(await client.start("never_registered", version=4), within=30)
     assert http.status is WorkflowStatus.FAILED
-    assert http.reason_for_incompletion == "task 'call': task type HTTP is not supported yet by Partita"
+    assert http.reason_for_incompletion == "task 'call': task type LLM_TEXT_COMPLETE is not supported yet by Partita"
     assert mystery.reason_for_incompletion == "task 'm': unknown task type 'TELEPORT'"
     assert missing.status is WorkflowStatus.FAILED
     assert missing.reason_for_incompletion == "workflow definition 'never_registered' (version 4) is not registered"

@@ -224,10 +224,12 @@ def test_a_start_that_cannot_run_is_recorded_as_failed_with_the_reason() -> None
     listed = start(definition(simple("a")), task_to_domain={"a": "x,y"})
     assert listed.status is WorkflowStatus.FAILED
     assert "comma-separated domain fallback lists are not supported yet" in (listed.reason_for_incompletion or "")
-    switch = definition({"name": "s", "taskReferenceName": "s", "type": "HTTP"})
-    unsupported = start(switch)
+    llm = definition({"name": "s", "taskReferenceName": "s", "type": "LLM_CHAT_COMPLETE"})
+    unsupported = start(llm)
     assert unsupported.status is WorkflowStatus.FAILED
-    assert unsupported.reason_for_incompletion == "task 's': task type HTTP is not supported yet by Partita"
+    assert (
+        unsupported.reason_for_incompletion == "task 's': task type LLM_CHAT_COMPLETE is not supported yet by Partita"
+    )
     missing = start(None, problem="workflow definition 'wf' (any version) is not registered")
     assert missing.status is WorkflowStatus.FAILED
     assert "not registered" in (missing.reason_for_incompletion or "")
