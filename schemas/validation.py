@@ -28,7 +28,7 @@ SUPPORTED_TASK_TYPES: frozenset[str] = frozenset(
     {
         "SIMPLE", "DYNAMIC", "SWITCH", "DECISION", "FORK_JOIN", "JOIN", "EXCLUSIVE_JOIN", "DO_WHILE",
         "SET_VARIABLE", "TERMINATE", "NOOP", "INLINE", "LAMBDA", "JSON_JQ_TRANSFORM", "WAIT", "HUMAN",
-        "SUB_WORKFLOW", "START_WORKFLOW", "HTTP", "EVENT",
+        "SUB_WORKFLOW", "START_WORKFLOW", "HTTP", "EVENT", "FORK_JOIN_DYNAMIC",
     }
 )  # fmt: skip
 _JAVASCRIPT = frozenset({"javascript", "graaljs"})

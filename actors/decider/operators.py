@@ -32,11 +32,13 @@ from partita.schemas.definitions import iter_workflow_tasks
 
 from .expressions import resolve
 from .scripts import ScriptError, evaluate_javascript, evaluate_jq, to_case
-from .state import DecisionState, definition_ref, loop_ref
+from .state import DecisionState, definition_ref, dynamic_branches, loop_ref
 from .waits import parse_duration, parse_until
 
 # Conductor's TaskType.isBuiltIn: never retried.
-BUILT_IN: Final = frozenset({"DECISION", "SWITCH", "FORK_JOIN", "JOIN", "EXCLUSIVE_JOIN", "DO_WHILE"})
+BUILT_IN: Final = frozenset(
+    {"DECISION", "SWITCH", "FORK_JOIN", "FORK_JOIN_DYNAMIC", "JOIN", "EXCLUSIVE_JOIN", "DO_WHILE"}
+)
 # Types that do not go to a worker. DYNAMIC only when its task name cannot be resolved.
 SYSTEM_TASK_TYPES: Final = BUILT_IN | frozenset(
     {
@@ -125,6 +127,8 @@ def execute(st: DecisionState, workflow_task: WorkflowTask, task: Task) -> Task:
             return _execute_switch(st, workflow_task, task)
         case "FORK_JOIN" | "NOOP":
             return _complete(st, task, {})
+        case "FORK_JOIN_DYNAMIC":
+            return _execute_dynamic_fork(st, workflow_task, task)
         case "JOIN" | "EXCLUSIVE_JOIN":
             return _start(st, task, {})
         case "DO_WHILE":
@@ -309,6 +313,75 @@ def selected_case(workflow_task: WorkflowTask, task: Task) -> list[WorkflowTask]
     return workflow_task.default_case
 
 
+def _execute_dynamic_fork(st: DecisionState, workflow_task: WorkflowTask, task: Task) -> Task:
+    """Work out the branches (one task each) and record them in the output; ``progress`` schedules them.
+
+    Two modes, as in Conductor: ``forkTaskInputs`` (a list; one ``forkTaskName`` task, or ``forkTaskWorkflow``
+    sub-workflow, per item, refs ``_<name>_<i>``, input ``__index``), or ``dynamicForkTasksParam`` (a list of
+    WorkflowTasks) with ``dynamicForkTasksInputParamName`` (a map ref → input)."""
+    try:
+        branches = _forked_tasks(workflow_task, task)
+    except ValueError as exc:
+        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, str(exc), {})
+    seen = {t.reference_task_name for t in st.tasks} | {wt.task_reference_name for wt in _all_defined(st)}
+    clashes = [b.task_reference_name for b in branches if b.task_reference_name in seen]
+    if clashes:
+        reason = f"dynamically forked references clash with existing ones: {clashes}"
+        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
+    output: dict[str, object] = {
+        "forkedTasks": [b.task_reference_name for b in branches],
+        "forkedTaskDefs": msgspec.to_builtins(branches),
+    }
+    return _complete(st, task, output)
+
+
+def _all_defined(st: DecisionState) -> list[WorkflowTask]:
+    definition = st.workflow.workflow_definition
+    return definition.iter_tasks() if definition is not None else []
+
+
+def _forked_tasks(workflow_task: WorkflowTask, task: Task) -> list[WorkflowTask]:
+    data = task.input_data
+    items = data.get("forkTaskInputs")
+    if isinstance(items, list):
+        workflow_name = data.get("forkTaskWorkflow")
+        name = data.get("forkTaskName") or workflow_name
+        if not isinstance(name, str) or not name:
+            raise ValueError("forkTaskInputs needs forkTaskName (or forkTaskWorkflow)")
+        kind = "SUB_WORKFLOW" if workflow_name else str(data.get("forkTaskType") or "SIMPLE")
+        forked = []
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise ValueError(f"forkTaskInputs[{index}] must be an object, got {type(item).__name__}")
+            raw: dict[str, object] = {
+                "name": name,
+                "taskReferenceName": f"_{name}_{index}",
+                "type": kind,
+                "inputParameters": {**item, "__index": index},
+            }
+            if workflow_name:
+                raw["subWorkflowParam"] = {"name": workflow_name, "version": data.get("forkTaskWorkflowVersion")}
+            forked.append(msgspec.convert(raw, WorkflowTask))
+        return forked
+    tasks_key = workflow_task.dynamic_fork_tasks_param or workflow_task.dynamic_fork_join_tasks_param
+    listed = data.get(tasks_key or "")
+    if not isinstance(listed, list):
+        raise ValueError(f"input {tasks_key!r} must be a list of tasks to fork (or give forkTaskInputs)")
+    inputs = data.get(workflow_task.dynamic_fork_tasks_input_param_name or "", {})
+    if not isinstance(inputs, dict):
+        raise ValueError("Input to the dynamically forked tasks is not a map")
+    try:
+        defined = msgspec.convert(listed, list[WorkflowTask])
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"invalid dynamically forked task: {exc}") from exc
+    forked = []
+    for forked_task in defined:
+        given = inputs.get(forked_task.task_reference_name)
+        parameters = given if isinstance(given, dict) else forked_task.input_parameters
+        forked.append(structs.replace(forked_task, input_parameters=parameters))
+    return forked
+
+
 def _execute_set_variable(st: DecisionState, task: Task) -> Task:
     variables = {**st.workflow.variables, **task.input_data}
     size = len(json.dumps(variables, default=str).encode())
@@ -390,6 +463,12 @@ def progress(st: DecisionState, workflow_task: WorkflowTask, task: Task, *, iter
         for branch in workflow_task.fork_tasks:
             _walk(st, branch, iteration)  # the JOIN that follows waits for the branches
         return True
+    if kind == "FORK_JOIN_DYNAMIC" and task.status is TaskStatus.COMPLETED:
+        forked = dynamic_branches(task)
+        for forked_task in forked:
+            _walk(st, [forked_task], iteration)
+        st.dynamic_join_on = [b.task_reference_name for b in forked]
+        return True
     if kind == "JOIN" and task.status is TaskStatus.IN_PROGRESS:
         task = _progress_join(st, workflow_task, task, iteration)
     elif kind == "EXCLUSIVE_JOIN" and task.status is TaskStatus.IN_PROGRESS:
@@ -414,7 +493,10 @@ def _finished(st: DecisionState, task: Task | None, iteration: int) -> bool:
 
 
 def _progress_join(st: DecisionState, workflow_task: WorkflowTask, task: Task, iteration: int) -> Task:
-    joined = [st.latest(loop_ref(ref, iteration)) for ref in workflow_task.join_on]
+    # After a FORK_JOIN_DYNAMIC, the JOIN waits for what it forked (Conductor fills joinOn at run time).
+    join_on = workflow_task.join_on or st.dynamic_join_on or []
+    st.dynamic_join_on = None
+    joined = [st.latest(loop_ref(ref, iteration)) for ref in join_on]
     if not all(_finished(st, t, iteration) for t in joined):
         return task
     output: dict[str, object] = {

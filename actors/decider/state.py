@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgspec
 from msgspec import structs
 
 from partita.schemas import Effect, Task, Workflow, WorkflowStatus, WorkflowTask
@@ -47,6 +48,8 @@ class DecisionState:
         self._latest = {task.reference_task_name: index for index, task in enumerate(self.tasks)}
         self._document: dict[str, object] | None = None
         self._definitions: dict[str, WorkflowTask] | None = None
+        # The references a FORK_JOIN_DYNAMIC forked, for the JOIN that follows it in the same walk.
+        self.dynamic_join_on: list[str] | None = None
 
     # --- tasks -------------------------------------------------------------------------------------
 
@@ -76,12 +79,17 @@ class DecisionState:
         self._document = None
 
     def workflow_task(self, task: Task) -> WorkflowTask:
-        """The definition entry a task instance was scheduled from."""
-        if self._definitions is None:
+        """The definition entry a task instance was scheduled from (dynamic fork tasks included)."""
+        reference = definition_ref(task)
+        if self._definitions is None or reference not in self._definitions:
             definition = self.workflow.workflow_definition
             assert definition is not None  # a task exists only in a workflow that has its definition
             self._definitions = {wt.task_reference_name: wt for wt in definition.iter_tasks()}
-        return self._definitions[definition_ref(task)]
+            for fork in self.tasks:
+                if fork.task_type == "FORK_JOIN_DYNAMIC":
+                    for forked in dynamic_branches(fork):
+                        self._definitions.setdefault(forked.task_reference_name, forked)
+        return self._definitions[reference]
 
     # --- workflow ----------------------------------------------------------------------------------
 
@@ -104,6 +112,12 @@ class DecisionState:
         if self._document is None:
             self._document = build_document(self.workflow, self.tasks)
         return self._document
+
+
+def dynamic_branches(fork: Task) -> list[WorkflowTask]:
+    """The tasks a FORK_JOIN_DYNAMIC forked, as recorded in its output (``forkedTaskDefs``)."""
+    defs = fork.output_data.get("forkedTaskDefs")
+    return msgspec.convert(defs, list[WorkflowTask]) if isinstance(defs, list) else []
 
 
 def build_document(workflow: Workflow, tasks: list[Task] | tuple[Task, ...]) -> dict[str, object]:

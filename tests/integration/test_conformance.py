@@ -178,3 +178,27 @@ async def test_sub_workflows_registered_and_inline_and_a_terminated_parent_termi
     assert trail(stopped) == [("w", "CANCELED")]
     assert orphan.status is WorkflowStatus.TERMINATED
     assert trail(orphan) == [("h", "CANCELED")]
+
+
+async def test_a_dynamic_fork_fans_out_sub_workflows_and_joins_their_outputs(conn: Connection, client: Client) -> None:
+    child = {
+        "name": "shout_child",
+        "tasks": [{"name": "shout", "taskReferenceName": "s", "inputParameters": {"text": "${workflow.input.word}"}}],
+    }
+    fan = {
+        "name": "fan_out",
+        "tasks": [
+            {"name": "fan", "taskReferenceName": "fan", "type": "FORK_JOIN_DYNAMIC",
+             "inputParameters": {"forkTaskWorkflow": "shout_child", "forkTaskInputs": "${workflow.input.words}"}},
+            {"name": "join", "taskReferenceName": "join", "type": "JOIN"},
+        ],
+    }  # fmt: skip
+    for definition in (child, fan):
+        await client.register_json(msgspec.json.encode(definition))
+    async with running(conn, WORKERS):
+        workflow = await run(client, fan, {"words": [{"word": "a"}, {"word": "b"}, {"word": "c"}]})
+    assert workflow.status is WorkflowStatus.COMPLETED, workflow.reason_for_incompletion
+    join = workflow.tasks[-1]
+    assert sorted(join.output_data) == ["_shout_child_0", "_shout_child_1", "_shout_child_2"]
+    assert [join.output_data[f"_shout_child_{i}"]["text"] for i in range(3)] == ["A", "B", "C"]  # type: ignore[index]
+    assert {t.task_type for t in workflow.tasks[1:-1]} == {"SUB_WORKFLOW"}

@@ -564,3 +564,52 @@ def test_start_workflow_fires_and_forgets_with_inherited_correlation_and_domains
     )
     assert decision.workflow.tasks[0].output_data == {"workflowId": started.workflow_id}
     assert started.parent_workflow_id is None  # fire and forget: no link back
+
+
+def test_a_dynamic_fork_over_a_list_forks_one_task_per_item_and_the_join_waits_for_all() -> None:
+    definition = {
+        "name": "fan",
+        "tasks": [
+            {"name": "fan", "taskReferenceName": "fan", "type": "FORK_JOIN_DYNAMIC",
+             "inputParameters": {"forkTaskName": "resize", "forkTaskInputs": "${workflow.input.images}"}},
+            {"name": "join", "taskReferenceName": "join", "type": "JOIN"},
+            simple("after", inputParameters={"all": "${join.output}"}),
+        ],
+    }  # fmt: skip
+    workflow = run(definition, {"images": [{"url": "a"}, {"url": "b"}]})
+    assert trail(workflow) == [
+        ("fan", "COMPLETED"), ("_resize_0", "SCHEDULED"), ("_resize_1", "SCHEDULED"), ("join", "IN_PROGRESS")
+    ]  # fmt: skip
+    assert workflow.tasks[0].output_data["forkedTasks"] == ["_resize_0", "_resize_1"]
+    assert workflow.tasks[2].input_data == {"url": "b", "__index": 1}
+    assert workflow.tasks[2].task_type == "resize"
+    workflow = complete(workflow, "_resize_1", {"w": 2})
+    assert pending(workflow) == ["_resize_0"]
+    workflow = complete(workflow, "_resize_0", {"w": 1})
+    assert workflow.tasks[-1].input_data == {"all": {"_resize_0": {"w": 1}, "_resize_1": {"w": 2}}}
+
+
+def test_a_dynamic_fork_of_given_tasks_with_their_inputs_and_a_sub_workflow_fan_out() -> None:
+    definition = {
+        "name": "given",
+        "tasks": [
+            {"name": "fan", "taskReferenceName": "fan", "type": "FORK_JOIN_DYNAMIC",
+             "dynamicForkTasksParam": "tasks", "dynamicForkTasksInputParamName": "inputs",
+             "inputParameters": {"tasks": "${workflow.input.tasks}", "inputs": "${workflow.input.inputs}"}},
+            {"name": "join", "taskReferenceName": "join", "type": "JOIN"},
+        ],
+    }  # fmt: skip
+    tasks = [{"name": "a", "taskReferenceName": "a1"}, {"name": "kid", "taskReferenceName": "k1",
+             "type": "SUB_WORKFLOW", "subWorkflowParam": {"name": "kid"}}]  # fmt: skip
+    workflow = run(definition, {"tasks": tasks, "inputs": {"a1": {"x": 1}, "k1": {"y": 2}}})
+    assert trail(workflow) == [
+        ("fan", "COMPLETED"),
+        ("a1", "SCHEDULED"),
+        ("k1", "IN_PROGRESS"),
+        ("join", "IN_PROGRESS"),
+    ]
+    assert workflow.tasks[1].input_data == {"x": 1}
+    assert workflow.tasks[2].input_data == {"y": 2}
+    bad = run(definition, {"tasks": tasks, "inputs": [1]})
+    assert bad.status is WorkflowStatus.FAILED
+    assert "not a map" in (bad.tasks[0].reason_for_incompletion or "")
