@@ -25,6 +25,7 @@ from partita.transport import Connection, DefinitionStore, Delivery, Layout, Pul
 
 from .definition_cache import DefinitionCache
 from .effects import EffectPerformer
+from .presence import WorkerPresence
 from .system_tasks import system_task_workers
 from .worker import run_workers
 from .workflow_actor import ActorContext, Envelope, WorkflowActor, decode_event
@@ -79,6 +80,7 @@ class Node:
         self._stop_grace = stop_grace
         self._replicas = replicas
         self._system_tasks = system_tasks
+        self._presence: WorkerPresence | None = None
         self._actors: dict[str, _ActorSlot] = {}
         self._in_flight: set[Delivery] = set()
         self._capacity = anyio.CapacityLimiter(max_in_flight)
@@ -103,6 +105,7 @@ class Node:
         structlog.contextvars.bind_contextvars(node=self.name)
         await ensure_layout(self.conn, self.layout, replicas=self._replicas)
         definitions = DefinitionCache(DefinitionStore(await self.conn.kv(self.layout.definitions_bucket), self.layout))
+        presence = self._presence = WorkerPresence(self.conn, self.layout)
         context = ActorContext(
             conn=self.conn,
             layout=self.layout,
@@ -111,11 +114,13 @@ class Node:
             effects=EffectPerformer(self.conn, self.layout, definitions),
             idle_seconds=self._idle_seconds,
             script_threads=anyio.CapacityLimiter(SCRIPT_THREADS),
+            presence=presence,
         )
         consumer = await self.conn.pull_consumer(self.layout.events_stream, self.layout.events_consumer)
         try:
             async with anyio.create_task_group() as services:
                 await services.start(definitions.run)
+                await services.start(presence.run)
                 if self._system_tasks:
                     specs = system_task_workers(self.conn, self.layout)
                     await services.start(partial(run_workers, self.conn, specs, self.layout, stop=self._stopping))

@@ -39,6 +39,8 @@ from partita.transport import (
 )
 from partita.transport.codec import decode, encode_json, task_decoder
 
+from .presence import ANNOUNCE_INTERVAL_SECONDS
+
 log = structlog.get_logger(__name__)
 
 FETCH_MAX_WAIT: Final = 1.0
@@ -201,6 +203,7 @@ class TaskWorker:
         self._log.info("worker_started", consumer=name, concurrency=self.spec.concurrency)
         try:
             async with anyio.create_task_group() as executions:
+                executions.start_soon(self._announce)
                 task_status.started()
                 await self._fetch_loop(consumer, executions)
                 # Graceful stop: no more fetching; give running tasks the grace period, then cancel them.
@@ -215,6 +218,16 @@ class TaskWorker:
                         await delivery.nak()
                 await consumer.aclose()
             self._log.info("worker_stopped", executed=self._executed, handed_back=len(self._in_flight))
+
+    async def _announce(self) -> None:
+        """Say "a worker for (type, domain) is alive" every few seconds, for taskToDomain fallback lists."""
+        subject = self.layout.worker_announce_subject(self.spec.task_type, self.spec.domain)
+        payload = encode_json({"taskType": self.spec.task_type, "domain": self.spec.domain, "workerId": self.worker_id})
+        while not self._stopping.is_set():
+            with contextlib.suppress(TransportError):  # a missed announcement only delays routing to us
+                await self.conn.publish(subject, payload)
+            with anyio.move_on_after(ANNOUNCE_INTERVAL_SECONDS):
+                await self._stopping.wait()
 
     async def _wait_slot(self) -> None:
         await self._slot_freed.wait()

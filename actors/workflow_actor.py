@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Final, assert_never, final
 
 import anyio
@@ -57,6 +58,7 @@ from partita.transport.codec import (
 from .decider import Decision, decide, snapshot_definition, uses_scripts
 from .definition_cache import DefinitionCache
 from .effects import EffectPerformer, now_ms
+from .presence import WorkerPresence
 
 log = structlog.get_logger(__name__)
 
@@ -89,6 +91,7 @@ class ActorContext:
     effects: EffectPerformer
     idle_seconds: float
     script_threads: anyio.CapacityLimiter
+    presence: WorkerPresence
 
 
 @final
@@ -222,10 +225,11 @@ class WorkflowActor:
         definition = state.workflow_definition if state else None
         if isinstance(event, WorkflowStartRequested):
             definition = event.definition
+        decide_now = partial(decide, state, event, now_ms(), domain_active=self._ctx.presence.is_active)
         if uses_scripts(definition):
             # A script may run up to its time limit: never on the event loop, and only a few at a time.
-            return await anyio.to_thread.run_sync(decide, state, event, now_ms(), limiter=self._ctx.script_threads)
-        return decide(state, event, now_ms())
+            return await anyio.to_thread.run_sync(decide_now, limiter=self._ctx.script_threads)
+        return decide_now()
 
     async def _load(self, current_seq: int) -> None:
         entry = await self._ctx.workflows.get(self._key)

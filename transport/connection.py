@@ -207,10 +207,19 @@ class Subscription:
     def __init__(self, sub: NatsSubscription) -> None:
         self._sub = sub
 
+    async def messages(self) -> AsyncIterator[tuple[str, bytes]]:
+        """``(subject, payload)`` of every message, until the subscription is closed."""
+        while True:
+            try:
+                msg = await self._sub.next_msg(timeout=None)
+            except (nats.errors.ConnectionClosedError, nats.errors.BadSubscriptionError):
+                return
+            yield msg.subject, msg.data
+
     async def next(self, max_wait: float | None = None) -> bytes:
         """The next payload; raises :class:`TransportTimeout` after ``max_wait`` seconds (None: forever)."""
         with translate_errors("next message"):
-            msg = await self._sub.next_msg(timeout=max_wait if max_wait is not None else 0)
+            msg = await self._sub.next_msg(timeout=max_wait)
         data: bytes = msg.data
         return data
 

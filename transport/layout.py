@@ -12,6 +12,7 @@ Subjects::
     <prefix>.wf.<partition>.timer            TimerFired, published by schedules on <prefix>.esched.<timerId>
     <prefix>.esched.<id>                     schedules that publish an event later (same stream)
     <prefix>.done.<workflowId>               core NATS: a workflow finished (for waiting clients)
+    <prefix>.workers.<type>.<domain>         core NATS: a worker announces itself every 5 s
     <prefix>.event.<workflowType>.<name>     EVENT tasks' "conductor" sinks (stream <PREFIX>_EMITTED, 7 days)
 
 ``partition = crc32(utf8(workflowId)) % partitions``. Names and domains that are not valid subject tokens are
@@ -146,6 +147,23 @@ class Layout:
     @property
     def events_consumer(self) -> str:
         return "nodes"
+
+    def worker_announce_subject(self, task_type: str, domain: str | None) -> str:
+        return f"{self.prefix}.workers.{escape_token(task_type)}.{domain_token(domain)}"
+
+    @property
+    def workers_filter(self) -> str:
+        return f"{self.prefix}.workers.*.*"
+
+    def parse_worker_subject(self, subject: str) -> tuple[str, str | None] | None:
+        """``(taskType, domain)`` of an announcement subject, or None."""
+        parts = subject.split(".")
+        if len(parts) != 4 or parts[0] != self.prefix or parts[1] != "workers":
+            return None
+        try:
+            return unescape_token(parts[2]), None if parts[3] == NO_DOMAIN_TOKEN else unescape_token(parts[3])
+        except ValueError:
+            return None
 
     def done_subject(self, workflow_id: str) -> str:
         return f"{self.prefix}.done.{escape_token(workflow_id)}"

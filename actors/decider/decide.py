@@ -50,7 +50,7 @@ from partita.schemas.messages import TERMINAL_RESULT_STATUSES
 
 from . import operators
 from .expressions import resolve
-from .state import Decision, DecisionState, loop_ref
+from .state import Decision, DecisionState, DomainActive, loop_ref, no_active_domains
 
 __all__ = ["Decision", "decide", "domain_for", "retry_delay_ms", "snapshot_definition", "task_to_domain_problems"]
 
@@ -58,20 +58,24 @@ _INT_MAX = 2**31 - 1
 NO_DOMAIN = "NO_DOMAIN"
 
 
-def decide(state: Workflow | None, event: DeciderEvent, now: int) -> Decision:
+def decide(
+    state: Workflow | None, event: DeciderEvent, now: int, *, domain_active: DomainActive = no_active_domains
+) -> Decision:
+    """``domain_active(taskType, domain)`` says whether a worker of that domain announced itself recently; it
+    only matters for comma-separated taskToDomain fallback lists."""
     match event:
         case WorkflowStartRequested():
-            return _start(state, event, now)
+            return _start(state, event, now, domain_active)
         case TaskResultReceived():
-            return _task_result(state, event, now)
+            return _task_result(state, event, now, domain_active)
         case UpdateTask():
-            return _update_task(state, event, now)
+            return _update_task(state, event, now, domain_active)
         case TimerFired():
-            return _timer_fired(state, event, now)
+            return _timer_fired(state, event, now, domain_active)
         case TerminateWorkflow():
-            return _terminate(state, event, now)
+            return _terminate(state, event, now, domain_active)
         case ChildFinished():
-            return _child_finished(state, event, now)
+            return _child_finished(state, event, now, domain_active)
         case _:
             assert_never(event)
 
@@ -103,28 +107,32 @@ def snapshot_definition(definition: WorkflowDef, task_defs: Mapping[str, TaskDef
 def task_to_domain_problems(task_to_domain: Mapping[str, str]) -> list[str]:
     problems = []
     for task_type, domains in task_to_domain.items():
-        if "," in domains:
-            problems.append(
-                f"taskToDomain[{task_type!r}] = {domains!r}: comma-separated domain fallback lists are not "
-                "supported yet by Partita; give a single domain or NO_DOMAIN"
-            )
-        elif not domains.strip():
-            problems.append(f"taskToDomain[{task_type!r}]: domain must not be empty")
+        if not all(part.strip() for part in domains.split(",")):
+            problems.append(f"taskToDomain[{task_type!r}] = {domains!r}: a domain must not be empty")
     return problems
 
 
-def domain_for(task_to_domain: Mapping[str, str], task_type: str) -> str | None:
-    """The domain a worker task is routed to: its own entry, else ``"*"``, else none."""
-    domain = task_to_domain.get(task_type, task_to_domain.get("*"))
-    if domain is None or domain.strip() == NO_DOMAIN:
+def domain_for(
+    task_to_domain: Mapping[str, str], task_type: str, domain_active: DomainActive = no_active_domains
+) -> str | None:
+    """The domain a worker task is routed to (reference §6): its own entry, else ``"*"``, else none. In a
+    comma-separated list the first domain with an active worker wins; if none is active, the last entry
+    (``NO_DOMAIN`` meaning no domain)."""
+    entry = task_to_domain.get(task_type, task_to_domain.get("*"))
+    if entry is None:
         return None
-    return domain.strip()
+    domains = [part.strip() for part in entry.split(",")]
+    for domain in domains[:-1]:
+        if domain != NO_DOMAIN and domain_active(task_type, domain):
+            return domain
+    last = domains[-1]
+    return None if last == NO_DOMAIN else last
 
 
 # --- start -------------------------------------------------------------------------------------------
 
 
-def _start(state: Workflow | None, event: WorkflowStartRequested, now: int) -> Decision:
+def _start(state: Workflow | None, event: WorkflowStartRequested, now: int, active: DomainActive) -> Decision:
     if state is not None:
         return Decision(None, note="duplicate start: the workflow already exists")
     request = event.request
@@ -157,7 +165,7 @@ def _start(state: Workflow | None, event: WorkflowStartRequested, now: int) -> D
         start_time=now,
         update_time=now,
     )
-    st = DecisionState(workflow, now)
+    st = DecisionState(workflow, now, active)
     if problems or definition is None:
         reason = "; ".join(problems) or f"workflow definition {request.name!r} not found"
         st.end(WorkflowStatus.FAILED, reason)
@@ -167,7 +175,7 @@ def _start(state: Workflow | None, event: WorkflowStartRequested, now: int) -> D
 # --- task results ------------------------------------------------------------------------------------
 
 
-def _task_result(state: Workflow | None, event: TaskResultReceived, now: int) -> Decision:
+def _task_result(state: Workflow | None, event: TaskResultReceived, now: int, active: DomainActive) -> Decision:
     result = event.result
     if state is None:
         return Decision(None, note="result for an unknown workflow")
@@ -184,7 +192,7 @@ def _task_result(state: Workflow | None, event: TaskResultReceived, now: int) ->
         stale = f"stale result: it answers delivery {result.poll_count}, the task is at {task.poll_count}"
         return Decision(None, note=stale)
 
-    st = DecisionState(state, now)
+    st = DecisionState(state, now, active)
     _apply_report(
         st,
         task,
@@ -199,7 +207,7 @@ def _task_result(state: Workflow | None, event: TaskResultReceived, now: int) ->
     return _reconcile(st)
 
 
-def _update_task(state: Workflow | None, event: UpdateTask, now: int) -> Decision:
+def _update_task(state: Workflow | None, event: UpdateTask, now: int, active: DomainActive) -> Decision:
     """An update by reference name from outside (WAIT, HUMAN, or any pending task)."""
     if state is None:
         return Decision(None, note="update for an unknown workflow")
@@ -208,7 +216,7 @@ def _update_task(state: Workflow | None, event: UpdateTask, now: int) -> Decisio
     pending = [t for t in state.tasks if t.reference_task_name == event.task_ref_name and not t.status.is_terminal]
     if not pending:
         return Decision(None, note=f"no pending task with reference {event.task_ref_name!r}")
-    st = DecisionState(state, now)
+    st = DecisionState(state, now, active)
     _apply_report(
         st,
         pending[-1],
@@ -220,13 +228,13 @@ def _update_task(state: Workflow | None, event: UpdateTask, now: int) -> Decisio
     return _reconcile(st)
 
 
-def _terminate(state: Workflow | None, event: TerminateWorkflow, now: int) -> Decision:
+def _terminate(state: Workflow | None, event: TerminateWorkflow, now: int, active: DomainActive) -> Decision:
     """Conductor's terminate: TERMINATED, pending tasks CANCELED (sub-workflows terminated with them)."""
     if state is None:
         return Decision(None, note="terminate for an unknown workflow")
     if state.status.is_terminal:
         return Decision(None, note=f"terminate for a {state.status} workflow")
-    st = DecisionState(state, now)
+    st = DecisionState(state, now, active)
     st.end(WorkflowStatus.TERMINATED, event.reason or "terminated")
     return _reconcile(st)
 
@@ -239,7 +247,7 @@ _MIRRORED = {
 }
 
 
-def _child_finished(state: Workflow | None, event: ChildFinished, now: int) -> Decision:
+def _child_finished(state: Workflow | None, event: ChildFinished, now: int, active: DomainActive) -> Decision:
     """A SUB_WORKFLOW task mirrors its child: COMPLETED, FAILED, TIMED_OUT, TERMINATED → CANCELED."""
     task = state.task_by_id(event.task_id) if state is not None else None
     if state is None or task is None or state.status.is_terminal:
@@ -249,7 +257,7 @@ def _child_finished(state: Workflow | None, event: ChildFinished, now: int) -> D
     status = _MIRRORED.get(event.status)
     if status is None:
         return Decision(None, note=f"child reported non-terminal status {event.status}")
-    st = DecisionState(state, now)
+    st = DecisionState(state, now, active)
     finished = structs.replace(
         task,
         status=status,
@@ -263,13 +271,13 @@ def _child_finished(state: Workflow | None, event: ChildFinished, now: int) -> D
     return _reconcile(st)
 
 
-def _timer_fired(state: Workflow | None, event: TimerFired, now: int) -> Decision:
+def _timer_fired(state: Workflow | None, event: TimerFired, now: int, active: DomainActive) -> Decision:
     task = state.task_by_id(event.task_id) if state is not None else None
     if state is None or task is None or state.status.is_terminal:
         return Decision(None, note="timer for an unknown task or an ended workflow")
     if task.status is not TaskStatus.IN_PROGRESS or task.task_type != "WAIT":
         return Decision(None, note=f"timer for a task that is {task.status}")
-    st = DecisionState(state, now)
+    st = DecisionState(state, now, active)
     _apply_report(st, task, TaskResultStatus.COMPLETED, {})
     return _reconcile(st)
 
@@ -451,7 +459,7 @@ def schedule(
         input_data=resolved,
         retry_count=retry_of.retry_count + 1 if retry_of else 0,
         retried_task_id=retry_of.task_id if retry_of else None,
-        domain=domain_for(st.workflow.task_to_domain, task_name) if routed else None,
+        domain=domain_for(st.workflow.task_to_domain, task_name, st.domain_active) if routed else None,
         correlation_id=st.workflow.correlation_id,
         scheduled_time=st.now,
         update_time=st.now,

@@ -6,6 +6,7 @@ back a new frozen record, so the caller's state is never touched.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -27,6 +28,14 @@ def definition_ref(task: Task) -> str:
     return task.reference_task_name
 
 
+DomainActive = Callable[[str, str], bool]
+
+
+def no_active_domains(task_type: str, domain: str) -> bool:
+    del task_type, domain
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """``workflow`` is the new state, or ``None`` when the event changes nothing (``note`` says why)."""
@@ -37,9 +46,10 @@ class Decision:
 
 
 class DecisionState:
-    def __init__(self, workflow: Workflow, now: int) -> None:
+    def __init__(self, workflow: Workflow, now: int, domain_active: DomainActive = no_active_domains) -> None:
         self.workflow = workflow
         self.now = now
+        self.domain_active = domain_active
         self.tasks: list[Task] = list(workflow.tasks)
         self.effects: list[Effect] = []
         self.ending: tuple[WorkflowStatus, str | None, dict[str, object] | None] | None = None

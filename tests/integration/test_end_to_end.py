@@ -262,3 +262,35 @@ async def test_duplicate_and_forged_results_after_the_end_change_nothing(conn: C
     assert after is not None
     assert after.revision == entry.revision  # not rewritten
     assert (await client.get(workflow.workflow_id)).status is WorkflowStatus.COMPLETED
+
+
+async def test_domain_fallback_lists_route_to_the_first_domain_with_a_live_worker(
+    conn: Connection, client: Client
+) -> None:
+    seen: list[str] = []
+
+    def marys(tag: str) -> dict[str, object]:
+        seen.append(f"mary:{tag}")
+        return {"by": "mary"}
+
+    def default(tag: str) -> dict[str, object]:
+        seen.append(f"default:{tag}")
+        return {"by": "default"}
+
+    await client.register_json(
+        b'{"name": "fallback", "tasks": [{"name": "greet", "taskReferenceName": "g",'
+        b' "inputParameters": {"tag": "${workflow.input.tag}"}}]}'
+    )
+    specs = [WorkerSpec("greet", marys, domain="mary"), WorkerSpec("greet", default)]
+    async with running(conn, specs) as env:
+        assert env.node is not None
+        # Workers announce themselves at start; wait until the node has heard mary's.
+        from .harness import eventually
+
+        presence = env.node._presence
+        await eventually(lambda: presence is not None and presence.is_active("greet", "mary"), what="mary's worker")
+        to_mary = await client.start("fallback", {"tag": "1"}, task_to_domain={"greet": "john,mary,NO_DOMAIN"})
+        to_default = await client.start("fallback", {"tag": "2"}, task_to_domain={"greet": "john,NO_DOMAIN"})
+        results = [await client.wait(w, within=30) for w in (to_mary, to_default)]
+    assert [w.tasks[0].domain for w in results] == ["mary", None]
+    assert sorted(seen) == ["default:2", "mary:1"]

@@ -6,7 +6,7 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from partita.actors.decider import Decision, decide, retry_delay_ms, snapshot_definition
+from partita.actors.decider import Decision, decide, domain_for, retry_delay_ms, snapshot_definition
 from partita.schemas import (
     DispatchTask,
     RetryLogic,
@@ -220,10 +220,24 @@ def test_task_to_domain_routes_explicitly_by_star_and_no_domain() -> None:
     assert start(workflow_def).tasks[0].domain is None
 
 
+def test_domain_fallback_lists_pick_the_first_active_domain_else_the_last_entry() -> None:
+    active = {("a", "mary")}
+
+    def is_active(task_type: str, domain: str) -> bool:
+        return (task_type, domain) in active
+
+    assert domain_for({"a": "john,mary,NO_DOMAIN"}, "a", is_active) == "mary"
+    assert domain_for({"a": "john,NO_DOMAIN"}, "a", is_active) is None
+    assert domain_for({"a": "john,paul"}, "a", is_active) == "paul"  # none active: the last, even inactive
+    assert domain_for({"*": "mary,x", "b": "y"}, "a", is_active) == "mary"
+    assert domain_for({"*": "mary,x", "b": "y"}, "b", is_active) == "y"
+    assert domain_for({"a": "NO_DOMAIN"}, "a", is_active) is None
+
+
 def test_a_start_that_cannot_run_is_recorded_as_failed_with_the_reason() -> None:
-    listed = start(definition(simple("a")), task_to_domain={"a": "x,y"})
+    listed = start(definition(simple("a")), task_to_domain={"a": "x,,y"})
     assert listed.status is WorkflowStatus.FAILED
-    assert "comma-separated domain fallback lists are not supported yet" in (listed.reason_for_incompletion or "")
+    assert "a domain must not be empty" in (listed.reason_for_incompletion or "")
     llm = definition({"name": "s", "taskReferenceName": "s", "type": "LLM_CHAT_COMPLETE"})
     unsupported = start(llm)
     assert unsupported.status is WorkflowStatus.FAILED
