@@ -77,12 +77,19 @@ async def _wait_for_signal(on_first: Callable[[], None]) -> None:
 async def cmd_node(args: argparse.Namespace) -> int:
     conn = await connect(args.nats, name="partita-node")
     try:
-        node = Node(conn, Layout(prefix=args.prefix), name=args.name, replicas=args.replicas)
+        node = Node(
+            conn, Layout(prefix=args.prefix), name=args.name, replicas=args.replicas, expression_env=_expression_env()
+        )
         await _run_until_signal(node.run, node.request_stop)
     finally:
         with anyio.CancelScope(shield=True):
             await conn.aclose()
     return EXIT_OK
+
+
+def _expression_env() -> list[str]:
+    """PARTITA_EXPRESSION_ENV: comma-separated names of environment variables expressions may read."""
+    return [name.strip() for name in os.environ.get("PARTITA_EXPRESSION_ENV", "").split(",") if name.strip()]
 
 
 async def _run_until_signal(run: Callable[[], Awaitable[None]], request_stop: Callable[[], None]) -> None:
@@ -110,7 +117,7 @@ async def cmd_dev(args: argparse.Namespace) -> int:
         conn = await connect(server.url, name="partita-dev")
         try:
             print(f"partita dev: NATS with JetStream at {server.url} (data in {data}); Ctrl-C stops", file=sys.stderr)
-            node = Node(conn, Layout(prefix=args.prefix))
+            node = Node(conn, Layout(prefix=args.prefix), expression_env=_expression_env())
             await _run_until_signal(node.run, node.request_stop)
         finally:
             with anyio.CancelScope(shield=True):

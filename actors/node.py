@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Final, final
@@ -71,6 +72,7 @@ class Node:
         stop_grace: float = 10.0,
         replicas: int | None = None,
         system_tasks: bool = True,
+        expression_env: Sequence[str] = (),
     ) -> None:
         self.conn = conn
         self.layout = layout or Layout()
@@ -81,6 +83,8 @@ class Node:
         self._replicas = replicas
         self._system_tasks = system_tasks
         self._presence: WorkerPresence | None = None
+        # Environment variables expressions may read: an explicit allow-list, read once.
+        self._environment = {name: os.environ[name] for name in expression_env if name in os.environ}
         self._actors: dict[str, _ActorSlot] = {}
         self._in_flight: set[Delivery] = set()
         self._capacity = anyio.CapacityLimiter(max_in_flight)
@@ -115,6 +119,7 @@ class Node:
             idle_seconds=self._idle_seconds,
             script_threads=anyio.CapacityLimiter(SCRIPT_THREADS),
             presence=presence,
+            environment=self._environment,
         )
         consumer = await self.conn.pull_consumer(self.layout.events_stream, self.layout.events_consumer)
         try:

@@ -14,7 +14,7 @@ effects it owes (the outbox) -> perform the effects with deterministic message i
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Final, assert_never, final
@@ -92,6 +92,7 @@ class ActorContext:
     idle_seconds: float
     script_threads: anyio.CapacityLimiter
     presence: WorkerPresence
+    environment: Mapping[str, str]
 
 
 @final
@@ -225,7 +226,14 @@ class WorkflowActor:
         definition = state.workflow_definition if state else None
         if isinstance(event, WorkflowStartRequested):
             definition = event.definition
-        decide_now = partial(decide, state, event, now_ms(), domain_active=self._ctx.presence.is_active)
+        decide_now = partial(
+            decide,
+            state,
+            event,
+            now_ms(),
+            domain_active=self._ctx.presence.is_active,
+            environment=self._ctx.environment,
+        )
         if uses_scripts(definition):
             # A script may run up to its time limit: never on the event loop, and only a few at a time.
             return await anyio.to_thread.run_sync(decide_now, limiter=self._ctx.script_threads)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import uuid
 import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import assert_never
 
 from msgspec import structs
@@ -55,27 +56,44 @@ from .state import Decision, DecisionState, DomainActive, loop_ref, no_active_do
 __all__ = ["Decision", "decide", "domain_for", "retry_delay_ms", "snapshot_definition", "task_to_domain_problems"]
 
 _INT_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What a decision may know of the world besides the event: both passed in, never read."""
+
+    domain_active: DomainActive
+    environment: Mapping[str, str]
+
+
 NO_DOMAIN = "NO_DOMAIN"
 
 
 def decide(
-    state: Workflow | None, event: DeciderEvent, now: int, *, domain_active: DomainActive = no_active_domains
+    state: Workflow | None,
+    event: DeciderEvent,
+    now: int,
+    *,
+    domain_active: DomainActive = no_active_domains,
+    environment: Mapping[str, str] | None = None,
 ) -> Decision:
-    """``domain_active(taskType, domain)`` says whether a worker of that domain announced itself recently; it
-    only matters for comma-separated taskToDomain fallback lists."""
+    """``domain_active(taskType, domain)`` says whether a worker of that domain announced itself recently (for
+    comma-separated taskToDomain fallback lists); ``environment`` holds the allow-listed values expressions
+    may read (``${workflow.env.NAME}``)."""
+    active = _Context(domain_active, environment or {})
     match event:
         case WorkflowStartRequested():
-            return _start(state, event, now, domain_active)
+            return _start(state, event, now, active)
         case TaskResultReceived():
-            return _task_result(state, event, now, domain_active)
+            return _task_result(state, event, now, active)
         case UpdateTask():
-            return _update_task(state, event, now, domain_active)
+            return _update_task(state, event, now, active)
         case TimerFired():
-            return _timer_fired(state, event, now, domain_active)
+            return _timer_fired(state, event, now, active)
         case TerminateWorkflow():
-            return _terminate(state, event, now, domain_active)
+            return _terminate(state, event, now, active)
         case ChildFinished():
-            return _child_finished(state, event, now, domain_active)
+            return _child_finished(state, event, now, active)
         case _:
             assert_never(event)
 
@@ -132,7 +150,7 @@ def domain_for(
 # --- start -------------------------------------------------------------------------------------------
 
 
-def _start(state: Workflow | None, event: WorkflowStartRequested, now: int, active: DomainActive) -> Decision:
+def _start(state: Workflow | None, event: WorkflowStartRequested, now: int, active: _Context) -> Decision:
     if state is not None:
         return Decision(None, note="duplicate start: the workflow already exists")
     request = event.request
@@ -165,7 +183,7 @@ def _start(state: Workflow | None, event: WorkflowStartRequested, now: int, acti
         start_time=now,
         update_time=now,
     )
-    st = DecisionState(workflow, now, active)
+    st = DecisionState(workflow, now, active.domain_active, active.environment)
     if problems or definition is None:
         reason = "; ".join(problems) or f"workflow definition {request.name!r} not found"
         st.end(WorkflowStatus.FAILED, reason)
@@ -175,7 +193,7 @@ def _start(state: Workflow | None, event: WorkflowStartRequested, now: int, acti
 # --- task results ------------------------------------------------------------------------------------
 
 
-def _task_result(state: Workflow | None, event: TaskResultReceived, now: int, active: DomainActive) -> Decision:
+def _task_result(state: Workflow | None, event: TaskResultReceived, now: int, active: _Context) -> Decision:
     result = event.result
     if state is None:
         return Decision(None, note="result for an unknown workflow")
@@ -192,7 +210,7 @@ def _task_result(state: Workflow | None, event: TaskResultReceived, now: int, ac
         stale = f"stale result: it answers delivery {result.poll_count}, the task is at {task.poll_count}"
         return Decision(None, note=stale)
 
-    st = DecisionState(state, now, active)
+    st = DecisionState(state, now, active.domain_active, active.environment)
     _apply_report(
         st,
         task,
@@ -207,7 +225,7 @@ def _task_result(state: Workflow | None, event: TaskResultReceived, now: int, ac
     return _reconcile(st)
 
 
-def _update_task(state: Workflow | None, event: UpdateTask, now: int, active: DomainActive) -> Decision:
+def _update_task(state: Workflow | None, event: UpdateTask, now: int, active: _Context) -> Decision:
     """An update by reference name from outside (WAIT, HUMAN, or any pending task)."""
     if state is None:
         return Decision(None, note="update for an unknown workflow")
@@ -216,7 +234,7 @@ def _update_task(state: Workflow | None, event: UpdateTask, now: int, active: Do
     pending = [t for t in state.tasks if t.reference_task_name == event.task_ref_name and not t.status.is_terminal]
     if not pending:
         return Decision(None, note=f"no pending task with reference {event.task_ref_name!r}")
-    st = DecisionState(state, now, active)
+    st = DecisionState(state, now, active.domain_active, active.environment)
     _apply_report(
         st,
         pending[-1],
@@ -228,13 +246,13 @@ def _update_task(state: Workflow | None, event: UpdateTask, now: int, active: Do
     return _reconcile(st)
 
 
-def _terminate(state: Workflow | None, event: TerminateWorkflow, now: int, active: DomainActive) -> Decision:
+def _terminate(state: Workflow | None, event: TerminateWorkflow, now: int, active: _Context) -> Decision:
     """Conductor's terminate: TERMINATED, pending tasks CANCELED (sub-workflows terminated with them)."""
     if state is None:
         return Decision(None, note="terminate for an unknown workflow")
     if state.status.is_terminal:
         return Decision(None, note=f"terminate for a {state.status} workflow")
-    st = DecisionState(state, now, active)
+    st = DecisionState(state, now, active.domain_active, active.environment)
     st.end(WorkflowStatus.TERMINATED, event.reason or "terminated")
     return _reconcile(st)
 
@@ -247,7 +265,7 @@ _MIRRORED = {
 }
 
 
-def _child_finished(state: Workflow | None, event: ChildFinished, now: int, active: DomainActive) -> Decision:
+def _child_finished(state: Workflow | None, event: ChildFinished, now: int, active: _Context) -> Decision:
     """A SUB_WORKFLOW task mirrors its child: COMPLETED, FAILED, TIMED_OUT, TERMINATED → CANCELED."""
     task = state.task_by_id(event.task_id) if state is not None else None
     if state is None or task is None or state.status.is_terminal:
@@ -257,7 +275,7 @@ def _child_finished(state: Workflow | None, event: ChildFinished, now: int, acti
     status = _MIRRORED.get(event.status)
     if status is None:
         return Decision(None, note=f"child reported non-terminal status {event.status}")
-    st = DecisionState(state, now, active)
+    st = DecisionState(state, now, active.domain_active, active.environment)
     finished = structs.replace(
         task,
         status=status,
@@ -271,13 +289,13 @@ def _child_finished(state: Workflow | None, event: ChildFinished, now: int, acti
     return _reconcile(st)
 
 
-def _timer_fired(state: Workflow | None, event: TimerFired, now: int, active: DomainActive) -> Decision:
+def _timer_fired(state: Workflow | None, event: TimerFired, now: int, active: _Context) -> Decision:
     task = state.task_by_id(event.task_id) if state is not None else None
     if state is None or task is None or state.status.is_terminal:
         return Decision(None, note="timer for an unknown task or an ended workflow")
     if task.status is not TaskStatus.IN_PROGRESS or task.task_type != "WAIT":
         return Decision(None, note=f"timer for a task that is {task.status}")
-    st = DecisionState(state, now, active)
+    st = DecisionState(state, now, active.domain_active, active.environment)
     _apply_report(st, task, TaskResultStatus.COMPLETED, {})
     return _reconcile(st)
 

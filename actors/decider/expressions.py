@@ -8,13 +8,21 @@
   yields null, as Conductor's ``SUPPRESS_EXCEPTIONS`` does.
 * ``${CPEWF_TASK_ID}`` is the id of the task being scheduled.
 
-Pure: no I/O, no clock. Filters (``[?(...)]``) arrive with the full expression language (issue 3).
+* Filters ``[?(@.a.b == 'x')]`` keep the list elements a predicate holds for: comparisons ``== != < <= > >=``
+  against numbers, quoted strings, ``true``/``false``/``null``, bare existence ``[?(@.a)]``, joined with
+  ``&&`` and ``||``.
+* Environment values: ``${workflow.env.NAME}``, or ``${NAME}`` alone, resolve only for names on the node's
+  allow-list (``PARTITA_EXPRESSION_ENV``); Conductor reads any JVM property or OS variable, which leaks.
+
+Pure: no I/O, no clock (the allow-listed environment comes in with the document).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
+from typing import Any
 
 _MISSING = object()
 
@@ -100,6 +108,9 @@ class _Value:
         return json.dumps(value, separators=(",", ":"), default=str)
 
 
+ENVIRONMENT_KEY = "\x00env"  # where the document carries the allow-listed environment
+
+
 def _evaluate(path: str, doc: Mapping[str, object], task_id: str | None) -> object:
     path = path.strip()
     if not path:
@@ -107,7 +118,12 @@ def _evaluate(path: str, doc: Mapping[str, object], task_id: str | None) -> obje
     if path == "CPEWF_TASK_ID":
         return task_id
     value = evaluate_path(path, doc)
-    return None if value is _MISSING else value
+    if value is _MISSING:
+        environment = doc.get(ENVIRONMENT_KEY)
+        if isinstance(environment, Mapping) and path in environment:
+            return environment[path]
+        return None
+    return value
 
 
 def evaluate_path(path: str, doc: object) -> object:
@@ -130,6 +146,10 @@ def evaluate_path(path: str, doc: object) -> object:
                     index = int(key)
                     if -len(node) <= index < len(node):
                         found.append(node[index])
+            elif kind == "filter":
+                multi = True
+                if isinstance(node, list):
+                    found.extend(item for item in node if _holds(key, item))
             elif kind == "wild":
                 multi = True
                 if isinstance(node, Mapping):
@@ -175,12 +195,14 @@ def _tokenize(path: str) -> list[tuple[str, str]] | None:
         elif char == ".":
             i += 1
         elif char == "[":
-            close = path.find("]", i)
+            close = _closing_bracket(path, i)
             if close < 0:
                 return None
             body = path[i + 1 : close].strip()
             i = close + 1
-            if body == "*":
+            if body.startswith("?(") and body.endswith(")"):
+                tokens.append(("filter", body[2:-1]))
+            elif body == "*":
                 tokens.append(("wild", "*"))
             elif len(body) >= 2 and body[0] == body[-1] and body[0] in "'\"":
                 tokens.append(("key", body[1:-1]))
@@ -195,3 +217,69 @@ def _tokenize(path: str) -> list[tuple[str, str]] | None:
             name = path[start:i]
             tokens.append(("wild", "*") if name == "*" else ("key", name))
     return tokens
+
+
+def _closing_bracket(path: str, start: int) -> int:
+    """Index of the ``]`` closing the ``[`` at ``start``, skipping quoted strings (filters hold them)."""
+    quote = ""
+    for index in range(start + 1, len(path)):
+        char = path[index]
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char == "]":
+            return index
+    return -1
+
+
+_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<=": operator.le,
+    ">=": operator.ge,
+    "<": operator.lt,
+    ">": operator.gt,
+}
+
+
+def _holds(predicate: str, item: object) -> bool:
+    """Evaluate a filter predicate (``||`` of ``&&`` of comparisons) against one list element."""
+    return any(
+        all(_compare(term.strip(), item) for term in alternative.split("&&")) for alternative in predicate.split("||")
+    )
+
+
+def _compare(term: str, item: object) -> bool:
+    for symbol in _OPERATORS:
+        left, found, right = term.partition(symbol)
+        if found:
+            break
+    else:
+        left, symbol, right = term, "", ""
+    left = left.strip()
+    if not left.startswith("@"):
+        return False
+    value = evaluate_path(left[1:], item) if left != "@" else item
+    if not symbol:
+        return value is not _MISSING and value is not None and value is not False
+    if value is _MISSING:
+        return False
+    try:
+        return bool(_OPERATORS[symbol](value, _literal(right.strip())))
+    except TypeError:  # comparing a number with a string: false, as in Jayway
+        return False
+
+
+def _literal(text: str) -> object:
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    if text in ("true", "false"):
+        return text == "true"
+    if text == "null":
+        return None
+    try:
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        return text

@@ -6,13 +6,15 @@ back a new frozen record, so the caller's state is never touched.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import msgspec
 from msgspec import structs
 
 from partita.schemas import Effect, Task, Workflow, WorkflowStatus, WorkflowTask
+
+from .expressions import ENVIRONMENT_KEY
 
 
 def loop_ref(reference: str, iteration: int) -> str:
@@ -46,10 +48,17 @@ class Decision:
 
 
 class DecisionState:
-    def __init__(self, workflow: Workflow, now: int, domain_active: DomainActive = no_active_domains) -> None:
+    def __init__(
+        self,
+        workflow: Workflow,
+        now: int,
+        domain_active: DomainActive = no_active_domains,
+        environment: Mapping[str, str] | None = None,
+    ) -> None:
         self.workflow = workflow
         self.now = now
         self.domain_active = domain_active
+        self.environment = environment or {}
         self.tasks: list[Task] = list(workflow.tasks)
         self.effects: list[Effect] = []
         self.ending: tuple[WorkflowStatus, str | None, dict[str, object] | None] | None = None
@@ -120,7 +129,7 @@ class DecisionState:
         """The document ``${...}`` paths are evaluated against (reference §4). DO_WHILE body tasks are keyed
         by their reference without the iteration suffix, the latest iteration winning, as in Conductor."""
         if self._document is None:
-            self._document = build_document(self.workflow, self.tasks)
+            self._document = build_document(self.workflow, self.tasks, self.environment)
         return self._document
 
 
@@ -130,9 +139,12 @@ def dynamic_branches(fork: Task) -> list[WorkflowTask]:
     return msgspec.convert(defs, list[WorkflowTask]) if isinstance(defs, list) else []
 
 
-def build_document(workflow: Workflow, tasks: list[Task] | tuple[Task, ...]) -> dict[str, object]:
+def build_document(
+    workflow: Workflow, tasks: list[Task] | tuple[Task, ...], environment: Mapping[str, str] | None = None
+) -> dict[str, object]:
     definition = workflow.workflow_definition
     doc: dict[str, object] = {
+        ENVIRONMENT_KEY: dict(environment or {}),
         "workflow": {
             "input": workflow.input,
             "output": workflow.output,
@@ -148,7 +160,8 @@ def build_document(workflow: Workflow, tasks: list[Task] | tuple[Task, ...]) -> 
             "variables": workflow.variables,
             "taskToDomain": workflow.task_to_domain,
             "createTime": workflow.create_time,
-        }
+            "env": dict(environment or {}),
+        },
     }
     for task in tasks:  # in seq order, so the newest instance of a reference wins
         doc[definition_ref(task)] = {

@@ -53,3 +53,35 @@ def test_quoted_keys_wildcards_deep_scan_and_nested_expressions() -> None:
 @given(st.text(alphabet=st.characters(blacklist_characters="$"), max_size=40))
 def test_text_without_dollar_signs_is_left_exactly_as_is(text: str) -> None:
     assert resolve(text, DOC) == text
+
+
+def test_filters_keep_the_list_elements_a_predicate_holds_for() -> None:
+    doc = {"t": {"output": {"items": [
+        {"id": 1, "state": "ok", "size": 3}, {"id": 2, "state": "bad", "size": 9}, {"id": 3, "state": "ok", "size": 12},
+    ]}}}  # fmt: skip
+    assert resolve("${t.output.items[?(@.state == 'ok')].id}", doc) == [1, 3]
+    assert resolve("${t.output.items[?(@.size > 5 && @.state == 'ok')].id}", doc) == [3]
+    assert resolve("${t.output.items[?(@.size < 4 || @.id == 2)].id}", doc) == [1, 2]
+    assert resolve("${t.output.items[?(@.missing)]}", doc) == []
+    assert resolve('${t.output.items[?(@.state != "ok")].id}', doc) == [2]
+
+
+def test_environment_values_resolve_only_when_allow_listed() -> None:
+    doc = {"workflow": {"env": {"REGION": "eu-1"}}, "\x00env": {"REGION": "eu-1"}}
+    assert resolve("${workflow.env.REGION}", doc) == "eu-1"
+    assert resolve("${REGION}", doc) == "eu-1"
+    assert resolve("${HOME}", doc) is None  # not on the allow-list: never read from the process
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(alphabet="abc xyz", max_size=8),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(st.text(alphabet="abc", min_size=1, max_size=3), inner, max_size=3)
+        ),
+        max_leaves=10,
+    )
+)
+def test_a_lone_expression_returns_any_value_unchanged(value: object) -> None:
+    assert resolve("${workflow.input.v}", {"workflow": {"input": {"v": value}}}) == value
