@@ -202,3 +202,65 @@ async def test_a_dynamic_fork_fans_out_sub_workflows_and_joins_their_outputs(con
     assert sorted(join.output_data) == ["_shout_child_0", "_shout_child_1", "_shout_child_2"]
     assert [join.output_data[f"_shout_child_{i}"]["text"] for i in range(3)] == ["A", "B", "C"]  # type: ignore[index]
     assert {t.task_type for t in workflow.tasks[1:-1]} == {"SUB_WORKFLOW"}
+
+
+async def test_legacy_decision_dynamic_exclusive_join_lambda_noop_and_start_workflow(
+    conn: Connection, client: Client
+) -> None:
+    other = {"name": "other", "tasks": [{"name": "count", "taskReferenceName": "c", "inputParameters": {"n": 41}}]}
+    legacy = {
+        "name": "legacy",
+        "tasks": [
+            {"name": "route", "taskReferenceName": "route", "type": "DECISION", "caseValueParam": "mode",
+             "inputParameters": {"mode": "${workflow.input.mode}"},
+             "decisionCases": {
+                 "dyn": [{"name": "dyn", "taskReferenceName": "dyn", "type": "DYNAMIC",
+                          "dynamicTaskNameParam": "which", "inputParameters": {"which": "shout", "text": "dynamic"}}],
+                 "plain": [{"name": "noop", "taskReferenceName": "noop", "type": "NOOP"}]}},
+            {"name": "xjoin", "taskReferenceName": "xjoin", "type": "EXCLUSIVE_JOIN", "joinOn": ["dyn", "noop"]},
+            {"name": "calc", "taskReferenceName": "calc", "type": "LAMBDA", "scriptExpression": "return $.t + '!';",
+             "inputParameters": {"t": "${xjoin.output.text}"}},
+            {"name": "kick", "taskReferenceName": "kick", "type": "START_WORKFLOW",
+             "inputParameters": {"startWorkflow": {"name": "other"}}},
+        ],
+        "outputParameters": {"calc": "${calc.output.result}", "started": "${kick.output.workflowId}"},
+    }  # fmt: skip
+    for definition in (other, legacy):
+        await client.register_json(msgspec.json.encode(definition))
+    async with running(conn, WORKERS):
+        workflow = await run(client, legacy, {"mode": "dyn"})
+        started = await client.wait(str(workflow.output["started"]), within=30)
+    assert workflow.status is WorkflowStatus.COMPLETED, workflow.reason_for_incompletion
+    assert trail(workflow) == [
+        ("route", "COMPLETED"), ("dyn", "COMPLETED"), ("xjoin", "COMPLETED"), ("calc", "COMPLETED"),
+        ("kick", "COMPLETED"),
+    ]  # fmt: skip
+    assert workflow.tasks[1].task_type == "shout"
+    assert workflow.output["calc"] == "DYNAMIC!"
+    assert started.status is WorkflowStatus.COMPLETED
+    assert started.output == {"n": 42}
+
+
+async def test_a_runaway_script_fails_its_task_and_the_node_stays_healthy(conn: Connection, client: Client) -> None:
+    runaway = {
+        "name": "runaway",
+        "tasks": [{"name": "spin", "taskReferenceName": "spin", "type": "INLINE",
+                   "inputParameters": {"expression": "while (true) {}"}}],
+    }  # fmt: skip
+    escape = {
+        "name": "escape",
+        "tasks": [{"name": "peek", "taskReferenceName": "peek", "type": "INLINE",
+                   "inputParameters": {"expression": "globalThis.process || std.getenv('HOME')"}}],
+    }  # fmt: skip
+    for definition in (runaway, escape):
+        await client.register_json(msgspec.json.encode(definition))
+    async with running(conn, WORKERS):
+        spun = await client.wait(await client.start("runaway"), within=30)
+        peeked = await client.wait(await client.start("escape"), within=30)
+        healthy = await run(client, {"name": "after", "tasks": [
+            {"name": "shout", "taskReferenceName": "s", "inputParameters": {"text": "ok"}}]}, {})  # fmt: skip
+    assert spun.status is WorkflowStatus.FAILED
+    assert "time limit of 4 s" in (spun.tasks[0].reason_for_incompletion or "")
+    assert peeked.status is WorkflowStatus.FAILED
+    assert "std is not defined" in (peeked.tasks[0].reason_for_incompletion or "")
+    assert healthy.status is WorkflowStatus.COMPLETED

@@ -172,3 +172,26 @@ def test_types_not_run_yet_are_named_and_unknown_types_are_called_unknown() -> N
         {"name": "w", "tasks": [{"name": "x", "taskReferenceName": "x", "type": "QUANTUM"}]}, WorkflowDef
     )
     assert unsupported_problems(odd) == ["task 'x': unknown task type 'QUANTUM'"]
+
+
+def test_registration_checks_javascript_syntax_and_that_a_fork_is_followed_by_a_join() -> None:
+    definition = msgspec.convert(
+        {
+            "name": "w",
+            "tasks": [
+                {"name": "s", "taskReferenceName": "s", "type": "SWITCH", "evaluatorType": "javascript",
+                 "expression": "$.a >", "decisionCases": {"x": []}},
+                {"name": "f", "taskReferenceName": "f", "type": "FORK_JOIN", "forkTasks": [[]]},
+                {"name": "i", "taskReferenceName": "i", "type": "INLINE", "inputParameters": {"expression": "1 +"}},
+                {"name": "l", "taskReferenceName": "l", "type": "LAMBDA", "scriptExpression": "return $.x;"},
+            ],
+        },
+        WorkflowDef,
+    )  # fmt: skip
+    with pytest.raises(DefinitionError) as caught:
+        validate_workflow_def(definition)
+    text = str(caught.value)
+    assert "tasks[s].expression: JavaScript syntax error" in text
+    assert "tasks[i].inputParameters.expression: JavaScript syntax error" in text
+    assert "tasks[f]: FORK_JOIN must be followed by a JOIN task" in text
+    assert "tasks[l]" not in text  # a valid LAMBDA body (a function body, with return) passes
