@@ -266,9 +266,6 @@ def unsupported_problems(workflow_def: WorkflowDef) -> list[str]:
     """Why this version cannot run ``workflow_def`` (empty when it can)."""
     problems: list[str] = []
     for task in workflow_def.iter_tasks():
-        if task.type == "DO_WHILE" and task.items is not None:
-            problems.append(f"task {task.task_reference_name!r}: DO_WHILE 'items' mode is not supported yet by Partita")
-            continue
         if task.type == "SWITCH" and (task.evaluator_type or "").lower() not in (*_JAVASCRIPT, "value-param"):
             problems.append(
                 f"task {task.task_reference_name!r}: SWITCH evaluatorType {task.evaluator_type!r} is not supported"

@@ -132,7 +132,7 @@ def execute(st: DecisionState, workflow_task: WorkflowTask, task: Task) -> Task:
         case "JOIN" | "EXCLUSIVE_JOIN":
             return _start(st, task, {})
         case "DO_WHILE":
-            return _start(st, task, {"iteration": 1})
+            return _start_loop(st, workflow_task, task)
         case "SET_VARIABLE":
             return _execute_set_variable(st, task)
         case "TERMINATE":
@@ -517,6 +517,35 @@ def _progress_exclusive_join(st: DecisionState, workflow_task: WorkflowTask, tas
     return _complete(st, task, {})
 
 
+def _start_loop(st: DecisionState, workflow_task: WorkflowTask, task: Task) -> Task:
+    """Counter mode: iteration 1. List mode (``items``): one iteration per item, the body reading
+    ``${<loopRef>.output.loopItem}`` and ``${<loopRef>.output.loopIndex}`` (zero-based); an empty list runs
+    nothing."""
+    if workflow_task.items is None:
+        return _start(st, task, {"iteration": 1})
+    items = resolve(workflow_task.items, st.document(), task_id=task.task_id)
+    if not isinstance(items, list):
+        reason = f"DO_WHILE items must resolve to a list, got {type(items).__name__}"
+        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
+    task = structs.replace(task, input_data={**task.input_data, "items": items})
+    if not items:
+        return _complete(st, task, {"iteration": 0})
+    return _start(st, task, {"iteration": 1, "loopItem": items[0], "loopIndex": 0})
+
+
+def _loop_again(
+    st: DecisionState, workflow_task: WorkflowTask, task: Task, iteration: int, bindings: dict[str, object]
+) -> bool:
+    """After ``iteration``: in list mode, whether items remain (and ``loopCondition``, if given, holds); in
+    counter mode, ``loopCondition``. Raises :class:`ScriptError`."""
+    items = task.input_data.get("items") if workflow_task.items is not None else None
+    if isinstance(items, list) and iteration >= len(items):
+        return False
+    if workflow_task.loop_condition is None and isinstance(items, list):
+        return True
+    return bool(evaluate_javascript(workflow_task.loop_condition or "false", bindings, now=st.now))
+
+
 def _progress_loop(st: DecisionState, workflow_task: WorkflowTask, task: Task) -> Task:
     """Run the body once per iteration; after each complete iteration record its outputs and evaluate
     ``loopCondition`` (``$`` = the loop's input, ``$.<loopRef>`` its output, ``$.<bodyRef>`` each body task's
@@ -534,7 +563,7 @@ def _progress_loop(st: DecisionState, workflow_task: WorkflowTask, task: Task) -
         output = {**task.output_data, str(iteration): outputs, "iteration": iteration}
         bindings = {**task.input_data, workflow_task.task_reference_name: output, **outputs}
         try:
-            again = bool(evaluate_javascript(workflow_task.loop_condition or "false", bindings, now=st.now))
+            again = _loop_again(st, workflow_task, task, iteration, bindings)
         except ScriptError as exc:
             reason = f"loopCondition failed: {exc}"
             return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, output)
@@ -543,7 +572,11 @@ def _progress_loop(st: DecisionState, workflow_task: WorkflowTask, task: Task) -
             output = _keep_last(st, output, iteration, keep, set(body_refs))
         if not again:
             return _complete(st, structs.replace(task, iteration=iteration), output)
-        task = structs.replace(task, output_data={**output, "iteration": iteration + 1}, iteration=iteration + 1)
+        following = {**output, "iteration": iteration + 1}
+        items = task.input_data.get("items") if workflow_task.items is not None else None
+        if isinstance(items, list):
+            following |= {"loopItem": items[iteration], "loopIndex": iteration}
+        task = structs.replace(task, output_data=following, iteration=iteration + 1)
         st.replace(task)
     reason = f"DO_WHILE ran {MAX_ITERATIONS_PER_DECISION} iterations without waiting for anything; stopped"
     return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, dict(task.output_data))

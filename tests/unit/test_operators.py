@@ -613,3 +613,25 @@ def test_a_dynamic_fork_of_given_tasks_with_their_inputs_and_a_sub_workflow_fan_
     bad = run(definition, {"tasks": tasks, "inputs": [1]})
     assert bad.status is WorkflowStatus.FAILED
     assert "not a map" in (bad.tasks[0].reason_for_incompletion or "")
+
+
+def test_do_while_over_items_runs_once_per_item_with_loop_item_and_index() -> None:
+    definition = {
+        "name": "each",
+        "tasks": [{"name": "each", "taskReferenceName": "each", "type": "DO_WHILE", "items": "${workflow.input.xs}",
+                   "loopOver": [simple("use", inputParameters={"item": "${each.output.loopItem}",
+                                                               "index": "${each.output.loopIndex}"})]}],
+    }  # fmt: skip
+    workflow = run(definition, {"xs": ["a", "b", "c"]})
+    for index, item in enumerate(["a", "b", "c"]):
+        assert pending(workflow) == [f"use__{index + 1}"]
+        assert workflow.tasks[-1].input_data == {"item": item, "index": index}
+        workflow = complete(workflow, f"use__{index + 1}")
+    assert workflow.status is WorkflowStatus.COMPLETED
+    assert workflow.tasks[0].output_data["iteration"] == 3
+    empty = run(definition, {"xs": []})
+    assert empty.status is WorkflowStatus.COMPLETED
+    assert trail(empty) == [("each", "COMPLETED")]
+    wrong = run(definition, {"xs": "abc"})
+    assert wrong.status is WorkflowStatus.FAILED
+    assert "must resolve to a list" in (wrong.tasks[0].reason_for_incompletion or "")
