@@ -328,7 +328,7 @@ class WorkflowActor:
             definition = found
         task_defs = {}
         for workflow_task in definition.iter_tasks():
-            if workflow_task.type == "SIMPLE" and workflow_task.task_definition is None:
+            if workflow_task.task_definition is None:
                 task_def = await self._ctx.definitions.task_def(workflow_task.name)
                 if task_def is not None:
                     task_defs[workflow_task.name] = task_def

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
-from .definitions import TaskDef, WorkflowDef, WorkflowTask
+from .definitions import TaskDef, WorkflowDef, WorkflowTask, iter_workflow_tasks
 from .errors import DefinitionError
 
 # Every task type Conductor OSS knows (TaskType.java) plus the SDK-only ones; anything else is USER_DEFINED.
@@ -184,6 +184,8 @@ def _task_problems(task: WorkflowTask, where: str) -> list[str]:
             problems.append(f"{where}: SWITCH task requires 'expression'")
         if not task.decision_cases:
             problems.append(f"{where}: SWITCH task requires non-empty 'decisionCases'")
+    if kind == "DO_WHILE" and any(inner.type == "DO_WHILE" for inner in iter_workflow_tasks(task.loop_over)):
+        problems.append(f"{where}: a DO_WHILE cannot contain another DO_WHILE (Conductor does not support it)")
     if kind == "DO_WHILE":
         if not task.loop_condition and task.items is None:
             problems.append(f"{where}: DO_WHILE task requires 'loopCondition'")

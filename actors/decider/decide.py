@@ -109,6 +109,8 @@ def snapshot_definition(definition: WorkflowDef, task_defs: Mapping[str, TaskDef
         changes: dict[str, object] = {}
         if task.task_definition is None and task.type == "SIMPLE":
             changes["task_definition"] = task_defs.get(task.name) or TaskDef(name=task.name)
+        elif task.task_definition is None and task.name in task_defs:  # Conductor attaches it to every type
+            changes["task_definition"] = task_defs[task.name]
         if task.decision_cases:
             changes["decision_cases"] = {k: [attach(t) for t in v] for k, v in task.decision_cases.items()}
         if task.default_case:
@@ -355,7 +357,9 @@ def task_failed(st: DecisionState, task: Task) -> None:
     """A task ended unsuccessfully: retry it (worker tasks with retries left), tolerate it (optional), or end
     the workflow as Conductor does (TIMED_OUT → TIMED_OUT, CANCELED → TERMINATED, else FAILED)."""
     workflow_task = st.workflow_task(task)
-    task_def = workflow_task.task_definition or TaskDef(name=workflow_task.name, retry_count=0)
+    # Without a TaskDef: Conductor's ad-hoc defaults, which retry worker tasks (3) but not system tasks (0).
+    worker = task.task_type not in operators.SYSTEM_TASK_TYPES | operators.NODE_TASK_TYPES
+    task_def = workflow_task.task_definition or TaskDef(name=task.task_def_name, retry_count=3 if worker else 0)
     allowed = workflow_task.retry_count if workflow_task.retry_count is not None else task_def.retry_count
     if task.status.is_retriable and task.retry_count < allowed and workflow_task.type not in operators.BUILT_IN:
         delay_ms = retry_delay_ms(task_def, task.retry_count, task.task_id)
@@ -363,9 +367,11 @@ def task_failed(st: DecisionState, task: Task) -> None:
         st.replace(retried)
         schedule(st, workflow_task, iteration=task.iteration, retry_of=retried, delay_ms=delay_ms)
         return
-    if workflow_task.optional or workflow_task.permissive:
+    if workflow_task.optional:
         st.replace(structs.replace(task, status=TaskStatus.COMPLETED_WITH_ERRORS))
         return
+    if workflow_task.permissive:
+        return  # stays FAILED; its branch and JOIN go on, and the workflow fails when everything is done
     reason = (
         f"Task {task.reference_task_name} ({task.task_id}) failed with status: {task.status} "
         f"and reason: '{task.reason_for_incompletion or ''}'"
@@ -402,8 +408,17 @@ def retry_delay_ms(task_def: TaskDef, attempt: int, task_id: str) -> int:
 def _reconcile(st: DecisionState) -> Decision:
     """Walk the definition, schedule what is missing, and end the workflow when everything is done."""
     definition = st.workflow.workflow_definition
-    if st.ending is None and definition is not None and walk(st, definition.tasks, iteration=0):
-        st.end(WorkflowStatus.COMPLETED, None)
+    done = st.ending is None and definition is not None and walk(st, definition.tasks, iteration=0)
+    # Conductor completes a workflow only when every task is terminal: a fork branch its JOIN does not wait
+    # for still has to finish.
+    if done and all(task.status.is_terminal for task in st.tasks):
+        permissive = [t for t in st.tasks if t.status is TaskStatus.FAILED and st.workflow_task(t).permissive]
+        if permissive:
+            st.failed_task = permissive[0]
+            refs = ", ".join(t.reference_task_name for t in permissive)
+            st.end(WorkflowStatus.FAILED, f"permissive task(s) failed: {refs}")
+        else:
+            st.end(WorkflowStatus.COMPLETED, None)
     if st.ending is not None:
         _finish(st)
     return st.decision()
@@ -420,7 +435,7 @@ def walk(st: DecisionState, workflow_tasks: list[WorkflowTask], *, iteration: in
             if st.ending is not None:
                 return False
         done = operators.progress(st, workflow_task, task, iteration=iteration)
-        if workflow_task.type == "FORK_JOIN" and st.ending is not None:
+        if workflow_task.type in ("FORK_JOIN", "FORK_JOIN_DYNAMIC") and st.ending is not None:
             # Conductor creates a fork's JOIN together with its branches, so a branch that ends the workflow
             # (TERMINATE) leaves a CANCELED join behind, not none.
             following = workflow_tasks[index + 1] if index + 1 < len(workflow_tasks) else None

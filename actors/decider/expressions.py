@@ -39,10 +39,21 @@ def resolve(template: object, doc: Mapping[str, object], *, task_id: str | None 
 
 
 def _find_close(text: str, start: int) -> int:
-    """Index of the ``}`` closing the ``${`` whose body starts at ``start``, or -1."""
+    """Index of the ``}`` closing the ``${`` whose body starts at ``start``, or -1 (quoted strings inside a
+    filter may hold braces)."""
     depth = 1
     i = start
+    quote = ""
     while i < len(text):
+        if quote:
+            if text[i] == quote:
+                quote = ""
+            i += 1
+            continue
+        if text[i] in "'\"" and "[?(" in text[start:i]:
+            quote = text[i]
+            i += 1
+            continue
         if text.startswith("${", i):
             depth += 1
             i += 2
@@ -244,10 +255,30 @@ _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
+def _split_outside_quotes(text: str, separator: str) -> list[str]:
+    parts, quote, start, index = [], "", 0, 0
+    while index < len(text):
+        char = text[index]
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif text.startswith(separator, index):
+            parts.append(text[start:index])
+            index += len(separator)
+            start = index
+            continue
+        index += 1
+    parts.append(text[start:])
+    return parts
+
+
 def _holds(predicate: str, item: object) -> bool:
     """Evaluate a filter predicate (``||`` of ``&&`` of comparisons) against one list element."""
     return any(
-        all(_compare(term.strip(), item) for term in alternative.split("&&")) for alternative in predicate.split("||")
+        all(_compare(term.strip(), item) for term in _split_outside_quotes(alternative, "&&"))
+        for alternative in _split_outside_quotes(predicate, "||")
     )
 
 
@@ -266,8 +297,11 @@ def _compare(term: str, item: object) -> bool:
         return value is not _MISSING and value is not None and value is not False
     if value is _MISSING:
         return False
+    literal = _literal(right.strip())
+    if isinstance(value, bool) != isinstance(literal, bool) and symbol in ("==", "!="):
+        return symbol == "!="  # true is not 1 in JSONPath
     try:
-        return bool(_OPERATORS[symbol](value, _literal(right.strip())))
+        return bool(_OPERATORS[symbol](value, literal))
     except TypeError:  # comparing a number with a string: false, as in Jayway
         return False
 

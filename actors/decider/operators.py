@@ -69,8 +69,8 @@ def uses_scripts(definition: WorkflowDef | None) -> bool:
     if definition is None:
         return False
     for task in definition.iter_tasks():
-        if task.type in ("INLINE", "LAMBDA", "JSON_JQ_TRANSFORM", "DO_WHILE"):
-            return True
+        if task.type in ("INLINE", "LAMBDA", "JSON_JQ_TRANSFORM", "DO_WHILE", "FORK_JOIN_DYNAMIC"):
+            return True  # (a dynamic fork may fork scripts)
         if task.type == "DECISION" and task.case_expression:
             return True
         if task.type == "SWITCH" and (task.evaluator_type or "").lower() in JAVASCRIPT_EVALUATORS:
@@ -290,13 +290,17 @@ def _execute_switch(st: DecisionState, workflow_task: WorkflowTask, task: Task) 
 def _case_value(st: DecisionState, workflow_task: WorkflowTask, task: Task) -> object:
     if workflow_task.type == "DECISION":
         if workflow_task.case_expression:
-            return evaluate_javascript(workflow_task.case_expression, _script_bindings(task), now=st.now)
+            return evaluate_javascript(
+                workflow_task.case_expression, _script_bindings(task), now=st.now, seed=task.task_id
+            )
         return task.input_data.get(workflow_task.case_value_param or "")
     evaluator = (workflow_task.evaluator_type or "value-param").lower()
     if evaluator == "value-param":
         return task.input_data.get(workflow_task.expression or "")
     if evaluator in JAVASCRIPT_EVALUATORS:
-        return evaluate_javascript(workflow_task.expression or "", _script_bindings(task), now=st.now)
+        return evaluate_javascript(
+            workflow_task.expression or "", _script_bindings(task), now=st.now, seed=task.task_id
+        )
     raise ScriptError(f"evaluatorType {workflow_task.evaluator_type!r} is not supported")
 
 
@@ -360,7 +364,9 @@ def _forked_tasks(workflow_task: WorkflowTask, task: Task) -> list[WorkflowTask]
                 "inputParameters": {**item, "__index": index},
             }
             if workflow_name:
-                raw["subWorkflowParam"] = {"name": workflow_name, "version": data.get("forkTaskWorkflowVersion")}
+                version = data.get("forkTaskWorkflowVersion")
+                version = int(version) if isinstance(version, str) and version.isdigit() else version
+                raw["subWorkflowParam"] = {"name": workflow_name, "version": version}
             forked.append(msgspec.convert(raw, WorkflowTask))
         return forked
     tasks_key = workflow_task.dynamic_fork_tasks_param or workflow_task.dynamic_fork_join_tasks_param
@@ -435,7 +441,7 @@ def _execute_script(st: DecisionState, workflow_task: WorkflowTask, task: Task) 
         reason = f"evaluatorType {evaluator!r} is not supported (javascript, graaljs, value-param)"
         return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
     try:
-        value = evaluate_javascript(expression, _script_bindings(task), now=st.now)
+        value = evaluate_javascript(expression, _script_bindings(task), now=st.now, seed=task.task_id)
     except ScriptError as exc:
         return _fail(st, task, TaskStatus.FAILED, str(exc), {"error": str(exc)})
     return _complete(st, task, {"result": value})
@@ -475,7 +481,8 @@ def progress(st: DecisionState, workflow_task: WorkflowTask, task: Task, *, iter
         task = _progress_exclusive_join(st, workflow_task, task, iteration)
     elif kind == "DO_WHILE" and task.status is TaskStatus.IN_PROGRESS:
         task = _progress_loop(st, workflow_task, task)
-    return task.status.is_terminal and task.status.is_successful
+    tolerated = workflow_task.permissive and task.status is TaskStatus.FAILED and not task.retried
+    return task.status.is_terminal and (task.status.is_successful or tolerated)
 
 
 def _finished(st: DecisionState, task: Task | None, iteration: int) -> bool:
@@ -502,7 +509,9 @@ def _progress_join(st: DecisionState, workflow_task: WorkflowTask, task: Task, i
     output: dict[str, object] = {
         t.reference_task_name: t.output_data for t in joined if t is not None and t.output_data
     }
-    with_errors = any(t is not None and t.status is TaskStatus.COMPLETED_WITH_ERRORS for t in joined)
+    with_errors = any(
+        t is not None and t.status in (TaskStatus.COMPLETED_WITH_ERRORS, TaskStatus.FAILED) for t in joined
+    )
     return _complete(st, task, output, TaskStatus.COMPLETED_WITH_ERRORS if with_errors else TaskStatus.COMPLETED)
 
 
@@ -521,6 +530,7 @@ def _start_loop(st: DecisionState, workflow_task: WorkflowTask, task: Task) -> T
     """Counter mode: iteration 1. List mode (``items``): one iteration per item, the body reading
     ``${<loopRef>.output.loopItem}`` and ``${<loopRef>.output.loopIndex}`` (zero-based); an empty list runs
     nothing."""
+    task = structs.replace(task, iteration=1)  # ${loop.iteration} reads 1 in the first iteration, as in Conductor
     if workflow_task.items is None:
         return _start(st, task, {"iteration": 1})
     items = resolve(workflow_task.items, st.document(), task_id=task.task_id)
@@ -543,7 +553,17 @@ def _loop_again(
         return False
     if workflow_task.loop_condition is None and isinstance(items, list):
         return True
-    return bool(evaluate_javascript(workflow_task.loop_condition or "false", bindings, now=st.now))
+    seed = f"{task.task_id}/{iteration}"
+    return _truthy(evaluate_javascript(workflow_task.loop_condition or "false", bindings, now=st.now, seed=seed))
+
+
+def _truthy(value: object) -> bool:
+    """Conductor's ScriptEvaluator.toBoolean: a boolean, or a number greater than 0; anything else is false."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value > 0
+    return False
 
 
 def _progress_loop(st: DecisionState, workflow_task: WorkflowTask, task: Task) -> Task:
@@ -561,7 +581,16 @@ def _progress_loop(st: DecisionState, workflow_task: WorkflowTask, task: Task) -
             if found is not None:
                 outputs[ref] = found.output_data
         output = {**task.output_data, str(iteration): outputs, "iteration": iteration}
-        bindings = {**task.input_data, workflow_task.task_reference_name: output, **outputs}
+        # As Conductor: the loop's inputParameters resolved afresh, its own output, and each body task's
+        # latest output from any iteration.
+        current = resolve(workflow_task.input_parameters, st.document(), task_id=task.task_id)
+        assert isinstance(current, dict)
+        latest = {ref: st.latest_output(ref) for ref in body_refs}
+        bindings = {
+            **current,
+            workflow_task.task_reference_name: output,
+            **{ref: value for ref, value in latest.items() if value is not None},
+        }
         try:
             again = _loop_again(st, workflow_task, task, iteration, bindings)
         except ScriptError as exc:

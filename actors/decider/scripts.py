@@ -25,7 +25,17 @@ _PRELUDE = """
 var $ = JSON.parse(__partita_input);
 (function () {
   var frozen = __partita_now;
-  Date.now = function () { return frozen; };
+  var RealDate = Date;
+  function FrozenDate() {
+    if (!new.target) return new RealDate(frozen).toString();
+    if (arguments.length === 0) return new RealDate(frozen);
+    return new (Function.prototype.bind.apply(RealDate, [null].concat(Array.prototype.slice.call(arguments))))();
+  }
+  FrozenDate.prototype = RealDate.prototype;
+  FrozenDate.now = function () { return frozen; };
+  FrozenDate.UTC = RealDate.UTC;
+  FrozenDate.parse = RealDate.parse;
+  globalThis.Date = FrozenDate;
   var seed = __partita_seed;
   Math.random = function () { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648; };
 })();
@@ -43,15 +53,21 @@ class ScriptLimits:
 
 
 def evaluate_javascript(
-    expression: str, bindings: dict[str, object], *, now: int, limits: ScriptLimits = ScriptLimits()
+    expression: str,
+    bindings: dict[str, object],
+    *,
+    now: int,
+    seed: str = "",
+    limits: ScriptLimits = ScriptLimits(),
 ) -> object:
-    """The value of the script's last expression, as JSON-compatible Python data."""
+    """The value of the script's last expression, as JSON-compatible Python data. ``now`` is what the script's
+    clock says; ``seed`` (e.g. the task id) makes ``Math.random`` differ between tasks yet repeat on replay."""
     context = quickjs.Context()
     context.set_memory_limit(limits.memory_bytes)
     context.set_max_stack_size(STACK_LIMIT_BYTES)
     context.set("__partita_input", json.dumps(bindings, default=str))
     context.set("__partita_now", float(now))  # as a double: quickjs-ng passes Python ints as int32
-    context.set("__partita_seed", zlib.crc32(expression.encode()) % 2**31 or 1)
+    context.set("__partita_seed", zlib.crc32(f"{seed}\x00{expression}".encode()) % 2**31 or 1)
     try:
         context.eval(_PRELUDE)
         context.set_time_limit(limits.time_seconds)

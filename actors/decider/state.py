@@ -13,6 +13,7 @@ import msgspec
 from msgspec import structs
 
 from partita.schemas import Effect, Task, Workflow, WorkflowStatus, WorkflowTask
+from partita.schemas.definitions import iter_workflow_tasks
 
 from .expressions import ENVIRONMENT_KEY
 
@@ -77,6 +78,13 @@ class DecisionState:
         index = self._latest.get(reference)
         return None if index is None else self.tasks[index]
 
+    def latest_output(self, reference: str) -> dict[str, object] | None:
+        """The output of the newest instance of a definition reference, whatever its loop iteration."""
+        for task in reversed(self.tasks):
+            if definition_ref(task) == reference:
+                return task.output_data
+        return None
+
     def next_seq(self) -> int:
         return max((task.seq for task in self.tasks), default=0) + 1
 
@@ -98,17 +106,22 @@ class DecisionState:
         self._document = None
 
     def workflow_task(self, task: Task) -> WorkflowTask:
-        """The definition entry a task instance was scheduled from (dynamic fork tasks included)."""
+        """The definition entry a task instance was scheduled from: the static definition, else (a task a
+        FORK_JOIN_DYNAMIC created, or one nested in it) the newest dynamic fork of the same loop iteration."""
         reference = definition_ref(task)
-        if self._definitions is None or reference not in self._definitions:
+        if self._definitions is None:
             definition = self.workflow.workflow_definition
             assert definition is not None  # a task exists only in a workflow that has its definition
             self._definitions = {wt.task_reference_name: wt for wt in definition.iter_tasks()}
-            for fork in self.tasks:
-                if fork.task_type == "FORK_JOIN_DYNAMIC":
-                    for forked in dynamic_branches(fork):
-                        self._definitions.setdefault(forked.task_reference_name, forked)
-        return self._definitions[reference]
+        found = self._definitions.get(reference)
+        if found is not None:
+            return found
+        for fork in reversed(self.tasks):
+            if fork.task_type == "FORK_JOIN_DYNAMIC" and fork.iteration == task.iteration:
+                for forked in iter_workflow_tasks(dynamic_branches(fork)):
+                    if forked.task_reference_name == reference:
+                        return forked
+        raise KeyError(f"no definition for task {task.reference_task_name!r}")
 
     # --- workflow ----------------------------------------------------------------------------------
 

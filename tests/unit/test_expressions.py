@@ -85,3 +85,10 @@ def test_environment_values_resolve_only_when_allow_listed() -> None:
 )
 def test_a_lone_expression_returns_any_value_unchanged(value: object) -> None:
     assert resolve("${workflow.input.v}", {"workflow": {"input": {"v": value}}}) == value
+
+
+def test_filters_respect_quotes_and_do_not_equate_true_with_one() -> None:
+    doc = {"w": {"list": [{"name": "a && b", "v": 1}, {"name": "c", "v": True}, {"name": "}", "v": 2}]}}
+    assert resolve("${w.list[?(@.name == 'a && b')].v}", doc) == [1]
+    assert resolve("${w.list[?(@.name == '}')].v}", doc) == [2]
+    assert resolve("${w.list[?(@.v == 1)].name}", doc) == ["a && b"]

@@ -635,3 +635,92 @@ def test_do_while_over_items_runs_once_per_item_with_loop_item_and_index() -> No
     wrong = run(definition, {"xs": "abc"})
     assert wrong.status is WorkflowStatus.FAILED
     assert "must resolve to a list" in (wrong.tasks[0].reason_for_incompletion or "")
+
+
+def test_a_fork_branch_its_join_does_not_wait_for_still_finishes_before_the_workflow() -> None:
+    definition = {
+        "name": "loose",
+        "tasks": [
+            {"name": "fork", "taskReferenceName": "fork", "type": "FORK_JOIN",
+             "forkTasks": [[simple("a")], [simple("b"), simple("c")]]},
+            {"name": "join", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["a"]},
+        ],
+    }  # fmt: skip
+    workflow = complete(run(definition), "a")
+    assert workflow.status is WorkflowStatus.RUNNING  # Conductor: every task must be terminal
+    workflow = complete(complete(workflow, "b"), "c")
+    assert workflow.status is WorkflowStatus.COMPLETED
+
+
+def test_a_permissive_failure_lets_the_branch_go_on_and_fails_the_workflow_at_the_end() -> None:
+    definition = {
+        "name": "perm",
+        "tasks": [
+            {"name": "fork", "taskReferenceName": "fork", "type": "FORK_JOIN",
+             "forkTasks": [[simple("a", permissive=True, retryCount=0)], [simple("b")]]},
+            {"name": "join", "taskReferenceName": "join", "type": "JOIN", "joinOn": ["a", "b"]},
+            simple("after"),
+        ],
+    }  # fmt: skip
+    workflow = complete(complete(run(definition), "a", status=TaskResultStatus.FAILED), "b")
+    assert dict(trail(workflow))["join"] == "COMPLETED_WITH_ERRORS"
+    assert pending(workflow) == ["after"]
+    workflow = complete(workflow, "after")
+    assert workflow.status is WorkflowStatus.FAILED
+    assert workflow.reason_for_incompletion == "permissive task(s) failed: a"
+
+
+def test_loop_conditions_follow_conductors_truthiness_and_see_fresh_inputs_and_latest_outputs() -> None:
+    definition = {
+        "name": "more",
+        "tasks": [{"name": "loop", "taskReferenceName": "loop", "type": "DO_WHILE",
+                   "inputParameters": {"more": "${body.output.more}"}, "loopCondition": "$.more",
+                   "loopOver": [simple("body")]}],
+    }  # fmt: skip
+    workflow = complete(run(definition), "body__1", {"more": True})
+    assert pending(workflow) == ["body__2"]  # $.more re-resolved from the body's output
+    assert complete(workflow, "body__2", {"more": "true"}).status is WorkflowStatus.COMPLETED  # a string: false
+    counted = complete(run(definition), "body__1", {"more": 2})
+    assert pending(counted) == ["body__2"]  # a number > 0: true
+    assert complete(counted, "body__2", {"more": -1}).status is WorkflowStatus.COMPLETED
+
+
+def test_a_retry_inside_a_dynamic_fork_in_a_loop_keeps_its_own_iterations_input() -> None:
+    definition = {
+        "name": "dynloop",
+        "tasks": [{"name": "loop", "taskReferenceName": "loop", "type": "DO_WHILE",
+                   "loopCondition": "$.loop.iteration < 2", "loopOver": [
+                       {"name": "fan", "taskReferenceName": "fan", "type": "FORK_JOIN_DYNAMIC",
+                        "dynamicForkTasksParam": "tasks", "dynamicForkTasksInputParamName": "inputs",
+                        "inputParameters": {"tasks": [{"name": "w", "taskReferenceName": "w"}],
+                                            "inputs": {"w": {"v": "${loop.output.iteration}"}}}},
+                       {"name": "join", "taskReferenceName": "join", "type": "JOIN"}]}],
+    }  # fmt: skip
+    workflow = complete(run(definition), "w__1")
+    assert workflow.tasks[-2].input_data == {"v": 2}  # w__2
+    workflow = complete(workflow, "w__2", status=TaskResultStatus.FAILED)
+    retry = workflow.tasks[-1]
+    assert (retry.reference_task_name, retry.status, retry.input_data) == ("w__2", TaskStatus.SCHEDULED, {"v": 2})
+
+
+def test_registered_task_defs_apply_to_system_tasks_too() -> None:
+    call = {"name": "call", "taskReferenceName": "call", "type": "HTTP",
+            "inputParameters": {"http_request": {"uri": "http://127.0.0.1:1"}}}  # fmt: skip
+    registered = {"call": TaskDef(name="call", retry_count=2, retry_delay_seconds=0)}
+    snapshot = snapshot_definition(msgspec.convert({"name": "h", "tasks": [call]}, WorkflowDef), registered)
+    request = StartWorkflow(workflow_id="wf", name="h")
+    decision = decide(None, WorkflowStartRequested(request=request, definition=snapshot), NOW)
+    assert decision.workflow is not None
+    retried = complete(decision.workflow, "call", status=TaskResultStatus.FAILED)
+    assert trail(retried) == [("call", "FAILED"), ("call", "SCHEDULED")]
+
+
+def test_scripts_cannot_read_the_real_clock_through_date() -> None:
+    from partita.actors.decider.scripts import evaluate_javascript
+
+    assert evaluate_javascript("new Date().getTime()", {}, now=NOW) == NOW
+    assert evaluate_javascript("new Date(0).getTime()", {}, now=NOW) == 0
+    assert "2023" in str(evaluate_javascript("Date()", {}, now=NOW))
+    one = evaluate_javascript("Math.random()", {}, now=NOW, seed="task-1")
+    assert one == evaluate_javascript("Math.random()", {}, now=NOW, seed="task-1")
+    assert one != evaluate_javascript("Math.random()", {}, now=NOW, seed="task-2")

@@ -195,3 +195,12 @@ def test_registration_checks_javascript_syntax_and_that_a_fork_is_followed_by_a_
     assert "tasks[i].inputParameters.expression: JavaScript syntax error" in text
     assert "tasks[f]: FORK_JOIN must be followed by a JOIN task" in text
     assert "tasks[l]" not in text  # a valid LAMBDA body (a function body, with return) passes
+
+
+def test_a_loop_inside_a_loop_is_refused_at_registration() -> None:
+    inner = {"name": "inner", "taskReferenceName": "inner", "type": "DO_WHILE", "loopCondition": "false",
+             "loopOver": [{"name": "b", "taskReferenceName": "b"}]}  # fmt: skip
+    outer = {"name": "w", "tasks": [{"name": "outer", "taskReferenceName": "outer", "type": "DO_WHILE",
+                                     "loopCondition": "false", "loopOver": [inner]}]}  # fmt: skip
+    with pytest.raises(DefinitionError, match="cannot contain another DO_WHILE"):
+        validate_workflow_def(msgspec.convert(outer, WorkflowDef))
