@@ -121,3 +121,36 @@ async def test_a_pending_retry_delay_survives_a_server_restart(tmp_path: Path) -
     assert workflow.status is WorkflowStatus.COMPLETED
     assert [t.status for t in workflow.tasks] == [TaskStatus.FAILED, TaskStatus.COMPLETED]
     assert workflow.output == {"attempts": 2}
+
+
+async def test_a_pending_wait_survives_a_server_restart(tmp_path: Path) -> None:
+    server = EmbeddedServer(tmp_path / "nats")
+    await server.start()
+    try:
+        conn = await connect(server.url)
+        client = await Client.over(conn, Layout())
+        await client.register_json(
+            b'{"name": "nap", "tasks": [{"name": "w", "taskReferenceName": "w", "type": "WAIT",'
+            b' "inputParameters": {"duration": "3 seconds"}}]}'
+        )
+        async with running(conn):
+            workflow_id = await client.start("nap")
+
+            async def waiting() -> bool:
+                workflow = await client.find(workflow_id)
+                return workflow is not None and bool(workflow.tasks)
+
+            await eventually(waiting, what="the WAIT task")
+        await conn.aclose()
+        await server.stop()  # the timer lives in the server's store as a message schedule
+        server = EmbeddedServer(tmp_path / "nats", port=server.port)
+        await server.start()
+        conn = await connect(server.url)
+        client = await Client.over(conn, Layout())
+        async with running(conn):
+            workflow = await client.wait(workflow_id, within=30)
+        await conn.aclose()
+    finally:
+        await server.stop()
+    assert workflow.status is WorkflowStatus.COMPLETED
+    assert workflow.tasks[0].end_time - workflow.tasks[0].start_time >= 2900

@@ -724,3 +724,22 @@ def test_scripts_cannot_read_the_real_clock_through_date() -> None:
     one = evaluate_javascript("Math.random()", {}, now=NOW, seed="task-1")
     assert one == evaluate_javascript("Math.random()", {}, now=NOW, seed="task-1")
     assert one != evaluate_javascript("Math.random()", {}, now=NOW, seed="task-2")
+
+
+def test_switches_nest_and_a_start_delay_defers_the_dispatch() -> None:
+    definition = {
+        "name": "nest",
+        "tasks": [{"name": "outer", "taskReferenceName": "outer", "type": "SWITCH", "evaluatorType": "value-param",
+                   "expression": "a", "inputParameters": {"a": "x"},
+                   "decisionCases": {"x": [{"name": "inner", "taskReferenceName": "inner", "type": "SWITCH",
+                                            "evaluatorType": "value-param", "expression": "b",
+                                            "inputParameters": {"b": "y"},
+                                            "decisionCases": {"y": [simple("late", startDelay=30)]}}]}}],
+    }  # fmt: skip
+    decision = start(definition)
+    assert decision.workflow is not None
+    assert trail(decision.workflow) == [("outer", "COMPLETED"), ("inner", "COMPLETED"), ("late", "SCHEDULED")]
+    (dispatch,) = decision.effects
+    assert isinstance(dispatch, DispatchTask)
+    assert dispatch.not_before == NOW + 30_000
+    assert decision.workflow.tasks[-1].start_delay_in_seconds == 30
