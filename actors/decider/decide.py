@@ -65,6 +65,9 @@ class _Context:
     domain_active: DomainActive
     environment: Mapping[str, str]
 
+    def begin(self, workflow: Workflow, now: int) -> DecisionState:
+        return DecisionState(workflow, now, self.domain_active, self.environment)
+
 
 NO_DOMAIN = "NO_DOMAIN"
 
@@ -185,7 +188,7 @@ def _start(state: Workflow | None, event: WorkflowStartRequested, now: int, acti
         start_time=now,
         update_time=now,
     )
-    st = DecisionState(workflow, now, active.domain_active, active.environment)
+    st = active.begin(workflow, now)
     if problems or definition is None:
         reason = "; ".join(problems) or f"workflow definition {request.name!r} not found"
         st.end(WorkflowStatus.FAILED, reason)
@@ -212,7 +215,7 @@ def _task_result(state: Workflow | None, event: TaskResultReceived, now: int, ac
         stale = f"stale result: it answers delivery {result.poll_count}, the task is at {task.poll_count}"
         return Decision(None, note=stale)
 
-    st = DecisionState(state, now, active.domain_active, active.environment)
+    st = active.begin(state, now)
     _apply_report(
         st,
         task,
@@ -236,7 +239,7 @@ def _update_task(state: Workflow | None, event: UpdateTask, now: int, active: _C
     pending = [t for t in state.tasks if t.reference_task_name == event.task_ref_name and not t.status.is_terminal]
     if not pending:
         return Decision(None, note=f"no pending task with reference {event.task_ref_name!r}")
-    st = DecisionState(state, now, active.domain_active, active.environment)
+    st = active.begin(state, now)
     _apply_report(
         st,
         pending[-1],
@@ -254,7 +257,7 @@ def _terminate(state: Workflow | None, event: TerminateWorkflow, now: int, activ
         return Decision(None, note="terminate for an unknown workflow")
     if state.status.is_terminal:
         return Decision(None, note=f"terminate for a {state.status} workflow")
-    st = DecisionState(state, now, active.domain_active, active.environment)
+    st = active.begin(state, now)
     st.end(WorkflowStatus.TERMINATED, event.reason or "terminated")
     return _reconcile(st)
 
@@ -277,7 +280,7 @@ def _child_finished(state: Workflow | None, event: ChildFinished, now: int, acti
     status = _MIRRORED.get(event.status)
     if status is None:
         return Decision(None, note=f"child reported non-terminal status {event.status}")
-    st = DecisionState(state, now, active.domain_active, active.environment)
+    st = active.begin(state, now)
     finished = structs.replace(
         task,
         status=status,
@@ -297,7 +300,7 @@ def _timer_fired(state: Workflow | None, event: TimerFired, now: int, active: _C
         return Decision(None, note="timer for an unknown task or an ended workflow")
     if task.status is not TaskStatus.IN_PROGRESS or task.task_type != "WAIT":
         return Decision(None, note=f"timer for a task that is {task.status}")
-    st = DecisionState(state, now, active.domain_active, active.environment)
+    st = active.begin(state, now)
     _apply_report(st, task, TaskResultStatus.COMPLETED, {})
     return _reconcile(st)
 

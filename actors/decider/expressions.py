@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 _MISSING = object()
@@ -230,19 +230,23 @@ def _tokenize(path: str) -> list[tuple[str, str]] | None:
     return tokens
 
 
-def _closing_bracket(path: str, start: int) -> int:
-    """Index of the ``]`` closing the ``[`` at ``start``, skipping quoted strings (filters hold them)."""
+def _outside_quotes(text: str, start: int = 0) -> Iterator[int]:
+    """Indexes of the characters of ``text`` from ``start`` that are not inside a quoted string."""
     quote = ""
-    for index in range(start + 1, len(path)):
-        char = path[index]
+    for index in range(start, len(text)):
+        char = text[index]
         if quote:
             if char == quote:
                 quote = ""
         elif char in "'\"":
             quote = char
-        elif char == "]":
-            return index
-    return -1
+        else:
+            yield index
+
+
+def _closing_bracket(path: str, start: int) -> int:
+    """Index of the ``]`` closing the ``[`` at ``start``, skipping quoted strings (filters hold them)."""
+    return next((i for i in _outside_quotes(path, start + 1) if path[i] == "]"), -1)
 
 
 _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
@@ -256,20 +260,11 @@ _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
 
 
 def _split_outside_quotes(text: str, separator: str) -> list[str]:
-    parts, quote, start, index = [], "", 0, 0
-    while index < len(text):
-        char = text[index]
-        if quote:
-            if char == quote:
-                quote = ""
-        elif char in "'\"":
-            quote = char
-        elif text.startswith(separator, index):
+    parts, start = [], 0
+    for index in _outside_quotes(text):
+        if index >= start and text.startswith(separator, index):
             parts.append(text[start:index])
-            index += len(separator)
-            start = index
-            continue
-        index += 1
+            start = index + len(separator)
     parts.append(text[start:])
     return parts
 
