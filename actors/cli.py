@@ -20,6 +20,7 @@ from partita.schemas import (
     TaskDef,
     Workflow,
     WorkflowDef,
+    WorkflowError,
     WorkflowNotFound,
     WorkflowStatus,
     WorkflowTimeout,
@@ -236,6 +237,19 @@ def _print_workflow(workflow: Workflow, *, as_json: bool) -> None:
     print("  output: " + msgspec.json.encode(workflow.output).decode())
 
 
+async def cmd_workflow_operate(args: argparse.Namespace) -> int:
+    async with await _client(args) as client:
+        if args.workflow_command == "pause":
+            await client.pause(args.workflow_id)
+        elif args.workflow_command == "resume":
+            await client.resume(args.workflow_id)
+        elif args.workflow_command == "retry":
+            await client.retry(args.workflow_id)
+        else:
+            await client.restart(args.workflow_id, use_latest_definitions=args.use_latest)
+    return EXIT_OK
+
+
 async def cmd_workflow_terminate(args: argparse.Namespace) -> int:
     async with await _client(args) as client:
         await client.terminate(args.workflow_id, args.reason)
@@ -335,6 +349,17 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--wait", action="store_true", help="wait for the end; exit 0 only if COMPLETED")
     start.add_argument("--timeout", type=float, default=None, help="with --wait: give up after S seconds")
     start.set_defaults(handler=cmd_workflow_start)
+    for verb, text in (
+        ("pause", "pause a running workflow (running tasks finish, nothing new starts)"),
+        ("resume", "resume a paused workflow"),
+        ("retry", "retry a failed, timed-out or terminated workflow from its failed tasks"),
+        ("restart", "run an ended workflow again from the start (same id and input)"),
+    ):
+        operation = workflow.add_parser(verb, help=text)
+        operation.add_argument("workflow_id")
+        if verb == "restart":
+            operation.add_argument("--use-latest", action="store_true", help="with the latest definition")
+        operation.set_defaults(handler=cmd_workflow_operate)
     terminate = workflow.add_parser("terminate", help="terminate a running workflow")
     terminate.add_argument("workflow_id")
     terminate.add_argument("--reason", default=None)
@@ -373,6 +398,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConnectionFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    except WorkflowError as exc:  # not found, or not in a state that allows the operation
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NOT_COMPLETED
     except PartitaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE

@@ -27,9 +27,15 @@ from msgspec import structs
 
 from partita.schemas import (
     ChildFinished,
+    Command,
     DeciderEvent,
     DispatchTask,
+    PauseWorkflow,
     PayloadError,
+    RestartRequested,
+    RestartWorkflow,
+    ResumeWorkflow,
+    RetryWorkflow,
     StartWorkflow,
     TaskResult,
     TaskResultReceived,
@@ -37,6 +43,7 @@ from partita.schemas import (
     TimerFired,
     UpdateTask,
     Workflow,
+    WorkflowDef,
     WorkflowFinished,
     WorkflowRecord,
     WorkflowStartRequested,
@@ -67,7 +74,7 @@ RETRY_LATER_SECONDS: Final = 2.0
 MAX_RETRY_LATER_SECONDS: Final = 60.0
 UNKNOWN_WORKFLOW_DELIVERIES: Final = 5  # an event for a workflow not (yet) started is retried this often
 
-WireEvent = StartWorkflow | TaskResult | UpdateTask | TerminateWorkflow | ChildFinished | TimerFired
+WireEvent = StartWorkflow | TaskResult | Command | TimerFired
 
 
 @dataclass(slots=True)
@@ -306,10 +313,41 @@ class WorkflowActor:
                 return await self._start_requested(event)
             case TaskResult():
                 return TaskResultReceived(result=event, subject_task_type=envelope.subject_task_type or "")
-            case UpdateTask() | TerminateWorkflow() | ChildFinished() | TimerFired():
+            case RestartWorkflow():
+                return await self._restart_requested(event)
+            case (
+                UpdateTask()
+                | TerminateWorkflow()
+                | ChildFinished()
+                | TimerFired()
+                | PauseWorkflow()
+                | ResumeWorkflow()
+                | RetryWorkflow()
+            ):
                 return event
             case _:
                 assert_never(event)
+
+    async def _restart_requested(self, command: RestartWorkflow) -> RestartRequested:
+        """With ``useLatestDefinitions``, the latest registered definition (snapshotted like a start's)."""
+        record = self._record
+        if not command.use_latest_definitions or record is None:
+            return RestartRequested(command=command)
+        name = record.workflow.workflow_name
+        found = await self._ctx.definitions.workflow_def(name, None)
+        if found is None:
+            return RestartRequested(command=command)
+        return RestartRequested(command=command, definition=await self._snapshot(found))
+
+    async def _snapshot(self, definition: WorkflowDef) -> WorkflowDef:
+        """The definition with the registered TaskDef of every task attached (see ``snapshot_definition``)."""
+        task_defs = {}
+        for workflow_task in definition.iter_tasks():
+            if workflow_task.task_definition is None:
+                task_def = await self._ctx.definitions.task_def(workflow_task.name)
+                if task_def is not None:
+                    task_defs[workflow_task.name] = task_def
+        return snapshot_definition(definition, task_defs)
 
     async def _start_requested(self, request: StartWorkflow) -> WorkflowStartRequested:
         if request.workflow_def is not None:
@@ -326,13 +364,7 @@ class WorkflowActor:
                 problem = f"workflow definition {request.name!r} ({which}) is not registered"
                 return WorkflowStartRequested(request=request, problem=problem)
             definition = found
-        task_defs = {}
-        for workflow_task in definition.iter_tasks():
-            if workflow_task.task_definition is None:
-                task_def = await self._ctx.definitions.task_def(workflow_task.name)
-                if task_def is not None:
-                    task_defs[workflow_task.name] = task_def
-        return WorkflowStartRequested(request=request, definition=snapshot_definition(definition, task_defs))
+        return WorkflowStartRequested(request=request, definition=await self._snapshot(definition))
 
     def _log_transition(self, before: Workflow | None, after: Workflow) -> None:
         if before is None:

@@ -124,6 +124,33 @@ class TerminateWorkflow(Message, frozen=True, tag="TerminateWorkflow"):
     reason: str | None = None
 
 
+class PauseWorkflow(Message, frozen=True, tag="PauseWorkflow"):
+    """Pause a RUNNING workflow: running tasks finish, nothing new is scheduled until it is resumed."""
+
+    workflow_id: str
+
+
+class ResumeWorkflow(Message, frozen=True, tag="ResumeWorkflow"):
+    """Resume a PAUSED workflow: RUNNING again, and whatever is due is scheduled."""
+
+    workflow_id: str
+
+
+class RetryWorkflow(Message, frozen=True, tag="RetryWorkflow"):
+    """Retry an ended (not COMPLETED) workflow from where it failed: the last failed, timed-out or canceled
+    instance of each task is scheduled again as a new instance (Conductor's ``POST /workflow/{id}/retry``)."""
+
+    workflow_id: str
+
+
+class RestartWorkflow(Message, frozen=True, tag="RestartWorkflow"):
+    """Run an ended workflow again from the start with the same id and input (Conductor's restart);
+    ``useLatestDefinitions`` takes the latest registered definition instead of the snapshot."""
+
+    workflow_id: str
+    use_latest_definitions: bool = False
+
+
 class ChildFinished(Message, frozen=True, tag="ChildFinished"):
     """A sub-workflow ended; its parent's SUB_WORKFLOW task mirrors it. Published by nodes to the parent's
     ``<prefix>.wf.<partition>.cmd``."""
@@ -208,8 +235,32 @@ class WorkflowFinished(Message, frozen=True, tag="WorkflowFinished"):
 
 
 Effect = DispatchTask | ScheduleTimer | StartChild | SendCommand | WorkflowFinished
-Command = UpdateTask | TerminateWorkflow | ChildFinished
-DeciderEvent = WorkflowStartRequested | TaskResultReceived | UpdateTask | TerminateWorkflow | ChildFinished | TimerFired
+Operation = PauseWorkflow | ResumeWorkflow | RetryWorkflow | RestartWorkflow
+Command = (
+    UpdateTask | TerminateWorkflow | ChildFinished | PauseWorkflow | ResumeWorkflow | RetryWorkflow | RestartWorkflow
+)
+
+
+class RestartRequested(Message, frozen=True, tag="RestartRequested"):
+    """The decider's view of a restart: the command plus the definition the node resolved when the latest
+    one was asked for (``None``: keep the snapshot)."""
+
+    command: RestartWorkflow
+    definition: WorkflowDef | None = None
+
+
+DeciderEvent = (
+    WorkflowStartRequested
+    | TaskResultReceived
+    | UpdateTask
+    | TerminateWorkflow
+    | ChildFinished
+    | TimerFired
+    | PauseWorkflow
+    | ResumeWorkflow
+    | RetryWorkflow
+    | RestartRequested
+)
 
 
 class WorkflowRecord(Message, frozen=True, tag="WorkflowRecord"):

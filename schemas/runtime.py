@@ -117,6 +117,8 @@ class Workflow(Record, frozen=True):
     update_time: int = 0
     end_time: int = 0
     schema_version: int = 2
+    # Partita: how often this workflow was restarted (task ids of each run differ).
+    restart_count: int = 0
 
     def task_by_id(self, task_id: str) -> Task | None:
         for task in self.tasks:

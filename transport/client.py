@@ -14,7 +14,12 @@ from typing import Self
 import anyio
 
 from partita.schemas import (
+    Operation,
+    PauseWorkflow,
     PayloadError,
+    RestartWorkflow,
+    ResumeWorkflow,
+    RetryWorkflow,
     StartWorkflow,
     TaskDef,
     TaskResultStatus,
@@ -22,7 +27,9 @@ from partita.schemas import (
     UpdateTask,
     Workflow,
     WorkflowDef,
+    WorkflowError,
     WorkflowNotFound,
+    WorkflowStatus,
     WorkflowTimeout,
     parse_definitions,
 )
@@ -172,6 +179,30 @@ class Client:
             worker_id=self.conn.client_name or None,
         )
         await self.conn.publish_durable(self.layout.command_subject(workflow_id), encode_json(message))
+
+    async def pause(self, workflow_id: str) -> None:
+        """Pause a RUNNING workflow: running tasks finish, nothing new is scheduled until :meth:`resume`."""
+        await self._operate(PauseWorkflow(workflow_id=workflow_id), "pause", {WorkflowStatus.RUNNING})
+
+    async def resume(self, workflow_id: str) -> None:
+        await self._operate(ResumeWorkflow(workflow_id=workflow_id), "resume", {WorkflowStatus.PAUSED})
+
+    async def retry(self, workflow_id: str) -> None:
+        """Retry a FAILED, TIMED_OUT or TERMINATED workflow from its last failed tasks."""
+        allowed = {WorkflowStatus.FAILED, WorkflowStatus.TIMED_OUT, WorkflowStatus.TERMINATED}
+        await self._operate(RetryWorkflow(workflow_id=workflow_id), "retry", allowed)
+
+    async def restart(self, workflow_id: str, *, use_latest_definitions: bool = False) -> None:
+        """Run an ended workflow again from its first task (same id and input)."""
+        command = RestartWorkflow(workflow_id=workflow_id, use_latest_definitions=use_latest_definitions)
+        await self._operate(command, "restart", {s for s in WorkflowStatus if s.is_terminal})
+
+    async def _operate(self, command: Operation, verb: str, allowed: set[WorkflowStatus]) -> None:
+        """Check what can be checked here (a clear error now, not a log line on a node), then publish."""
+        workflow = await self.get(command.workflow_id)
+        if workflow.status not in allowed:
+            raise WorkflowError(f"cannot {verb} workflow {command.workflow_id!r}: it is {workflow.status}")
+        await self.conn.publish_durable(self.layout.command_subject(command.workflow_id), encode_json(command))
 
     async def terminate(self, workflow_id: str, reason: str | None = None) -> None:
         """Terminate a running workflow: TERMINATED, pending tasks CANCELED, sub-workflows terminated."""

@@ -28,7 +28,11 @@ from partita.schemas import (
     ChildFinished,
     DeciderEvent,
     DispatchTask,
+    PauseWorkflow,
+    RestartRequested,
+    ResumeWorkflow,
     RetryLogic,
+    RetryWorkflow,
     SendCommand,
     Task,
     TaskDef,
@@ -49,7 +53,7 @@ from partita.schemas import (
 )
 from partita.schemas.messages import TERMINAL_RESULT_STATUSES
 
-from . import operators
+from . import operations, operators
 from .expressions import resolve
 from .state import Decision, DecisionState, DomainActive, loop_ref, no_active_domains
 
@@ -97,6 +101,8 @@ def decide(
             return _terminate(state, event, now, active)
         case ChildFinished():
             return _child_finished(state, event, now, active)
+        case PauseWorkflow() | ResumeWorkflow() | RetryWorkflow() | RestartRequested():
+            return operations.apply(state, event, active.begin, now)
         case _:
             assert_never(event)
 
@@ -408,10 +414,15 @@ def retry_delay_ms(task_def: TaskDef, attempt: int, task_id: str) -> int:
 # --- reconciling -------------------------------------------------------------------------------------
 
 
+def reconcile(st: DecisionState) -> Decision:
+    return _reconcile(st)
+
+
 def _reconcile(st: DecisionState) -> Decision:
     """Walk the definition, schedule what is missing, and end the workflow when everything is done."""
     definition = st.workflow.workflow_definition
-    done = st.ending is None and definition is not None and walk(st, definition.tasks, iteration=0)
+    running = st.workflow.status is WorkflowStatus.RUNNING  # a PAUSED workflow schedules nothing new
+    done = st.ending is None and running and definition is not None and walk(st, definition.tasks, iteration=0)
     # Conductor completes a workflow only when every task is terminal: a fork branch its JOIN does not wait
     # for still has to finish.
     if done and all(task.status.is_terminal for task in st.tasks):
@@ -462,7 +473,7 @@ def schedule(
     system task is executed on the spot (see :mod:`.operators`)."""
     task_def = workflow_task.task_definition
     seq = st.next_seq()
-    task_id = str(uuid.uuid5(_TASK_ID_NAMESPACE, f"{st.workflow.workflow_id}/{seq}"))
+    task_id = task_id_for(st.workflow, seq)
     parameters = dict(workflow_task.input_parameters)
     template = task_def.input_template if task_def else {}
     for key, value in template.items():
@@ -587,3 +598,9 @@ def _finish(st: DecisionState) -> None:
 
 
 _TASK_ID_NAMESPACE = uuid.UUID("6f1c2b1e-5d0a-4f7e-9b57-9f0c1f2a7a11")
+
+
+def task_id_for(workflow: Workflow, seq: int) -> str:
+    """Deterministic task ids; a restarted run gets fresh ones (message-id dedupe must not drop them)."""
+    run = f"/{workflow.restart_count}" if workflow.restart_count else ""
+    return str(uuid.uuid5(_TASK_ID_NAMESPACE, f"{workflow.workflow_id}{run}/{seq}"))

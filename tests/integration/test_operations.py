@@ -1,0 +1,96 @@
+"""Steering running workflows on a real server: pause/resume, retry, restart, and refusals."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from partita.actors import WorkerSpec
+from partita.schemas import TaskStatus, WorkflowError, WorkflowStatus
+from partita.transport import Client, Connection
+
+from .harness import eventually, running
+
+FLOW = {
+    "name": "steered",
+    "tasks": [
+        {"name": "gate", "taskReferenceName": "gate", "type": "HUMAN"},
+        {"name": "step", "taskReferenceName": "step"},
+    ],
+}
+
+
+async def test_pause_stops_scheduling_and_resume_continues(conn: Connection, client: Client) -> None:
+    steps: list[str] = []
+
+    def step() -> None:
+        steps.append("ran")
+
+    await client.register_json(msgspec.json.encode(FLOW))
+    async with running(conn, [WorkerSpec("step", step)]):
+        workflow_id = await client.start("steered")
+
+        async def gated() -> bool:
+            found = await client.find(workflow_id)
+            return found is not None and bool(found.tasks)
+
+        await eventually(gated, what="the HUMAN task")
+        await client.pause(workflow_id)
+
+        async def paused() -> bool:
+            return (await client.get(workflow_id)).status is WorkflowStatus.PAUSED
+
+        await eventually(paused, what="PAUSED")
+        await client.complete_task(workflow_id, "gate")
+
+        async def gate_done() -> bool:
+            return (await client.get(workflow_id)).tasks[0].status is TaskStatus.COMPLETED
+
+        await eventually(gate_done, what="the gate to complete while paused")
+        assert len((await client.get(workflow_id)).tasks) == 1  # nothing scheduled while paused
+        with pytest.raises(WorkflowError, match="cannot pause"):
+            await client.pause(workflow_id)
+        await client.resume(workflow_id)
+        final = await client.wait(workflow_id, within=30)
+    assert final.status is WorkflowStatus.COMPLETED
+    assert steps == ["ran"]
+
+
+async def test_retry_and_restart_a_failed_workflow(conn: Connection, client: Client) -> None:
+    attempts: list[int] = []
+
+    def step() -> dict[str, object]:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("first time unlucky")
+        return {"attempt": len(attempts)}
+
+    await client.register_json(b'{"name": "step", "retryCount": 0}')
+    await client.register_json(
+        msgspec.json.encode({"name": "once", "tasks": [{"name": "step", "taskReferenceName": "s"}]})
+    )
+    async with running(conn, [WorkerSpec("step", step)]):
+        workflow_id = await client.start("once")
+        failed = await client.wait(workflow_id, within=30)
+        assert failed.status is WorkflowStatus.FAILED
+        await client.retry(workflow_id)
+
+        async def running_again() -> bool:
+            return (await client.get(workflow_id)).status is not WorkflowStatus.FAILED
+
+        await eventually(running_again, what="the retry to be applied")
+        retried = await client.wait(workflow_id, within=30)
+        assert retried.status is WorkflowStatus.COMPLETED
+        assert [(t.status, t.retry_count) for t in retried.tasks] == [(TaskStatus.FAILED, 0), (TaskStatus.COMPLETED, 1)]
+        with pytest.raises(WorkflowError, match="cannot retry"):
+            await client.retry(workflow_id)
+        await client.restart(workflow_id)
+
+        async def restarted() -> bool:
+            return (await client.get(workflow_id)).restart_count == 1
+
+        await eventually(restarted, what="the restart to be applied")
+        again = await client.wait(workflow_id, within=30)
+    assert again.status is WorkflowStatus.COMPLETED
+    assert again.output == {"attempt": 3}
+    assert [t.status for t in again.tasks] == [TaskStatus.COMPLETED]
