@@ -33,10 +33,13 @@ class EffectPerformer:
         self._consumers: dict[tuple[str, str | None], int] = {}
 
     def encode_dispatch(self, effect: DispatchTask) -> bytes:
-        """The task message exactly as a worker will receive it (the result subject filled in)."""
+        """The task message exactly as a worker will receive it (its subjects filled in)."""
         task = effect.task
         subject = self._layout.result_subject(task.workflow_instance_id, task.task_type)
-        return encode_json(structs.replace(task, result_subject=subject))
+        started = (
+            self._layout.started_subject(task.workflow_instance_id, task.task_type) if effect.report_start else None
+        )
+        return encode_json(structs.replace(task, result_subject=subject, started_subject=started))
 
     async def perform(self, effects: Sequence[Effect]) -> None:
         """Perform ``effects`` concurrently; an outage surfaces as one :class:`TransportError`."""

@@ -27,7 +27,7 @@ import msgspec
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
-from partita.schemas import PayloadError, TaskMessage, TaskResult, TaskResultStatus
+from partita.schemas import PayloadError, TaskMessage, TaskResult, TaskResultStatus, TaskStarted
 from partita.transport import (
     Connection,
     Delivery,
@@ -291,6 +291,8 @@ class TaskWorker:
                 await delivery.term(str(exc))
             return
         started = time.time_ns() // 1_000_000
+        if task.started_subject:
+            await self._report_start(task, started)
         if self.spec.lease_extend:
             async with anyio.create_task_group() as heartbeat:
                 lease = min(self._ack_wait, task.response_timeout_seconds or self._ack_wait)
@@ -366,6 +368,23 @@ class TaskWorker:
             end_time=time.time_ns() // 1_000_000,
             poll_count=task.poll_count,
         )
+
+    async def _report_start(self, task: TaskMessage, started: int) -> None:
+        """The task's TaskDef has timeouts that count from the start: say when work began."""
+        assert task.started_subject is not None
+        report = TaskStarted(
+            workflow_instance_id=task.workflow_instance_id,
+            task_id=task.task_id,
+            worker_id=self.worker_id,
+            poll_count=task.poll_count,
+            start_time=started,
+        )
+        try:
+            await self.conn.publish_durable(
+                task.started_subject, encode_json(report), msg_id=f"started:{task.task_id}:{task.poll_count}"
+            )
+        except TransportError as exc:  # the task still runs; only its timeout clock starts late or not at all
+            self._log.warning("task_start_unreported", task_id=task.task_id, error=str(exc))
 
     async def _publish_result(self, task: TaskMessage, result: TaskResult) -> bool:
         data = encode_json(result)

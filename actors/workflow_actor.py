@@ -39,6 +39,8 @@ from partita.schemas import (
     StartWorkflow,
     TaskResult,
     TaskResultReceived,
+    TaskStarted,
+    TaskStartedReceived,
     TerminateWorkflow,
     TimerFired,
     UpdateTask,
@@ -59,6 +61,7 @@ from partita.transport.codec import (
     result_decoder,
     start_decoder,
     start_identity_decoder,
+    started_decoder,
     timer_decoder,
 )
 
@@ -74,7 +77,7 @@ RETRY_LATER_SECONDS: Final = 2.0
 MAX_RETRY_LATER_SECONDS: Final = 60.0
 UNKNOWN_WORKFLOW_DELIVERIES: Final = 5  # an event for a workflow not (yet) started is retried this often
 
-WireEvent = StartWorkflow | TaskResult | Command | TimerFired
+WireEvent = StartWorkflow | TaskResult | TaskStarted | Command | TimerFired
 
 
 @dataclass(slots=True)
@@ -313,6 +316,8 @@ class WorkflowActor:
                 return await self._start_requested(event)
             case TaskResult():
                 return TaskResultReceived(result=event, subject_task_type=envelope.subject_task_type or "")
+            case TaskStarted():
+                return TaskStartedReceived(started=event, subject_task_type=envelope.subject_task_type or "")
             case RestartWorkflow():
                 return await self._restart_requested(event)
             case (
@@ -409,6 +414,9 @@ def decode_event(layout: Layout, delivery: Delivery) -> Envelope:
     elif kind == "result":
         result = decode(result_decoder, delivery.data, "TaskResult")
         event, workflow_id = result, result.workflow_instance_id
+    elif kind == "started":
+        started = decode(started_decoder, delivery.data, "TaskStarted")
+        event, workflow_id = started, started.workflow_instance_id
     elif kind == "cmd":
         command = decode(command_decoder, delivery.data, "command")
         event, workflow_id = command, command.workflow_id

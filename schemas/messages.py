@@ -68,9 +68,23 @@ class TaskMessage(Message, frozen=True, tag="Task"):
     response_timeout_seconds: int = 0
     callback_after_seconds: int = 0
     workflow_version: int = 0
+    # Set when the TaskDef has timeoutSeconds or pollTimeoutSeconds: publish a TaskStarted there when work
+    # begins (timeouts count from the start, as in Conductor).
+    started_subject: str | None = None
 
 
 # --- worker -> node -----------------------------------------------------------------------------------
+
+
+class TaskStarted(Message, frozen=True, tag="TaskStarted"):
+    """A worker began a task whose ``reportStart`` was set (timeouts count from here). Published to
+    ``<prefix>.wf.<partition>.started.<type>``."""
+
+    workflow_instance_id: str
+    task_id: str
+    worker_id: str | None = None
+    poll_count: int | None = None
+    start_time: int = 0
 
 
 class TaskResultStatus(enum.StrEnum):
@@ -163,11 +177,21 @@ class ChildFinished(Message, frozen=True, tag="ChildFinished"):
     reason_for_incompletion: str | None = None
 
 
+class TimerPurpose(enum.StrEnum):
+    WAIT = "wait"  # a WAIT task's duration/until
+    TASK_TIMEOUT = "task_timeout"  # timeoutSeconds since the task started
+    POLL_TIMEOUT = "poll_timeout"  # pollTimeoutSeconds without the task starting
+    WORKFLOW_TIMEOUT = "workflow_timeout"  # the workflow's timeoutSeconds
+
+
 class TimerFired(Message, frozen=True, tag="TimerFired"):
     """A durable timer came due (published by a JetStream message schedule to ``<prefix>.wf.<p>.timer``)."""
 
     workflow_id: str
-    task_id: str
+    task_id: str = ""
+    purpose: TimerPurpose = TimerPurpose.WAIT
+    # Which run of the workflow (restarts) or delivery of the task (pollCount) the timer was set for.
+    generation: int = 0
 
 
 # --- node-internal -------------------------------------------------------------------------------------
@@ -186,6 +210,11 @@ class WorkflowStartRequested(Message, frozen=True, tag="WorkflowStartRequested")
     problem: str | None = None
 
 
+class TaskStartedReceived(Message, frozen=True, tag="TaskStartedReceived"):
+    started: TaskStarted
+    subject_task_type: str
+
+
 class TaskResultReceived(Message, frozen=True, tag="TaskResultReceived"):
     """A worker result as the decider sees it: the result plus the task type its subject named."""
 
@@ -202,6 +231,7 @@ class DispatchTask(Message, frozen=True, tag="DispatchTask"):
     dispatch_id: str
     task: TaskMessage
     not_before: int = 0
+    report_start: bool = False
 
 
 class ScheduleTimer(Message, frozen=True, tag="ScheduleTimer"):
@@ -252,6 +282,7 @@ class RestartRequested(Message, frozen=True, tag="RestartRequested"):
 DeciderEvent = (
     WorkflowStartRequested
     | TaskResultReceived
+    | TaskStartedReceived
     | UpdateTask
     | TerminateWorkflow
     | ChildFinished

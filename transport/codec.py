@@ -16,6 +16,7 @@ from partita.schemas import (
     TaskDef,
     TaskMessage,
     TaskResult,
+    TaskStarted,
     TimerFired,
     Workflow,
     WorkflowDef,
@@ -41,6 +42,7 @@ start_decoder = msgspec.json.Decoder(StartWorkflow)
 start_identity_decoder = msgspec.json.Decoder(StartIdentity)
 task_decoder = msgspec.json.Decoder(TaskMessage)
 result_decoder = msgspec.json.Decoder(TaskResult)
+started_decoder = msgspec.json.Decoder(TaskStarted)
 command_decoder = msgspec.json.Decoder(Command)
 timer_decoder = msgspec.json.Decoder(TimerFired)
 finished_decoder = msgspec.json.Decoder(WorkflowFinished)

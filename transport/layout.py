@@ -8,6 +8,7 @@ Subjects::
     <prefix>.tsched.<dispatchId>             schedules that publish a task message later (same stream)
     <prefix>.wf.<partition>.start            StartWorkflow            (stream <PREFIX>_EVENTS)
     <prefix>.wf.<partition>.result.<type>    TaskResult from workers  (stream <PREFIX>_EVENTS)
+    <prefix>.wf.<partition>.started.<type>   TaskStarted from workers (only when the task asks for it)
     <prefix>.wf.<partition>.cmd              UpdateTask (and later operator commands) from clients
     <prefix>.wf.<partition>.timer            TimerFired, published by schedules on <prefix>.esched.<timerId>
     <prefix>.esched.<id>                     schedules that publish an event later (same stream)
@@ -128,6 +129,9 @@ class Layout:
     def start_subject(self, workflow_id: str) -> str:
         return f"{self.prefix}.wf.{self.partition(workflow_id)}.start"
 
+    def started_subject(self, workflow_id: str, task_type: str) -> str:
+        return f"{self.prefix}.wf.{self.partition(workflow_id)}.started.{escape_token(task_type)}"
+
     def command_subject(self, workflow_id: str) -> str:
         return f"{self.prefix}.wf.{self.partition(workflow_id)}.cmd"
 
@@ -175,9 +179,9 @@ class Layout:
         if len(parts) >= 4 and parts[0] == self.prefix and parts[1] == "wf":
             if parts[3] in ("start", "cmd", "timer") and len(parts) == 4:
                 return parts[3], None
-            if parts[3] == "result" and len(parts) == 5:
+            if parts[3] in ("result", "started") and len(parts) == 5:
                 try:
-                    return "result", unescape_token(parts[4])
+                    return parts[3], unescape_token(parts[4])
                 except ValueError:
                     return "unknown", None
         return "unknown", None

@@ -33,15 +33,19 @@ from partita.schemas import (
     ResumeWorkflow,
     RetryLogic,
     RetryWorkflow,
+    ScheduleTimer,
     SendCommand,
     Task,
     TaskDef,
     TaskMessage,
     TaskResultReceived,
     TaskResultStatus,
+    TaskStartedReceived,
     TaskStatus,
+    TaskTimeoutPolicy,
     TerminateWorkflow,
     TimerFired,
+    TimerPurpose,
     UpdateTask,
     Workflow,
     WorkflowDef,
@@ -49,6 +53,7 @@ from partita.schemas import (
     WorkflowStartRequested,
     WorkflowStatus,
     WorkflowTask,
+    WorkflowTimeoutPolicy,
     unsupported_problems,
 )
 from partita.schemas.messages import TERMINAL_RESULT_STATUSES
@@ -93,6 +98,8 @@ def decide(
             return _start(state, event, now, active)
         case TaskResultReceived():
             return _task_result(state, event, now, active)
+        case TaskStartedReceived():
+            return _task_started(state, event, now, active)
         case UpdateTask():
             return _update_task(state, event, now, active)
         case TimerFired():
@@ -198,6 +205,8 @@ def _start(state: Workflow | None, event: WorkflowStartRequested, now: int, acti
     if problems or definition is None:
         reason = "; ".join(problems) or f"workflow definition {request.name!r} not found"
         st.end(WorkflowStatus.FAILED, reason)
+    else:
+        workflow_timer(st)
     return _reconcile(st)
 
 
@@ -234,6 +243,33 @@ def _task_result(state: Workflow | None, event: TaskResultReceived, now: int, ac
         end_time=result.end_time,
     )
     return _reconcile(st)
+
+
+def _task_started(state: Workflow | None, event: TaskStartedReceived, now: int, active: _Context) -> Decision:
+    """A worker began the task: IN_PROGRESS, and its ``timeoutSeconds`` clock starts (a durable timer)."""
+    started = event.started
+    task = state.task_by_id(started.task_id) if state is not None else None
+    if state is None or task is None or state.status.is_terminal:
+        return Decision(None, note="start report for an unknown task or an ended workflow")
+    if task.status is not TaskStatus.SCHEDULED or event.subject_task_type != task.task_type:
+        return Decision(None, note=f"start report for a task that is {task.status}")
+    if started.poll_count is not None and started.poll_count != task.poll_count:
+        return Decision(None, note="start report for an older delivery")
+    st = active.begin(state, now)
+    start_time = started.start_time or now
+    running = structs.replace(
+        task, status=TaskStatus.IN_PROGRESS, start_time=task.start_time or start_time, worker_id=started.worker_id
+    )
+    st.replace(running)
+    task_def = st.workflow_task(task).task_definition
+    if task_def is not None and task_def.timeout_seconds > 0:
+        fired = TimerFired(
+            workflow_id=state.workflow_id, task_id=task.task_id, purpose=TimerPurpose.TASK_TIMEOUT,
+            generation=task.poll_count,
+        )  # fmt: skip
+        at = start_time + task_def.timeout_seconds * 1000
+        st.effects.append(ScheduleTimer(timer_id=f"{task.task_id}.timeout", at=at, event=fired))
+    return st.decision()
 
 
 def _update_task(state: Workflow | None, event: UpdateTask, now: int, active: _Context) -> Decision:
@@ -301,14 +337,62 @@ def _child_finished(state: Workflow | None, event: ChildFinished, now: int, acti
 
 
 def _timer_fired(state: Workflow | None, event: TimerFired, now: int, active: _Context) -> Decision:
-    task = state.task_by_id(event.task_id) if state is not None else None
-    if state is None or task is None or state.status.is_terminal:
-        return Decision(None, note="timer for an unknown task or an ended workflow")
-    if task.status is not TaskStatus.IN_PROGRESS or task.task_type != "WAIT":
-        return Decision(None, note=f"timer for a task that is {task.status}")
+    if state is None or state.status.is_terminal:
+        return Decision(None, note="timer for an unknown or ended workflow")
+    if event.purpose is TimerPurpose.WORKFLOW_TIMEOUT:
+        return _workflow_timed_out(state, event, now, active)
+    task = state.task_by_id(event.task_id)
+    if task is None or task.status.is_terminal:
+        return Decision(None, note="timer for an unknown or finished task")
     st = active.begin(state, now)
-    _apply_report(st, task, TaskResultStatus.COMPLETED, {})
+    if event.purpose is TimerPurpose.WAIT:
+        if task.status is not TaskStatus.IN_PROGRESS or task.task_type != "WAIT":
+            return Decision(None, note=f"timer for a task that is {task.status}")
+        _apply_report(st, task, TaskResultStatus.COMPLETED, {})
+        return _reconcile(st)
+    if task.poll_count != event.generation:
+        return Decision(None, note="timeout for an older delivery of the task")
+    if event.purpose is TimerPurpose.POLL_TIMEOUT and task.status is not TaskStatus.SCHEDULED:
+        return Decision(None, note="poll timeout for a task that started")
+    task_def = st.workflow_task(task).task_definition or TaskDef(name=task.task_def_name)
+    which = "timeoutSeconds" if event.purpose is TimerPurpose.TASK_TIMEOUT else "pollTimeoutSeconds"
+    seconds = task_def.timeout_seconds if event.purpose is TimerPurpose.TASK_TIMEOUT else task_def.poll_timeout_seconds
+    if task_def.timeout_policy is TaskTimeoutPolicy.ALERT_ONLY:
+        return Decision(None, note=f"task {task.reference_task_name} passed its {which} ({seconds} s): ALERT_ONLY")
+    reason = f"Task timed out after {seconds} seconds ({which})"
+    timed_out = structs.replace(task, status=TaskStatus.TIMED_OUT, end_time=now, reason_for_incompletion=reason)
+    st.replace(timed_out)
+    if task_def.timeout_policy is TaskTimeoutPolicy.TIME_OUT_WF:
+        st.failed_task = timed_out
+        st.end(WorkflowStatus.TIMED_OUT, f"Task {task.reference_task_name} ({task.task_id}): {reason}")
+    else:  # RETRY: the ordinary retry path, as for a failure
+        task_failed(st, timed_out)
     return _reconcile(st)
+
+
+def _workflow_timed_out(state: Workflow, event: TimerFired, now: int, active: _Context) -> Decision:
+    definition = state.workflow_definition
+    if definition is None or event.generation != state.restart_count:
+        return Decision(None, note="workflow timeout of an earlier run")
+    if definition.timeout_policy is WorkflowTimeoutPolicy.ALERT_ONLY:
+        return Decision(None, note=f"workflow passed its timeoutSeconds ({definition.timeout_seconds} s): ALERT_ONLY")
+    st = active.begin(state, now)
+    st.end(WorkflowStatus.TIMED_OUT, f"Workflow timed out after {definition.timeout_seconds} seconds (timeoutSeconds)")
+    return _reconcile(st)
+
+
+def workflow_timer(st: DecisionState) -> None:
+    """(Re)arm the workflow's own timeout: from now, on start, resume, retry and restart (Conductor measures
+    from createTime or lastRetriedTime)."""
+    definition = st.workflow.workflow_definition
+    if definition is not None and definition.timeout_seconds > 0:
+        fired = TimerFired(
+            workflow_id=st.workflow.workflow_id,
+            purpose=TimerPurpose.WORKFLOW_TIMEOUT,
+            generation=st.workflow.restart_count,
+        )
+        at = st.now + definition.timeout_seconds * 1000
+        st.effects.append(ScheduleTimer(timer_id=f"{st.workflow.workflow_id}.timeout", at=at, event=fired))
 
 
 def _apply_report(
@@ -519,6 +603,12 @@ def schedule(
     st.add(task)
     if is_worker_task:
         st.effects.append(dispatch(st, task, task_id, st.now + delay_ms if delay_ms else 0))
+        if task_def is not None and task_def.poll_timeout_seconds:
+            fired = TimerFired(
+                workflow_id=st.workflow.workflow_id, task_id=task_id, purpose=TimerPurpose.POLL_TIMEOUT, generation=0
+            )
+            at = st.now + delay_ms + task_def.poll_timeout_seconds * 1000
+            st.effects.append(ScheduleTimer(timer_id=f"{task_id}.poll", at=at, event=fired))
         return task
     return operators.execute(st, workflow_task, task)
 
@@ -542,7 +632,9 @@ def dispatch(st: DecisionState, task: Task, dispatch_id: str, not_before: int) -
         callback_after_seconds=task.callback_after_seconds,
         workflow_version=st.workflow.workflow_version,
     )
-    return DispatchTask(dispatch_id=dispatch_id, task=message, not_before=not_before)
+    task_def = st.workflow_task(task).task_definition
+    report_start = task_def is not None and (task_def.timeout_seconds > 0 or bool(task_def.poll_timeout_seconds))
+    return DispatchTask(dispatch_id=dispatch_id, task=message, not_before=not_before, report_start=report_start)
 
 
 def _finish(st: DecisionState) -> None:

@@ -41,7 +41,9 @@ def apply(
         case ResumeWorkflow():
             if state.status is not WorkflowStatus.PAUSED:
                 return Decision(None, note=f"cannot resume a {state.status} workflow (only PAUSED)")
-            return _reconcile(begin(structs.replace(state, status=WorkflowStatus.RUNNING), now))
+            st = begin(structs.replace(state, status=WorkflowStatus.RUNNING), now)
+            _arm_timeout(st)
+            return _reconcile(st)
         case RetryWorkflow():
             return _retry(state, begin, now)
         case RestartRequested():
@@ -54,6 +56,12 @@ def _reconcile(st: DecisionState) -> Decision:
     from .decide import reconcile  # imported late: decide imports this module
 
     return reconcile(st)
+
+
+def _arm_timeout(st: DecisionState) -> None:
+    from .decide import workflow_timer  # imported late: decide imports this module
+
+    workflow_timer(st)
 
 
 def _reopened(state: Workflow) -> Workflow:
@@ -84,6 +92,7 @@ def _retry(state: Workflow, begin: Begin, now: int) -> Decision:
     from .decide import schedule  # imported late: decide imports this module
 
     st = begin(_reopened(state), now)
+    _arm_timeout(st)
     for task in retryable:
         workflow_task = st.workflow_task(task)
         if workflow_task.type in _REOPENED and task.status is TaskStatus.CANCELED:
@@ -115,4 +124,6 @@ def _restart(state: Workflow, event: RestartRequested, begin: Begin, now: int) -
         start_time=now,
         restart_count=state.restart_count + 1,
     )
-    return _reconcile(begin(fresh, now))
+    st = begin(fresh, now)
+    _arm_timeout(st)
+    return _reconcile(st)

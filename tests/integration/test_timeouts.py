@@ -1,0 +1,51 @@
+"""Timeouts on a real server: durable timers fire, whatever the workers do."""
+
+from __future__ import annotations
+
+import anyio
+import msgspec
+
+from partita.actors import WorkerSpec
+from partita.schemas import TaskStatus, WorkflowStatus
+from partita.transport import Client, Connection
+
+from .harness import running
+
+
+async def test_a_poll_timeout_fires_when_no_worker_exists(conn: Connection, client: Client) -> None:
+    await client.register_json(b'{"name": "orphan", "pollTimeoutSeconds": 1, "retryCount": 0}')
+    await client.register_json(b'{"name": "lonely", "tasks": [{"name": "orphan", "taskReferenceName": "o"}]}')
+    async with running(conn):
+        workflow = await client.wait(await client.start("lonely"), within=30)
+    assert workflow.status is WorkflowStatus.TIMED_OUT
+    assert workflow.tasks[0].status is TaskStatus.TIMED_OUT
+    assert "pollTimeoutSeconds" in (workflow.tasks[0].reason_for_incompletion or "")
+
+
+async def test_a_task_timeout_counts_from_the_start_the_worker_reports(conn: Connection, client: Client) -> None:
+    async def slow() -> dict[str, object]:
+        await anyio.sleep(30)  # the task overruns its timeout; the test does not wait for it
+        return {}
+
+    task_def = {"name": "slow", "timeoutSeconds": 1, "responseTimeoutSeconds": 1, "timeoutPolicy": "TIME_OUT_WF"}
+    await client.register_json(msgspec.json.encode(task_def))
+    await client.register_json(b'{"name": "overrun", "tasks": [{"name": "slow", "taskReferenceName": "s"}]}')
+    async with running(conn, [WorkerSpec("slow", slow)], stop_grace=0.5):
+        workflow = await client.wait(await client.start("overrun"), within=30)
+    assert workflow.status is WorkflowStatus.TIMED_OUT
+    task = workflow.tasks[0]
+    assert task.status is TaskStatus.TIMED_OUT
+    assert task.start_time > 0  # it did start: the worker reported it
+    assert task.end_time - task.start_time >= 900
+
+
+async def test_the_workflow_timeout_fires_while_a_human_task_waits(conn: Connection, client: Client) -> None:
+    await client.register_json(
+        b'{"name": "deadline", "timeoutSeconds": 1, "timeoutPolicy": "TIME_OUT_WF",'
+        b' "tasks": [{"name": "h", "taskReferenceName": "h", "type": "HUMAN"}]}'
+    )
+    async with running(conn):
+        workflow = await client.wait(await client.start("deadline"), within=30)
+    assert workflow.status is WorkflowStatus.TIMED_OUT
+    assert workflow.reason_for_incompletion == "Workflow timed out after 1 seconds (timeoutSeconds)"
+    assert workflow.tasks[0].status is TaskStatus.CANCELED

@@ -1,0 +1,105 @@
+"""Timeouts as durable timers, in the pure decider (reference §1 "Timeouts")."""
+
+from __future__ import annotations
+
+import msgspec
+
+from partita.actors.decider import decide, snapshot_definition
+from partita.schemas import (
+    DispatchTask,
+    ScheduleTimer,
+    StartWorkflow,
+    TaskDef,
+    TaskStarted,
+    TaskStartedReceived,
+    TaskStatus,
+    TimerFired,
+    TimerPurpose,
+    Workflow,
+    WorkflowDef,
+    WorkflowStartRequested,
+    WorkflowStatus,
+)
+
+NOW = 1_700_000_000_000
+
+
+def begin(task_def: TaskDef, **workflow_fields: object) -> tuple[Workflow, list[object]]:
+    raw = {"name": "t", "tasks": [{"name": "work", "taskReferenceName": "w"}], **workflow_fields}
+    snapshot = snapshot_definition(msgspec.convert(raw, WorkflowDef), {"work": task_def})
+    decision = decide(
+        None, WorkflowStartRequested(request=StartWorkflow(workflow_id="wf", name="t"), definition=snapshot), NOW
+    )
+    assert decision.workflow is not None
+    return decision.workflow, list(decision.effects)
+
+
+def started(workflow: Workflow, at: int) -> tuple[Workflow, list[object]]:
+    task = workflow.tasks[0]
+    report = TaskStarted(workflow_instance_id="wf", task_id=task.task_id, worker_id="w1", poll_count=0, start_time=at)
+    decision = decide(workflow, TaskStartedReceived(started=report, subject_task_type="work"), at)
+    assert decision.workflow is not None
+    return decision.workflow, list(decision.effects)
+
+
+def fire(workflow: Workflow, purpose: TimerPurpose, at: int) -> Workflow | None:
+    event = TimerFired(workflow_id="wf", task_id=workflow.tasks[0].task_id, purpose=purpose)
+    return decide(workflow, event, at).workflow
+
+
+def test_a_task_with_a_timeout_asks_to_report_its_start_and_its_clock_starts_then() -> None:
+    workflow, effects = begin(TaskDef(name="work", timeout_seconds=10, response_timeout_seconds=5))
+    (dispatch,) = effects
+    assert isinstance(dispatch, DispatchTask)
+    assert dispatch.report_start
+    running, timers = started(workflow, NOW + 3000)
+    assert running.tasks[0].status is TaskStatus.IN_PROGRESS
+    assert running.tasks[0].start_time == NOW + 3000
+    (timer,) = timers
+    assert isinstance(timer, ScheduleTimer)
+    assert (timer.at, timer.event.purpose) == (NOW + 13_000, TimerPurpose.TASK_TIMEOUT)
+
+
+def test_timeout_policies_time_out_the_workflow_retry_or_only_alert() -> None:
+    for policy, expected in (("TIME_OUT_WF", WorkflowStatus.TIMED_OUT), ("RETRY", WorkflowStatus.RUNNING)):
+        task_def = msgspec.convert(
+            {"name": "work", "timeoutSeconds": 10, "responseTimeoutSeconds": 5, "timeoutPolicy": policy,
+             "retryCount": 1, "retryDelaySeconds": 0}, TaskDef)  # fmt: skip
+        workflow, _ = begin(task_def)
+        running, _ = started(workflow, NOW)
+        after = fire(running, TimerPurpose.TASK_TIMEOUT, NOW + 10_000)
+        assert after is not None
+        assert after.status is expected, policy
+        assert after.tasks[0].status is TaskStatus.TIMED_OUT
+        assert "timed out after 10 seconds (timeoutSeconds)" in (after.tasks[0].reason_for_incompletion or "")
+    if expected is WorkflowStatus.RUNNING:
+        assert [t.status for t in after.tasks] == [TaskStatus.TIMED_OUT, TaskStatus.SCHEDULED]  # retried
+    alert = msgspec.convert({"name": "work", "timeoutSeconds": 10, "responseTimeoutSeconds": 5,
+                             "timeoutPolicy": "ALERT_ONLY"}, TaskDef)  # fmt: skip
+    workflow, _ = begin(alert)
+    running, _ = started(workflow, NOW)
+    assert fire(running, TimerPurpose.TASK_TIMEOUT, NOW + 10_000) is None  # logged, nothing changes
+
+
+def test_a_poll_timeout_fires_only_for_a_task_no_worker_started() -> None:
+    workflow, effects = begin(TaskDef(name="work", poll_timeout_seconds=30, retry_count=0))
+    poll = [e for e in effects if isinstance(e, ScheduleTimer)]
+    assert [(t.at, t.event.purpose) for t in poll] == [(NOW + 30_000, TimerPurpose.POLL_TIMEOUT)]
+    timed_out = fire(workflow, TimerPurpose.POLL_TIMEOUT, NOW + 30_000)
+    assert timed_out is not None
+    assert timed_out.status is WorkflowStatus.TIMED_OUT  # TIME_OUT_WF is the TaskDef default
+    running, _ = started(workflow, NOW + 1000)
+    assert fire(running, TimerPurpose.POLL_TIMEOUT, NOW + 30_000) is None
+
+
+def test_the_workflow_timeout_is_a_timer_armed_at_start() -> None:
+    workflow, effects = begin(TaskDef(name="work"), timeoutSeconds=60, timeoutPolicy="TIME_OUT_WF")
+    timers = [e for e in effects if isinstance(e, ScheduleTimer)]
+    assert [(t.at, t.event.purpose) for t in timers] == [(NOW + 60_000, TimerPurpose.WORKFLOW_TIMEOUT)]
+    decision = decide(workflow, timers[0].event, NOW + 60_000)
+    assert decision.workflow is not None
+    assert decision.workflow.status is WorkflowStatus.TIMED_OUT
+    assert decision.workflow.tasks[0].status is TaskStatus.CANCELED
+    lenient, effects = begin(TaskDef(name="work"), timeoutSeconds=60)  # ALERT_ONLY is the code default
+    timer = next(e for e in effects if isinstance(e, ScheduleTimer))
+    assert decide(lenient, timer.event, NOW + 60_000).workflow is None
