@@ -67,7 +67,12 @@ class EffectPerformer:
                 await self._conn.publish_at(schedule, target, effect.at, data, msg_id=f"timer:{effect.timer_id}")
             case StartChild(request=request):
                 subject = self._layout.start_subject(request.workflow_id)
-                await self._conn.publish_durable(subject, encode_json(request), msg_id=f"start:{request.workflow_id}")
+                data = encode_json(request)
+                if len(data) > self._conn.payload_limit and "failedWorkflow" in request.input:
+                    # A failure workflow's copy of the failed one does not fit: send its id instead.
+                    trimmed = {**request.input, "failedWorkflow": {"workflowId": request.input.get("workflowId")}}
+                    data = encode_json(structs.replace(request, input=trimmed))
+                await self._conn.publish_durable(subject, data, msg_id=f"start:{request.workflow_id}")
             case SendCommand(send_id=send_id, command=command):
                 subject = self._layout.command_subject(command.workflow_id)
                 await self._conn.publish_durable(subject, encode_json(command), msg_id=send_id)

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import assert_never
 
+import msgspec
 from msgspec import structs
 
 from partita.schemas import (
@@ -35,6 +36,8 @@ from partita.schemas import (
     RetryWorkflow,
     ScheduleTimer,
     SendCommand,
+    StartChild,
+    StartWorkflow,
     Task,
     TaskDef,
     TaskMessage,
@@ -301,6 +304,7 @@ def _terminate(state: Workflow | None, event: TerminateWorkflow, now: int, activ
         return Decision(None, note=f"terminate for a {state.status} workflow")
     st = active.begin(state, now)
     st.end(WorkflowStatus.TERMINATED, event.reason or "terminated")
+    st.by_operator = True  # Conductor's terminate API does not start the failure workflow
     return _reconcile(st)
 
 
@@ -379,6 +383,39 @@ def _workflow_timed_out(state: Workflow, event: TimerFired, now: int, active: _C
     st = active.begin(state, now)
     st.end(WorkflowStatus.TIMED_OUT, f"Workflow timed out after {definition.timeout_seconds} seconds (timeoutSeconds)")
     return _reconcile(st)
+
+
+def _start_failure_workflow(st: DecisionState, status: WorkflowStatus, reason: str | None) -> None:
+    """Conductor's ``failureWorkflow``: started with the original input plus ``workflowId``, ``reason``,
+    ``failureStatus``, ``failureTaskId`` and ``failedWorkflow``; its id lands in the failed workflow's output
+    under ``conductor.failure_workflow``. ``"$workflow.input.<key>"`` names it from the input."""
+    workflow = st.workflow
+    definition = workflow.workflow_definition
+    name = definition.failure_workflow if definition else None
+    if name and name.startswith("$workflow.input."):
+        found = workflow.input.get(name.removeprefix("$workflow.input."))
+        name = found if isinstance(found, str) else None
+    if not name:
+        return
+    failure_id = str(uuid.uuid5(_TASK_ID_NAMESPACE, f"{workflow.workflow_id}/failure/{workflow.restart_count}"))
+    failed = msgspec.to_builtins(structs.replace(workflow, workflow_definition=None))
+    request = StartWorkflow(
+        workflow_id=failure_id,
+        name=name,
+        version=definition.failure_workflow_version if definition else None,
+        input={
+            **workflow.input,
+            "workflowId": workflow.workflow_id,
+            "reason": reason,
+            "failureStatus": str(status),
+            "failureTaskId": st.failed_task.task_id if st.failed_task else None,
+            "failedWorkflow": failed,
+        },
+        correlation_id=workflow.correlation_id,
+        task_to_domain=dict(workflow.task_to_domain),
+    )
+    st.effects.append(StartChild(request=request))
+    st.workflow = structs.replace(workflow, output={**workflow.output, "conductor.failure_workflow": failure_id})
 
 
 def workflow_timer(st: DecisionState) -> None:
@@ -676,6 +713,8 @@ def _finish(st: DecisionState) -> None:
     st.effects.append(
         WorkflowFinished(workflow_id=st.workflow.workflow_id, status=status, reason_for_incompletion=reason)
     )
+    if status in (WorkflowStatus.FAILED, WorkflowStatus.TIMED_OUT, WorkflowStatus.TERMINATED) and not st.by_operator:
+        _start_failure_workflow(st, status, reason)
     parent_id, parent_task_id = st.workflow.parent_workflow_id, st.workflow.parent_workflow_task_id
     if parent_id and parent_task_id:
         report = ChildFinished(

@@ -64,6 +64,7 @@ class DecisionState:
         self.effects: list[Effect] = []
         self.ending: tuple[WorkflowStatus, str | None, dict[str, object] | None] | None = None
         self.failed_task: Task | None = None
+        self.by_operator = False  # ended by the terminate command, not by the engine
         self._positions = {task.task_id: index for index, task in enumerate(self.tasks)}
         self._latest = {task.reference_task_name: index for index, task in enumerate(self.tasks)}
         self._document: dict[str, object] | None = None

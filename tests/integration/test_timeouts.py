@@ -49,3 +49,31 @@ async def test_the_workflow_timeout_fires_while_a_human_task_waits(conn: Connect
     assert workflow.status is WorkflowStatus.TIMED_OUT
     assert workflow.reason_for_incompletion == "Workflow timed out after 1 seconds (timeoutSeconds)"
     assert workflow.tasks[0].status is TaskStatus.CANCELED
+
+
+async def test_a_failed_workflow_starts_its_failure_workflow(conn: Connection, client: Client) -> None:
+    seen: list[dict[str, object]] = []
+
+    def clean(workflowId: str, failureStatus: str, reason: str) -> None:
+        seen.append({"workflowId": workflowId, "failureStatus": failureStatus, "reason": reason})
+
+    def breaks() -> None:
+        raise RuntimeError("disk full")
+
+    await client.register_json(b'{"name": "breaks", "retryCount": 0}')
+    await client.register_json(
+        b'{"name": "cleanup", "tasks": [{"name": "clean", "taskReferenceName": "c", "inputParameters":'
+        b' {"workflowId": "${workflow.input.workflowId}", "failureStatus": "${workflow.input.failureStatus}",'
+        b' "reason": "${workflow.input.reason}"}}]}'
+    )
+    await client.register_json(
+        b'{"name": "fragile", "failureWorkflow": "cleanup", "tasks": [{"name": "breaks", "taskReferenceName": "b"}]}'
+    )
+    async with running(conn, [WorkerSpec("breaks", breaks), WorkerSpec("clean", clean)]):
+        failed = await client.wait(await client.start("fragile"), within=30)
+        cleanup = await client.wait(str(failed.output["conductor.failure_workflow"]), within=30)
+    assert failed.status is WorkflowStatus.FAILED
+    assert cleanup.status is WorkflowStatus.COMPLETED
+    assert seen == [
+        {"workflowId": failed.workflow_id, "failureStatus": "FAILED", "reason": failed.reason_for_incompletion}
+    ]

@@ -103,3 +103,25 @@ def test_the_workflow_timeout_is_a_timer_armed_at_start() -> None:
     lenient, effects = begin(TaskDef(name="work"), timeoutSeconds=60)  # ALERT_ONLY is the code default
     timer = next(e for e in effects if isinstance(e, ScheduleTimer))
     assert decide(lenient, timer.event, NOW + 60_000).workflow is None
+
+
+def test_a_failure_workflow_starts_with_conductors_input_when_the_engine_fails_a_workflow() -> None:
+    from partita.schemas import StartChild, TaskResult, TaskResultReceived, TaskResultStatus, TerminateWorkflow
+
+    workflow, _ = begin(TaskDef(name="work", retry_count=0), failureWorkflow="cleanup", inputParameters=["x"])
+    task = workflow.tasks[0]
+    result = TaskResult(workflow_instance_id="wf", task_id=task.task_id, status=TaskResultStatus.FAILED,
+                        reason_for_incompletion="boom")  # fmt: skip
+    decision = decide(workflow, TaskResultReceived(result=result, subject_task_type="work"), NOW + 5)
+    assert decision.workflow is not None
+    assert decision.workflow.status is WorkflowStatus.FAILED
+    (start,) = [e for e in decision.effects if isinstance(e, StartChild)]
+    assert start.request.name == "cleanup"
+    assert start.request.input["workflowId"] == "wf"
+    assert start.request.input["failureStatus"] == "FAILED"
+    assert start.request.input["failureTaskId"] == task.task_id
+    assert "boom" in str(start.request.input["reason"])
+    assert start.request.input["failedWorkflow"]["workflowId"] == "wf"  # type: ignore[index]
+    assert decision.workflow.output["conductor.failure_workflow"] == start.request.workflow_id
+    terminated = decide(workflow, TerminateWorkflow(workflow_id="wf", reason="operator"), NOW + 5)
+    assert not [e for e in terminated.effects if isinstance(e, StartChild)]  # the terminate API does not
