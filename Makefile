@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 TYPECHECK_LINKS := build/typecheck/partita
 
-.PHONY: demo test check lint typecheck unit bench dev clean
+.PHONY: demo test check lint typecheck unit bench chaos dev clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ unit: $(STAMP)
 ## bench: Partita vs a raw JetStream pipeline doing the same hops
 bench: $(STAMP)
 	$(PY) -m bench.sequential
+
+## chaos: the fault-injection suite, three runs with different seeds (CI runs a short one in `make test`)
+chaos: $(STAMP)
+	for seed in 1 2 3; do $(PY) -m tests.chaos.chaos --workflows 300 --seed $$seed || exit 1; done
 
 ## dev: embedded nats-server + node on 127.0.0.1:4222, in the foreground
 dev: $(STAMP)

@@ -88,6 +88,11 @@ class Process:
         """SIGKILL: the process gets no chance to clean up."""
         os.kill(self.pid, signal.SIGKILL)
         self.popen.wait(timeout=10)
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if hasattr(self._log, "close"):
+            self._log.close()
 
     def stop(self, grace: float = 15.0) -> int:
         """SIGTERM, then SIGKILL after ``grace``; returns the exit code."""
@@ -98,8 +103,7 @@ class Process:
             except subprocess.TimeoutExpired:
                 os.kill(self.pid, signal.SIGKILL)
                 self.popen.wait(timeout=10)
-        if hasattr(self._log, "close"):
-            self._log.close()
+        self._close_log()
         return self.popen.returncode
 
 
