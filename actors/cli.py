@@ -250,6 +250,38 @@ async def cmd_workflow_operate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_workflow_list(args: argparse.Namespace) -> int:
+    async with await _client(args) as client:
+        workflows = await client.list(
+            name=args.name, status=args.status, correlation_id=args.correlation_id, limit=args.limit
+        )
+    if args.json:
+        print(json.dumps([msgspec.to_builtins(_summary(w)) for w in workflows]))
+    else:
+        for workflow in workflows:
+            print(f"{workflow.workflow_id}  {workflow.workflow_name} v{workflow.workflow_version}  {workflow.status}")
+    return EXIT_OK
+
+
+def _summary(workflow: Workflow) -> dict[str, object]:
+    return {
+        "workflowId": workflow.workflow_id,
+        "workflowName": workflow.workflow_name,
+        "workflowVersion": workflow.workflow_version,
+        "status": str(workflow.status),
+        "correlationId": workflow.correlation_id,
+        "createTime": workflow.create_time,
+        "endTime": workflow.end_time,
+        "reasonForIncompletion": workflow.reason_for_incompletion,
+    }
+
+
+async def cmd_workflow_remove(args: argparse.Namespace) -> int:
+    async with await _client(args) as client:
+        await client.remove(args.workflow_id)
+    return EXIT_OK
+
+
 async def cmd_workflow_terminate(args: argparse.Namespace) -> int:
     async with await _client(args) as client:
         await client.terminate(args.workflow_id, args.reason)
@@ -360,6 +392,15 @@ def build_parser() -> argparse.ArgumentParser:
         if verb == "restart":
             operation.add_argument("--use-latest", action="store_true", help="with the latest definition")
         operation.set_defaults(handler=cmd_workflow_operate)
+    listing_wf = workflow.add_parser("list", help="list workflows, newest first")
+    listing_wf.add_argument("--name", default=None)
+    listing_wf.add_argument("--status", default=None, choices=[str(s) for s in WorkflowStatus])
+    listing_wf.add_argument("--correlation-id", default=None)
+    listing_wf.add_argument("--limit", type=int, default=100)
+    listing_wf.set_defaults(handler=cmd_workflow_list)
+    remove = workflow.add_parser("remove", help="delete an ended workflow's record")
+    remove.add_argument("workflow_id")
+    remove.set_defaults(handler=cmd_workflow_remove)
     terminate = workflow.add_parser("terminate", help="terminate a running workflow")
     terminate.add_argument("workflow_id")
     terminate.add_argument("--reason", default=None)

@@ -226,6 +226,39 @@ class Client:
         status = TaskResultStatus.FAILED_WITH_TERMINAL_ERROR if terminal else TaskResultStatus.FAILED
         await self.update_task(workflow_id, task_ref_name, status, output, reason=reason)
 
+    async def list(
+        self,
+        *,
+        name: str | None = None,
+        status: WorkflowStatus | str | None = None,
+        correlation_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Workflow]:
+        """Workflows matching every filter given, newest first, at most ``limit``. Reads the whole bucket in one
+        streamed pass (a KV watch): fine for thousands of workflows; search at scale needs an index."""
+        wanted = WorkflowStatus(status) if status is not None else None
+        found: list[Workflow] = []
+        async for entry in self._workflows.watch(">"):
+            if entry is None:
+                break
+            workflow = decode_record(entry.value).workflow
+            if name is not None and workflow.workflow_name != name:
+                continue
+            if wanted is not None and workflow.status is not wanted:
+                continue
+            if correlation_id is not None and workflow.correlation_id != correlation_id:
+                continue
+            found.append(workflow)
+        found.sort(key=lambda w: w.create_time, reverse=True)
+        return found[:limit]
+
+    async def remove(self, workflow_id: str) -> None:
+        """Delete an ended workflow's record (Conductor's ``DELETE /workflow/{id}/remove``)."""
+        workflow = await self.get(workflow_id)
+        if not workflow.status.is_terminal:
+            raise WorkflowError(f"cannot remove workflow {workflow_id!r}: it is {workflow.status}; terminate it first")
+        await self._workflows.delete(self.layout.workflow_key(workflow_id))
+
     async def find(self, workflow_id: str) -> Workflow | None:
         entry = await self._workflows.get(self.layout.workflow_key(workflow_id))
         return decode_record(entry.value).workflow if entry else None

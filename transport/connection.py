@@ -162,6 +162,10 @@ class KvBucket:
         except nats.errors.Error as exc:
             raise _kv_error("put", self.name, key, exc) from exc
 
+    async def delete(self, key: str) -> None:
+        with translate_errors(f"kv delete {self.name}/{key}"):
+            await self._kv.delete(key)
+
     async def keys(self, pattern: str = ">") -> list[str]:
         """Keys matching a subject-style ``pattern`` (``*`` one token, ``>`` the rest), filtered server-side."""
         keys: list[str] = []

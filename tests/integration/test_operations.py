@@ -94,3 +94,28 @@ async def test_retry_and_restart_a_failed_workflow(conn: Connection, client: Cli
     assert again.status is WorkflowStatus.COMPLETED
     assert again.output == {"attempt": 3}
     assert [t.status for t in again.tasks] == [TaskStatus.COMPLETED]
+
+
+async def test_list_filters_workflows_and_remove_deletes_ended_ones(conn: Connection, client: Client) -> None:
+    await client.register_json(msgspec.json.encode(FLOW))
+    await client.register_json(b'{"name": "quick", "tasks": [{"name": "n", "taskReferenceName": "n", "type": "NOOP"}]}')
+    async with running(conn):
+        done = await client.wait(await client.start("quick", correlation_id="c-1"), within=30)
+        waiting = await client.start("steered", correlation_id="c-2")
+
+        async def started() -> bool:
+            return await client.find(waiting) is not None
+
+        await eventually(started, what="the second workflow")
+        everything = await client.list()
+        completed = await client.list(status="COMPLETED")
+        by_name = await client.list(name="steered")
+        by_correlation = await client.list(correlation_id="c-1")
+        with pytest.raises(WorkflowError, match="terminate it first"):
+            await client.remove(waiting)
+        await client.remove(done.workflow_id)
+        assert await client.find(done.workflow_id) is None
+    assert {w.workflow_id for w in everything} == {done.workflow_id, waiting}
+    assert [w.workflow_id for w in completed] == [done.workflow_id]
+    assert [w.workflow_id for w in by_name] == [waiting]
+    assert [w.workflow_id for w in by_correlation] == [done.workflow_id]
