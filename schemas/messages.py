@@ -182,6 +182,7 @@ class TimerPurpose(enum.StrEnum):
     TASK_TIMEOUT = "task_timeout"  # timeoutSeconds since the task started
     POLL_TIMEOUT = "poll_timeout"  # pollTimeoutSeconds without the task starting
     WORKFLOW_TIMEOUT = "workflow_timeout"  # the workflow's timeoutSeconds
+    TOTAL_TIMEOUT = "total_timeout"  # totalTimeoutSeconds across every attempt of a task
 
 
 class TimerFired(Message, frozen=True, tag="TimerFired"):

@@ -80,6 +80,7 @@ class Task(Record, frozen=True):
     domain: str | None = None
     correlation_id: str | None = None
     scheduled_time: int = 0
+    first_scheduled_time: int = 0
     start_time: int = 0
     end_time: int = 0
     update_time: int = 0

@@ -346,6 +346,10 @@ def _timer_fired(state: Workflow | None, event: TimerFired, now: int, active: _C
     if event.purpose is TimerPurpose.WORKFLOW_TIMEOUT:
         return _workflow_timed_out(state, event, now, active)
     task = state.task_by_id(event.task_id)
+    if task is not None and event.purpose is TimerPurpose.TOTAL_TIMEOUT:
+        # The budget covers every attempt: look at the newest instance of the same reference.
+        task = next((t for t in reversed(state.tasks) if t.reference_task_name == task.reference_task_name), task)
+        event = structs.replace(event, generation=task.poll_count)
     if task is None or task.status.is_terminal:
         return Decision(None, note="timer for an unknown or finished task")
     st = active.begin(state, now)
@@ -359,8 +363,11 @@ def _timer_fired(state: Workflow | None, event: TimerFired, now: int, active: _C
     if event.purpose is TimerPurpose.POLL_TIMEOUT and task.status is not TaskStatus.SCHEDULED:
         return Decision(None, note="poll timeout for a task that started")
     task_def = st.workflow_task(task).task_definition or TaskDef(name=task.task_def_name)
-    which = "timeoutSeconds" if event.purpose is TimerPurpose.TASK_TIMEOUT else "pollTimeoutSeconds"
-    seconds = task_def.timeout_seconds if event.purpose is TimerPurpose.TASK_TIMEOUT else task_def.poll_timeout_seconds
+    which, seconds = {
+        TimerPurpose.TASK_TIMEOUT: ("timeoutSeconds", task_def.timeout_seconds),
+        TimerPurpose.POLL_TIMEOUT: ("pollTimeoutSeconds", task_def.poll_timeout_seconds),
+        TimerPurpose.TOTAL_TIMEOUT: ("totalTimeoutSeconds", task_def.total_timeout_seconds),
+    }[event.purpose]
     if task_def.timeout_policy is TaskTimeoutPolicy.ALERT_ONLY:
         return Decision(None, note=f"task {task.reference_task_name} passed its {which} ({seconds} s): ALERT_ONLY")
     reason = f"Task timed out after {seconds} seconds ({which})"
@@ -491,7 +498,10 @@ def task_failed(st: DecisionState, task: Task) -> None:
     worker = task.task_type not in operators.SYSTEM_TASK_TYPES | operators.NODE_TASK_TYPES
     task_def = workflow_task.task_definition or TaskDef(name=task.task_def_name, retry_count=3 if worker else 0)
     allowed = workflow_task.retry_count if workflow_task.retry_count is not None else task_def.retry_count
-    if task.status.is_retriable and task.retry_count < allowed and workflow_task.type not in operators.BUILT_IN:
+    budget = task_def.total_timeout_seconds * 1000
+    over_budget = budget > 0 and st.now - (task.first_scheduled_time or task.scheduled_time) >= budget
+    retriable = task.status.is_retriable and not over_budget  # totalTimeoutSeconds also blocks further retries
+    if retriable and task.retry_count < allowed and workflow_task.type not in operators.BUILT_IN:
         delay_ms = retry_delay_ms(task_def, task.retry_count, task.task_id)
         retried = structs.replace(task, retried=True)
         st.replace(retried)
@@ -630,6 +640,7 @@ def schedule(
         domain=domain_for(st.workflow.task_to_domain, task_name, st.domain_active) if routed else None,
         correlation_id=st.workflow.correlation_id,
         scheduled_time=st.now,
+        first_scheduled_time=retry_of.first_scheduled_time if retry_of else st.now,
         update_time=st.now,
         start_delay_in_seconds=delay_ms // 1000,
         callback_after_seconds=delay_ms // 1000,
@@ -640,6 +651,10 @@ def schedule(
     st.add(task)
     if is_worker_task:
         st.effects.append(dispatch(st, task, task_id, st.now + delay_ms if delay_ms else 0))
+        if task_def is not None and task_def.total_timeout_seconds > 0 and retry_of is None:
+            fired = TimerFired(workflow_id=st.workflow.workflow_id, task_id=task_id, purpose=TimerPurpose.TOTAL_TIMEOUT)
+            at = st.now + task_def.total_timeout_seconds * 1000
+            st.effects.append(ScheduleTimer(timer_id=f"{task_id}.total", at=at, event=fired))
         if task_def is not None and task_def.poll_timeout_seconds:
             fired = TimerFired(
                 workflow_id=st.workflow.workflow_id, task_id=task_id, purpose=TimerPurpose.POLL_TIMEOUT, generation=0

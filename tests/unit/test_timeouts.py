@@ -125,3 +125,31 @@ def test_a_failure_workflow_starts_with_conductors_input_when_the_engine_fails_a
     assert decision.workflow.output["conductor.failure_workflow"] == start.request.workflow_id
     terminated = decide(workflow, TerminateWorkflow(workflow_id="wf", reason="operator"), NOW + 5)
     assert not [e for e in terminated.effects if isinstance(e, StartChild)]  # the terminate API does not
+
+
+def test_total_timeout_covers_every_attempt_and_blocks_further_retries() -> None:
+    from partita.schemas import TaskResult, TaskResultReceived, TaskResultStatus
+
+    task_def = TaskDef(name="work", total_timeout_seconds=60, retry_count=5, retry_delay_seconds=0,
+                       timeout_policy="TIME_OUT_WF")  # type: ignore[arg-type]  # fmt: skip
+    workflow, effects = begin(task_def)
+    (total,) = [e for e in effects if isinstance(e, ScheduleTimer)]
+    assert (total.at, total.event.purpose) == (NOW + 60_000, TimerPurpose.TOTAL_TIMEOUT)
+
+    def fail(current: Workflow, at: int) -> Workflow:
+        task = current.tasks[-1]
+        result = TaskResult(workflow_instance_id="wf", task_id=task.task_id, status=TaskResultStatus.FAILED)
+        decision = decide(current, TaskResultReceived(result=result, subject_task_type="work"), at)
+        assert decision.workflow is not None
+        return decision.workflow
+
+    retried = fail(workflow, NOW + 10_000)
+    assert [t.status for t in retried.tasks] == [TaskStatus.FAILED, TaskStatus.SCHEDULED]
+    assert retried.tasks[-1].first_scheduled_time == NOW
+    over = fail(retried, NOW + 61_000)  # past the budget: no more retries
+    assert over.status is WorkflowStatus.FAILED
+    timed_out = decide(retried, total.event, NOW + 60_000).workflow  # the timer hits the newest attempt
+    assert timed_out is not None
+    assert timed_out.status is WorkflowStatus.TIMED_OUT
+    assert timed_out.tasks[-1].status is TaskStatus.TIMED_OUT
+    assert "totalTimeoutSeconds" in (timed_out.tasks[-1].reason_for_incompletion or "")
