@@ -197,6 +197,7 @@ async def cmd_workflow_start(args: argparse.Namespace) -> int:
             correlation_id=args.correlation_id,
             task_to_domain=task_to_domain,
             idempotency_key=args.idempotency_key,
+            idempotency_strategy=args.idempotency_strategy,
         )
         if not args.wait:
             print(json.dumps({"workflowId": workflow_id}) if args.json else workflow_id)
@@ -377,7 +378,13 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--input", default=None, help="JSON object, or @file, or @- for stdin")
     start.add_argument("--correlation-id", default=None)
     start.add_argument("--task-to-domain", default=None, help='JSON object, e.g. {"*": "john"}')
-    start.add_argument("--idempotency-key", default=None, help="the same key always yields the same workflow")
+    start.add_argument("--idempotency-key", default=None, help="the same key yields the same workflow")
+    start.add_argument(
+        "--idempotency-strategy",
+        default="RETURN_EXISTING",
+        choices=("RETURN_EXISTING", "FAIL", "FAIL_ON_RUNNING"),
+        help="what a repeated key does (default %(default)s)",
+    )
     start.add_argument("--wait", action="store_true", help="wait for the end; exit 0 only if COMPLETED")
     start.add_argument("--timeout", type=float, default=None, help="with --wait: give up after S seconds")
     start.set_defaults(handler=cmd_workflow_start)

@@ -128,17 +128,23 @@ class Client:
         correlation_id: str | None = None,
         task_to_domain: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        idempotency_strategy: str = "RETURN_EXISTING",
         workflow_def: WorkflowDef | None = None,
         priority: int = 0,
     ) -> str:
         """Publish a start message; returns the workflow id once JetStream has stored the message.
 
-        With ``idempotency_key`` the id derives from (name, key), so repeating the start returns the same
-        workflow instead of starting a second one.
+        With ``idempotency_key`` the id derives from (name, key), and ``idempotency_strategy`` decides what a
+        repeated start does (Orkes' semantics): ``RETURN_EXISTING`` returns the workflow already started,
+        ``FAIL`` raises :class:`WorkflowError` if one exists, ``FAIL_ON_RUNNING`` raises only while it runs and
+        otherwise starts a new one. Duplicate start *messages* never make two workflows, whatever the strategy.
         """
         if input is not None and not isinstance(input, Mapping):
             raise PayloadError(f"workflow input must be a JSON object, got {type(input).__name__}")
-        workflow_id = str(uuid.uuid4()) if idempotency_key is None else workflow_id_for(name, idempotency_key)
+        if idempotency_key is None:
+            workflow_id = str(uuid.uuid4())
+        else:
+            workflow_id = await self._idempotent_id(name, idempotency_key, idempotency_strategy)
         message = StartWorkflow(
             workflow_id=workflow_id,
             name=name,
@@ -258,6 +264,24 @@ class Client:
         if not workflow.status.is_terminal:
             raise WorkflowError(f"cannot remove workflow {workflow_id!r}: it is {workflow.status}; terminate it first")
         await self._workflows.delete(self.layout.workflow_key(workflow_id))
+
+    async def _idempotent_id(self, name: str, key: str, strategy: str) -> str:
+        if strategy not in ("RETURN_EXISTING", "FAIL", "FAIL_ON_RUNNING"):
+            raise WorkflowError(
+                f"idempotency strategy must be RETURN_EXISTING, FAIL or FAIL_ON_RUNNING, not {strategy!r}"
+            )
+        run = 0
+        while True:
+            candidate = workflow_id_for(name, key if run == 0 else f"{key}#{run}")
+            existing = await self.find(candidate)
+            if existing is None or strategy == "RETURN_EXISTING":
+                return candidate
+            if strategy == "FAIL" or not existing.status.is_terminal:
+                raise WorkflowError(
+                    f"a workflow with idempotency key {key!r} exists ({candidate}, {existing.status}); "
+                    f"strategy {strategy} refuses another"
+                )
+            run += 1  # FAIL_ON_RUNNING and that run ended: the next id is a new workflow
 
     async def find(self, workflow_id: str) -> Workflow | None:
         entry = await self._workflows.get(self.layout.workflow_key(workflow_id))

@@ -119,3 +119,25 @@ async def test_list_filters_workflows_and_remove_deletes_ended_ones(conn: Connec
     assert [w.workflow_id for w in completed] == [done.workflow_id]
     assert [w.workflow_id for w in by_name] == [waiting]
     assert [w.workflow_id for w in by_correlation] == [done.workflow_id]
+
+
+async def test_idempotency_strategies(conn: Connection, client: Client) -> None:
+    await client.register_json(msgspec.json.encode(FLOW))
+    await client.register_json(b'{"name": "quick", "tasks": [{"name": "n", "taskReferenceName": "n", "type": "NOOP"}]}')
+    async with running(conn):
+        first = await client.start("quick", idempotency_key="k")
+        await client.wait(first, within=30)
+        assert await client.start("quick", idempotency_key="k") == first  # RETURN_EXISTING
+        with pytest.raises(WorkflowError, match="refuses another"):
+            await client.start("quick", idempotency_key="k", idempotency_strategy="FAIL")
+        again = await client.start("quick", idempotency_key="k", idempotency_strategy="FAIL_ON_RUNNING")
+        assert again != first  # the first one ended: a new run
+        await client.wait(again, within=30)
+        held = await client.start("steered", idempotency_key="h", idempotency_strategy="FAIL_ON_RUNNING")
+
+        async def exists() -> bool:
+            return await client.find(held) is not None
+
+        await eventually(exists, what="the held workflow")
+        with pytest.raises(WorkflowError, match="RUNNING"):
+            await client.start("steered", idempotency_key="h", idempotency_strategy="FAIL_ON_RUNNING")
