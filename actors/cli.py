@@ -32,6 +32,7 @@ from partita.transport import (
     EmbeddedServer,
     Layout,
     connect,
+    read_dead_letters,
 )
 from partita.transport.codec import encode_json, workflow_json
 
@@ -277,6 +278,18 @@ def _summary(workflow: Workflow) -> dict[str, object]:
     }
 
 
+async def cmd_dlq_list(args: argparse.Namespace) -> int:
+    async with await _client(args) as client:
+        letters = await read_dead_letters(client.conn, client.layout, args.limit)
+    if args.json:
+        print(json.dumps([msgspec.to_builtins(letter) for letter in letters]))
+    else:
+        for letter in letters:
+            print(f"#{letter.seq} {letter.subject} (stream seq {letter.stream_seq}): {letter.reason}")
+            print(f"    {letter.data[:200]}")
+    return EXIT_OK
+
+
 async def cmd_workflow_remove(args: argparse.Namespace) -> int:
     async with await _client(args) as client:
         await client.remove(args.workflow_id)
@@ -412,6 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
     terminate.add_argument("workflow_id")
     terminate.add_argument("--reason", default=None)
     terminate.set_defaults(handler=cmd_workflow_terminate)
+    dlq = commands.add_parser("dlq", help="dead letters: messages nothing could process").add_subparsers(
+        dest="dlq_command", required=True
+    )
+    dlq_list = dlq.add_parser("list", help="the newest dead letters, with their reasons")
+    dlq_list.add_argument("--limit", type=int, default=50)
+    dlq_list.set_defaults(handler=cmd_dlq_list)
     tasks = commands.add_parser("task", help="complete or fail a pending task (WAIT, HUMAN, any)").add_subparsers(
         dest="task_command", required=True
     )

@@ -22,7 +22,16 @@ from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
 
 from partita.schemas import PayloadError
-from partita.transport import Connection, DefinitionStore, Delivery, Layout, PullConsumer, TransportError, ensure_layout
+from partita.transport import (
+    Connection,
+    DefinitionStore,
+    Delivery,
+    Layout,
+    PullConsumer,
+    TransportError,
+    dead_letter,
+    ensure_layout,
+)
 
 from .definition_cache import DefinitionCache
 from .effects import EffectPerformer
@@ -166,8 +175,10 @@ class Node:
             # A poison message: no amount of redelivery makes it decodable. Terminate it, loudly.
             self._rejected += 1
             log.error("event_rejected", subject=delivery.subject, stream_seq=delivery.stream_seq, error=str(exc))
-            with contextlib.suppress(TransportError):
-                await delivery.term(str(exc))
+            try:
+                await dead_letter(self.conn, self.layout, delivery, str(exc))
+            except TransportError:  # not kept, so not terminated: it comes back after AckWait
+                log.warning("dead_letter_failed", subject=delivery.subject, stream_seq=delivery.stream_seq)
             return
         await self._capacity.acquire_on_behalf_of(delivery)
         self._in_flight.add(delivery)

@@ -34,6 +34,7 @@ from partita.transport import (
     Layout,
     PullConsumer,
     TransportError,
+    dead_letter,
     ensure_layout,
     ensure_task_consumer,
 )
@@ -287,8 +288,8 @@ class TaskWorker:
             task = decode(task_decoder, delivery.data, "task message")
         except PayloadError as exc:
             self._log.error("task_rejected", subject=delivery.subject, error=str(exc))
-            with contextlib.suppress(TransportError):
-                await delivery.term(str(exc))
+            with contextlib.suppress(TransportError):  # not kept, so not terminated: it comes back
+                await dead_letter(self.conn, self.layout, delivery, str(exc))
             return
         started = time.time_ns() // 1_000_000
         if task.started_subject:

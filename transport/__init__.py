@@ -3,6 +3,7 @@ the Python :class:`Client`. The only package importing ``nats``."""
 
 from .client import Client, workflow_id_for
 from .connection import DEFAULT_URL, MIN_SERVER_VERSION, Connection, Delivery, KvBucket, KvEntry, PullConsumer, connect
+from .deadletter import DeadLetter, dead_letter, read_dead_letters
 from .definitions import DefinitionStore
 from .errors import (
     CasConflict,
@@ -23,6 +24,7 @@ __all__ = [
     "Client",
     "Connection",
     "ConnectionFailed",
+    "DeadLetter",
     "DefinitionStore",
     "Delivery",
     "EmbeddedServer",
@@ -35,12 +37,14 @@ __all__ = [
     "TransportError",
     "TransportTimeout",
     "connect",
+    "dead_letter",
     "ensure_layout",
     "ensure_task_consumer",
     "escape_token",
     "find_server_binary",
     "free_port",
     "partition_of",
+    "read_dead_letters",
     "unescape_token",
     "workflow_id_for",
 ]

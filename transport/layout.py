@@ -100,6 +100,10 @@ class Layout:
         return f"{self.prefix.upper()}_EVENTS"
 
     @property
+    def dead_letter_stream(self) -> str:
+        return f"{self.prefix.upper()}_DLQ"
+
+    @property
     def emitted_stream(self) -> str:
         return f"{self.prefix.upper()}_EMITTED"
 

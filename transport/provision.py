@@ -122,6 +122,19 @@ async def ensure_layout(conn: Connection, layout: Layout, *, replicas: int | Non
         ),
         replicas,
     )
+    await _ensure_stream(
+        conn,
+        StreamConfig(
+            name=layout.dead_letter_stream,
+            description="Messages no Partita component could process, with the reason (partita dlq list)",
+            subjects=[f"{layout.prefix}.dlq.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=30 * 24 * 3600.0,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        ),
+        replicas,
+    )
     await _ensure_events_consumer(conn, layout)
     await _ensure_bucket(conn, layout.workflows_bucket, 1, replicas)
     await _ensure_bucket(conn, layout.definitions_bucket, 5, replicas)

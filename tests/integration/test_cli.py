@@ -131,3 +131,29 @@ async def test_a_human_task_is_completed_from_the_command_line(nats_server: Embe
     assert final["status"] == "COMPLETED"
     assert final["tasks"][0]["outputData"] == {"by": "bob"}
     assert refused.returncode == 0  # durable; the node logs that no task "sign" is pending any more
+
+
+async def test_dead_letters_are_listed_from_the_command_line(nats_server: EmbeddedServer) -> None:
+    url = nats_server.url
+    node = Process("--nats", url, "node")
+    try:
+        assert run_cli("--nats", url, "def", "list").returncode == 0  # provisions the streams
+        from partita.transport import connect
+
+        conn = await connect(url)
+        try:
+            await conn.publish_durable("partita.wf.1.start", b"not json at all")
+        finally:
+            await conn.aclose()
+        listed = None
+        for _ in range(100):  # the node needs a moment; poll the CLI with a bound
+            listed = run_cli("--nats", url, "--json", "dlq", "list")
+            if listed.returncode == 0 and json.loads(listed.stdout):
+                break
+    finally:
+        node.stop()
+    assert listed is not None
+    (letter,) = json.loads(listed.stdout)
+    assert letter["subject"] == "partita.wf.1.start"
+    assert letter["data"] == "not json at all"
+    assert "malformed StartWorkflow" in letter["reason"]

@@ -10,7 +10,7 @@ from nats.js.api import StreamConfig
 
 from partita.actors import InProgress, Node, TaskMessage, WorkerSpec
 from partita.schemas import TaskStatus, WorkflowStatus
-from partita.transport import Client, Connection, EmbeddedServer, Layout, connect
+from partita.transport import Client, Connection, EmbeddedServer, Layout, connect, read_dead_letters
 from partita.transport.codec import encode_json
 
 from .harness import running
@@ -68,6 +68,15 @@ async def test_hostile_events_are_terminated_or_recorded_and_never_stop_the_node
         healthy = await client.wait(await client.start("chain"), within=30)
         assert env.node is not None
         assert env.node.statistics().events_rejected == 4
+    letters = await read_dead_letters(conn, layout)
+    assert [letter.subject for letter in letters] == [
+        layout.start_subject("x"),
+        "partita.wf.3.result.=ZZ",
+        "partita.wf.3.result.=FF",
+        "partita.wf.3.nonsense",
+    ]
+    assert "workflow id must be 1..256 characters" in letters[0].reason
+    assert letters[3].data == "{}"
     assert failed.status is WorkflowStatus.FAILED
     assert "malformed StartWorkflow" in (failed.reason_for_incompletion or "")
     assert "workflowDef.tasks[0]" in (failed.reason_for_incompletion or "")
