@@ -247,6 +247,24 @@ async def cmd_workflow_operate(args: argparse.Namespace) -> int:
             await client.resume(args.workflow_id)
         elif args.workflow_command == "retry":
             await client.retry(args.workflow_id)
+        elif args.workflow_command == "skip-task":
+            output = _read_json_arg(args.output, "--output")
+            task_input = _read_json_arg(args.input, "--input")
+            await client.skip_task(
+                args.workflow_id,
+                args.task_ref,
+                task_input=task_input if isinstance(task_input, dict) else None,
+                task_output=output if isinstance(output, dict) else None,
+            )
+        elif args.workflow_command == "rerun":
+            new_input = _read_json_arg(args.input, "--input")
+            task_input = _read_json_arg(args.task_input, "--task-input")
+            await client.rerun(
+                args.workflow_id,
+                from_task_id=args.from_task,
+                workflow_input=new_input if isinstance(new_input, dict) else None,
+                task_input=task_input if isinstance(task_input, dict) else None,
+            )
         else:
             await client.restart(args.workflow_id, use_latest_definitions=args.use_latest)
     return EXIT_OK
@@ -412,6 +430,18 @@ def build_parser() -> argparse.ArgumentParser:
         if verb == "restart":
             operation.add_argument("--use-latest", action="store_true", help="with the latest definition")
         operation.set_defaults(handler=cmd_workflow_operate)
+    skip = workflow.add_parser("skip-task", help="skip a task of a running workflow before it is scheduled")
+    skip.add_argument("workflow_id")
+    skip.add_argument("task_ref")
+    skip.add_argument("--input", default=None, help="the skipped task's input (JSON or @file)")
+    skip.add_argument("--output", default=None, help="the skipped task's output (JSON or @file)")
+    skip.set_defaults(handler=cmd_workflow_operate)
+    rerun = workflow.add_parser("rerun", help="run an ended workflow again from a task, or from the start")
+    rerun.add_argument("workflow_id")
+    rerun.add_argument("--from-task", default=None, help="the taskId to run again (later tasks are dropped)")
+    rerun.add_argument("--input", default=None, help="new workflow input (JSON or @file)")
+    rerun.add_argument("--task-input", default=None, help="new input for that task (JSON or @file)")
+    rerun.set_defaults(handler=cmd_workflow_operate)
     listing_wf = workflow.add_parser("list", help="list workflows, newest first")
     listing_wf.add_argument("--name", default=None)
     listing_wf.add_argument("--status", default=None, choices=[str(s) for s in WorkflowStatus])

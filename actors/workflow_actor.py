@@ -32,10 +32,12 @@ from partita.schemas import (
     DispatchTask,
     PauseWorkflow,
     PayloadError,
+    RerunWorkflow,
     RestartRequested,
     RestartWorkflow,
     ResumeWorkflow,
     RetryWorkflow,
+    SkipTask,
     StartWorkflow,
     TaskResult,
     TaskResultReceived,
@@ -328,6 +330,8 @@ class WorkflowActor:
                 | PauseWorkflow()
                 | ResumeWorkflow()
                 | RetryWorkflow()
+                | SkipTask()
+                | RerunWorkflow()
             ):
                 return event
             case _:

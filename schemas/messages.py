@@ -165,6 +165,26 @@ class RestartWorkflow(Message, frozen=True, tag="RestartWorkflow"):
     use_latest_definitions: bool = False
 
 
+class SkipTask(Message, frozen=True, tag="SkipTask"):
+    """Skip a task of a RUNNING workflow that has not been scheduled yet: it is recorded SKIPPED with the given
+    input and output, and the workflow moves past it (Conductor's ``PUT /workflow/{id}/skiptask/{ref}``)."""
+
+    workflow_id: str
+    task_ref_name: str
+    task_input: dict[str, object] = msgspec.field(default_factory=dict)
+    task_output: dict[str, object] = msgspec.field(default_factory=dict)
+
+
+class RerunWorkflow(Message, frozen=True, tag="RerunWorkflow"):
+    """Run an ended workflow again from a task (or from the start), optionally with new input (Conductor's
+    ``POST /workflow/{id}/rerun``): later tasks are dropped, the rerun task keeps its id."""
+
+    workflow_id: str
+    re_run_from_task_id: str | None = None
+    workflow_input: dict[str, object] | None = None
+    task_input: dict[str, object] | None = None
+
+
 class ChildFinished(Message, frozen=True, tag="ChildFinished"):
     """A sub-workflow ended; its parent's SUB_WORKFLOW task mirrors it. Published by nodes to the parent's
     ``<prefix>.wf.<partition>.cmd``."""
@@ -266,10 +286,8 @@ class WorkflowFinished(Message, frozen=True, tag="WorkflowFinished"):
 
 
 Effect = DispatchTask | ScheduleTimer | StartChild | SendCommand | WorkflowFinished
-Operation = PauseWorkflow | ResumeWorkflow | RetryWorkflow | RestartWorkflow
-Command = (
-    UpdateTask | TerminateWorkflow | ChildFinished | PauseWorkflow | ResumeWorkflow | RetryWorkflow | RestartWorkflow
-)
+Operation = PauseWorkflow | ResumeWorkflow | RetryWorkflow | RestartWorkflow | SkipTask | RerunWorkflow
+Command = UpdateTask | TerminateWorkflow | ChildFinished | Operation
 
 
 class RestartRequested(Message, frozen=True, tag="RestartRequested"):
@@ -292,6 +310,8 @@ DeciderEvent = (
     | ResumeWorkflow
     | RetryWorkflow
     | RestartRequested
+    | SkipTask
+    | RerunWorkflow
 )
 
 

@@ -17,9 +17,11 @@ from partita.schemas import (
     Operation,
     PauseWorkflow,
     PayloadError,
+    RerunWorkflow,
     RestartWorkflow,
     ResumeWorkflow,
     RetryWorkflow,
+    SkipTask,
     StartWorkflow,
     TaskDef,
     TaskResultStatus,
@@ -202,6 +204,40 @@ class Client:
         """Run an ended workflow again from its first task (same id and input)."""
         command = RestartWorkflow(workflow_id=workflow_id, use_latest_definitions=use_latest_definitions)
         await self._operate(command, "restart", {s for s in WorkflowStatus if s.is_terminal})
+
+    async def skip_task(
+        self,
+        workflow_id: str,
+        task_ref_name: str,
+        *,
+        task_input: Mapping[str, object] | None = None,
+        task_output: Mapping[str, object] | None = None,
+    ) -> None:
+        """Skip a task of a RUNNING workflow before it is scheduled: it is recorded SKIPPED."""
+        command = SkipTask(
+            workflow_id=workflow_id,
+            task_ref_name=task_ref_name,
+            task_input=dict(task_input or {}),
+            task_output=dict(task_output or {}),
+        )
+        await self._operate(command, "skip a task of", {WorkflowStatus.RUNNING})
+
+    async def rerun(
+        self,
+        workflow_id: str,
+        *,
+        from_task_id: str | None = None,
+        workflow_input: Mapping[str, object] | None = None,
+        task_input: Mapping[str, object] | None = None,
+    ) -> None:
+        """Run an ended workflow again from a task (later tasks dropped), or from the start."""
+        command = RerunWorkflow(
+            workflow_id=workflow_id,
+            re_run_from_task_id=from_task_id,
+            workflow_input=dict(workflow_input) if workflow_input is not None else None,
+            task_input=dict(task_input) if task_input is not None else None,
+        )
+        await self._operate(command, "rerun", {s for s in WorkflowStatus if s.is_terminal})
 
     async def _operate(self, command: Operation, verb: str, allowed: set[WorkflowStatus]) -> None:
         """Check what can be checked here (a clear error now, not a log line on a node), then publish."""

@@ -30,12 +30,14 @@ from partita.schemas import (
     DeciderEvent,
     DispatchTask,
     PauseWorkflow,
+    RerunWorkflow,
     RestartRequested,
     ResumeWorkflow,
     RetryLogic,
     RetryWorkflow,
     ScheduleTimer,
     SendCommand,
+    SkipTask,
     StartChild,
     StartWorkflow,
     Task,
@@ -111,7 +113,7 @@ def decide(
             return _terminate(state, event, now, active)
         case ChildFinished():
             return _child_finished(state, event, now, active)
-        case PauseWorkflow() | ResumeWorkflow() | RetryWorkflow() | RestartRequested():
+        case PauseWorkflow() | ResumeWorkflow() | RetryWorkflow() | RestartRequested() | SkipTask() | RerunWorkflow():
             return operations.apply(state, event, active.begin, now)
         case _:
             assert_never(event)

@@ -9,9 +9,13 @@ from msgspec import structs
 
 from partita.schemas import (
     PauseWorkflow,
+    RerunWorkflow,
     RestartRequested,
+    RestartWorkflow,
     ResumeWorkflow,
     RetryWorkflow,
+    SkipTask,
+    Task,
     TaskStatus,
     Workflow,
     WorkflowStatus,
@@ -26,7 +30,7 @@ _REOPENED = ("JOIN", "EXCLUSIVE_JOIN", "DO_WHILE")  # CANCELED operators that go
 
 def apply(
     state: Workflow | None,
-    event: PauseWorkflow | ResumeWorkflow | RetryWorkflow | RestartRequested,
+    event: PauseWorkflow | ResumeWorkflow | RetryWorkflow | RestartRequested | SkipTask | RerunWorkflow,
     begin: Begin,
     now: int,
 ) -> Decision:
@@ -48,6 +52,10 @@ def apply(
             return _retry(state, begin, now)
         case RestartRequested():
             return _restart(state, event, begin, now)
+        case SkipTask():
+            return _skip(state, event, begin, now)
+        case RerunWorkflow():
+            return _rerun(state, event, begin, now)
         case _:
             assert_never(event)
 
@@ -126,4 +134,80 @@ def _restart(state: Workflow, event: RestartRequested, begin: Begin, now: int) -
     )
     st = begin(fresh, now)
     _arm_timeout(st)
+    return _reconcile(st)
+
+
+def _skip(state: Workflow, event: SkipTask, begin: Begin, now: int) -> Decision:
+    """Only a RUNNING workflow, only a reference of its definition, only before that task is scheduled."""
+    if state.status is not WorkflowStatus.RUNNING:
+        return Decision(None, note=f"cannot skip a task of a {state.status} workflow")
+    definition = state.workflow_definition
+    known = {wt.task_reference_name: wt for wt in definition.iter_tasks()} if definition else {}
+    workflow_task = known.get(event.task_ref_name)
+    if workflow_task is None:
+        return Decision(None, note=f"no task {event.task_ref_name!r} in the definition")
+    if any(t.reference_task_name == event.task_ref_name for t in state.tasks):
+        return Decision(None, note=f"task {event.task_ref_name!r} is already scheduled; only future tasks skip")
+    from .decide import task_id_for  # imported late: decide imports this module
+
+    st = begin(state, now)
+    seq = st.next_seq()
+    st.add(
+        Task(
+            task_id=task_id_for(state, seq),
+            task_type=workflow_task.name if workflow_task.type == "SIMPLE" else workflow_task.type,
+            task_def_name=workflow_task.name,
+            reference_task_name=event.task_ref_name,
+            workflow_instance_id=state.workflow_id,
+            workflow_type=state.workflow_name,
+            status=TaskStatus.SKIPPED,
+            seq=seq,
+            input_data=dict(event.task_input),
+            output_data=dict(event.task_output),
+            scheduled_time=now,
+            start_time=now,
+            end_time=now,
+            update_time=now,
+        )
+    )
+    return _reconcile(st)
+
+
+def _rerun(state: Workflow, event: RerunWorkflow, begin: Begin, now: int) -> Decision:
+    """From the start (new input optional) like a restart; or from a task: later tasks are dropped and the task
+    runs again with its id (a worker task is dispatched again; an operator is simply scheduled anew)."""
+    if not state.status.is_terminal:
+        return Decision(None, note=f"cannot rerun a {state.status} workflow (only ended ones)")
+    if event.workflow_input is not None:
+        state = structs.replace(state, input=dict(event.workflow_input))
+    if event.re_run_from_task_id is None:
+        from_start = RestartRequested(command=RestartWorkflow(workflow_id=state.workflow_id))
+        return _restart(state, from_start, begin, now)
+    reopened = _reopened(state)
+    task = state.task_by_id(event.re_run_from_task_id)
+    if task is None:
+        return Decision(None, note=f"no task {event.re_run_from_task_id!r} in the workflow")
+    from .decide import dispatch
+    from .operators import NODE_TASK_TYPES, SYSTEM_TASK_TYPES
+
+    kept = tuple(t for t in state.tasks if t.seq < task.seq)
+    st = begin(structs.replace(reopened, tasks=kept), now)
+    _arm_timeout(st)
+    if task.task_type in SYSTEM_TASK_TYPES and task.task_type not in NODE_TASK_TYPES:
+        return _reconcile(st)  # an operator or sync system task is simply scheduled again by the walk
+    polls = task.poll_count + 1  # reports from the earlier run become stale
+    again = structs.replace(
+        task,
+        status=TaskStatus.SCHEDULED,
+        input_data=dict(event.task_input) if event.task_input is not None else task.input_data,
+        output_data={},
+        poll_count=polls,
+        start_time=0,
+        end_time=0,
+        scheduled_time=now,
+        reason_for_incompletion=None,
+        retried=False,
+    )
+    st.add(again)
+    st.effects.append(dispatch(st, again, f"{task.task_id}.rerun{polls}", 0))
     return _reconcile(st)

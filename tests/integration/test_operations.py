@@ -141,3 +141,51 @@ async def test_idempotency_strategies(conn: Connection, client: Client) -> None:
         await eventually(exists, what="the held workflow")
         with pytest.raises(WorkflowError, match="RUNNING"):
             await client.start("steered", idempotency_key="h", idempotency_strategy="FAIL_ON_RUNNING")
+
+
+async def test_rerun_from_a_failed_task_and_skip_a_future_one(conn: Connection, client: Client) -> None:
+    calls: list[str] = []
+
+    def judge(verdict: str) -> dict[str, object]:
+        calls.append(verdict)
+        if verdict == "no":
+            raise RuntimeError("said no")
+        return {"verdict": verdict}
+
+    await client.register_json(b'{"name": "judge", "retryCount": 0}')
+    await client.register_json(
+        b'{"name": "trial", "tasks": [{"name": "judge", "taskReferenceName": "j",'
+        b' "inputParameters": {"verdict": "${workflow.input.verdict}"}},'
+        b' {"name": "h", "taskReferenceName": "h", "type": "HUMAN"},'
+        b' {"name": "n", "taskReferenceName": "n", "type": "NOOP"}]}'
+    )
+    async with running(conn, [WorkerSpec("judge", judge)]):
+        workflow_id = await client.start("trial", {"verdict": "no"})
+        failed = await client.wait(workflow_id, within=30)
+        assert failed.status is WorkflowStatus.FAILED
+        await client.rerun(workflow_id, from_task_id=failed.tasks[0].task_id, task_input={"verdict": "yes"})
+
+        async def human_pending() -> bool:
+            tasks = (await client.get(workflow_id)).tasks
+            return len(tasks) == 2 and tasks[1].status is TaskStatus.IN_PROGRESS
+
+        await eventually(human_pending, what="the rerun to reach the HUMAN task")
+        await client.skip_task(workflow_id, "n", task_output={"skipped": True})
+
+        async def skipped() -> bool:
+            return len((await client.get(workflow_id)).tasks) == 3
+
+        await eventually(skipped, what="the skip to be recorded")
+        await client.complete_task(workflow_id, "h")
+        final = await client.wait(workflow_id, within=30)
+        with pytest.raises(WorkflowError, match="cannot skip"):
+            await client.skip_task(workflow_id, "n")
+    assert calls == ["no", "yes"]
+    assert final.status is WorkflowStatus.COMPLETED
+    assert [(t.reference_task_name, t.status) for t in final.tasks] == [
+        ("j", TaskStatus.COMPLETED),
+        ("h", TaskStatus.COMPLETED),
+        ("n", TaskStatus.SKIPPED),
+    ]
+    assert final.tasks[0].task_id == failed.tasks[0].task_id  # the rerun task keeps its id, as in Conductor
+    assert final.output == {"skipped": True}

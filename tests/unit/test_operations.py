@@ -61,3 +61,36 @@ def test_restart_runs_everything_again_with_fresh_task_ids() -> None:
     running = decide(workflow, RestartRequested(command=RestartWorkflow(workflow_id="wf")), NOW)
     assert running.workflow is None  # only ended workflows restart
     assert workflow.tasks[0].status is TaskStatus.SCHEDULED
+
+
+def test_skip_records_a_future_task_as_skipped_and_moves_past_it() -> None:
+    from partita.schemas import SkipTask
+
+    workflow = run({"name": "three", "tasks": [simple("a"), simple("b"), simple("c")]})
+    skipped = decide(workflow, SkipTask(workflow_id="wf", task_ref_name="b", task_output={"v": 1}), NOW + 1)
+    assert skipped.workflow is not None
+    assert trail(skipped.workflow) == [("a", "SCHEDULED"), ("b", "SKIPPED")]
+    after = complete(skipped.workflow, "a")
+    assert trail(after) == [("a", "COMPLETED"), ("b", "SKIPPED"), ("c", "SCHEDULED")]
+    assert decide(after, SkipTask(workflow_id="wf", task_ref_name="a"), NOW).workflow is None  # already ran
+
+
+def test_rerun_from_a_task_keeps_earlier_tasks_and_reruns_that_task_with_its_id() -> None:
+    from partita.schemas import DispatchTask, RerunWorkflow
+
+    three = {"name": "three", "tasks": [simple("a"), simple("b", retryCount=0), simple("c")]}
+    failed = complete(complete(run(three), "a"), "b", status=TaskResultStatus.FAILED)
+    b = failed.tasks[1]
+    decision = decide(
+        failed, RerunWorkflow(workflow_id="wf", re_run_from_task_id=b.task_id, task_input={"x": 2}), NOW + 9
+    )
+    rerun = decision.workflow
+    assert rerun is not None
+    assert rerun.status is WorkflowStatus.RUNNING
+    assert trail(rerun) == [("a", "COMPLETED"), ("b", "SCHEDULED")]
+    assert rerun.tasks[1].task_id == b.task_id
+    assert rerun.tasks[1].input_data == {"x": 2}
+    (dispatched,) = [e for e in decision.effects if isinstance(e, DispatchTask)]
+    assert dispatched.task.task_id == b.task_id
+    assert dispatched.dispatch_id != b.task_id  # not dropped as a duplicate of the first dispatch
+    assert complete(complete(rerun, "b"), "c").status is WorkflowStatus.COMPLETED

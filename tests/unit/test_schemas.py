@@ -204,3 +204,23 @@ def test_a_loop_inside_a_loop_is_refused_at_registration() -> None:
                                      "loopCondition": "false", "loopOver": [inner]}]}  # fmt: skip
     with pytest.raises(DefinitionError, match="cannot contain another DO_WHILE"):
         validate_workflow_def(msgspec.convert(outer, WorkflowDef))
+
+
+def test_every_command_kind_round_trips_through_the_command_decoder() -> None:
+    import typing
+
+    from partita.schemas import Command
+    from partita.transport.codec import command_decoder, encode_json
+
+    kinds = typing.get_args(Command)
+    assert len(kinds) >= 9
+    for kind in kinds:
+        fields = {"workflow_id": "w"}
+        if "task_ref_name" in kind.__struct_fields__:
+            fields["task_ref_name"] = "r"
+        if "task_id" in kind.__struct_fields__:
+            fields |= {"task_id": "t", "child_workflow_id": "c"}
+        if "status" in kind.__struct_fields__:
+            fields["status"] = "COMPLETED"
+        message = kind(**fields)
+        assert command_decoder.decode(encode_json(message)) == message, kind.__name__
