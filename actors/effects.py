@@ -29,8 +29,8 @@ class EffectPerformer:
         self._conn = conn
         self._layout = layout
         self._definitions = definitions
-        # (type, domain) -> AckWait this node last provisioned the consumer with
-        self._consumers: dict[tuple[str, str | None], int] = {}
+        # (type, domain) -> (AckWait, concurrency limit) this node last provisioned the consumer with
+        self._consumers: dict[tuple[str, str | None], tuple[int, int | None]] = {}
 
     def encode_dispatch(self, effect: DispatchTask) -> bytes:
         """The task message exactly as a worker will receive it (its subjects filled in)."""
@@ -86,10 +86,13 @@ class EffectPerformer:
         every workflow, so an inline ``taskDefinition`` of one workflow must not change it for the others."""
         registered = await self._definitions.task_def(task_type)
         ack_wait = registered.response_timeout_seconds if registered else DEFAULT_ACK_WAIT_SECONDS
+        limit = (registered.concurrent_exec_limit or None) if registered else None
         key = (task_type, domain)
-        if self._consumers.get(key) != ack_wait:
-            await ensure_task_consumer(self._conn, self._layout, task_type, domain, ack_wait_seconds=ack_wait)
-            self._consumers[key] = ack_wait
+        if self._consumers.get(key) != (ack_wait, limit):
+            await ensure_task_consumer(
+                self._conn, self._layout, task_type, domain, ack_wait_seconds=ack_wait, max_in_flight=limit
+            )
+            self._consumers[key] = (ack_wait, limit)
 
     async def _dispatch(self, effect: DispatchTask) -> None:
         task = effect.task

@@ -164,14 +164,25 @@ async def _ensure_events_consumer(conn: Connection, layout: Layout) -> None:
         )
 
 
+DEFAULT_MAX_IN_FLIGHT = 10_000  # a task consumer's max_ack_pending when the TaskDef sets no concurrentExecLimit
+
+
 async def ensure_task_consumer(
-    conn: Connection, layout: Layout, task_type: str, domain: str | None, *, ack_wait_seconds: float | None
+    conn: Connection,
+    layout: Layout,
+    task_type: str,
+    domain: str | None,
+    *,
+    ack_wait_seconds: float | None,
+    max_in_flight: int | None = None,
 ) -> tuple[str, float]:
     """The durable pull consumer for (type, domain): ``(name, AckWait in seconds)``.
 
-    With ``ack_wait_seconds`` (a node, which knows the registered TaskDef's ``responseTimeoutSeconds``) the
-    consumer is created or updated to that AckWait. Without it (a worker) an existing consumer is left as it
-    is, and a missing one is created with Conductor's default response timeout of 3600 s.
+    With ``ack_wait_seconds`` (a node, which knows the registered TaskDef's ``responseTimeoutSeconds`` and
+    ``concurrentExecLimit``) the consumer is created or updated to that AckWait and ``max_ack_pending`` =
+    ``max_in_flight``: JetStream then hands out at most that many unfinished tasks across *all* workers, which is
+    Conductor's concurrentExecLimit enforced by the server. Without it (a worker) an existing consumer is left as
+    it is, and a missing one is created with Conductor's default response timeout of 3600 s.
     """
     name = layout.task_consumer(task_type, domain)
     if ack_wait_seconds is None:
@@ -191,7 +202,7 @@ async def ensure_task_consumer(
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=ack_wait,
         max_deliver=-1,
-        max_ack_pending=10_000,
+        max_ack_pending=max_in_flight or DEFAULT_MAX_IN_FLIGHT,
     )
     with translate_errors(f"consumer {layout.tasks_stream}/{name}"):
         await conn.js.add_consumer(layout.tasks_stream, config)

@@ -179,3 +179,26 @@ async def test_clients_and_workers_adopt_existing_streams_without_reconfiguring_
         pass
     after = await conn.js.stream_info(layout.tasks_stream)
     assert after.config.description == "tuned by the operator"
+
+
+async def test_a_concurrency_limit_holds_across_three_workers(conn: Connection, client: Client) -> None:
+    running_now = 0
+    peak = 0
+
+    async def busy() -> None:
+        nonlocal running_now, peak
+        running_now += 1
+        peak = max(peak, running_now)
+        try:
+            await anyio.sleep(0.2)
+        finally:
+            running_now -= 1
+
+    await client.register_json(b'{"name": "busy", "concurrentExecLimit": 2}')
+    await client.register_json(b'{"name": "one_busy", "tasks": [{"name": "busy", "taskReferenceName": "b"}]}')
+    specs = [WorkerSpec("busy", busy, concurrency=5) for _ in range(3)]
+    async with running(conn, specs):
+        ids = [await client.start("one_busy") for _ in range(12)]
+        finals = [await client.wait(workflow_id, within=60) for workflow_id in ids]
+    assert all(w.status is WorkflowStatus.COMPLETED for w in finals)
+    assert peak == 2  # 3 workers with 5 slots each, but the server hands out 2 at a time
