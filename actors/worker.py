@@ -31,6 +31,7 @@ from partita.schemas import PayloadError, TaskMessage, TaskResult, TaskResultSta
 from partita.transport import (
     Connection,
     Delivery,
+    KvBucket,
     Layout,
     PullConsumer,
     TransportError,
@@ -39,6 +40,7 @@ from partita.transport import (
     ensure_task_consumer,
 )
 from partita.transport.codec import decode, encode_json, task_decoder
+from partita.transport.ratelimit import take as take_rate_slot
 
 from .presence import ANNOUNCE_INTERVAL_SECONDS
 
@@ -179,6 +181,7 @@ class TaskWorker:
         self._threads = anyio.CapacityLimiter(spec.concurrency)
         self._parameters = _parameters(spec.function)
         self._ack_wait = 3600.0  # the consumer's AckWait, read when binding
+        self._limits: KvBucket | None = None
         self._in_flight: set[Delivery] = set()
         self._executed = 0
         self._failed = 0
@@ -201,6 +204,7 @@ class TaskWorker:
             self.conn, self.layout, self.spec.task_type, self.spec.domain, ack_wait_seconds=None
         )
         consumer = await self.conn.pull_consumer(self.layout.tasks_stream, name)
+        self._limits = await self.conn.kv(self.layout.limits_bucket)
         self._log.info("worker_started", consumer=name, concurrency=self.spec.concurrency)
         try:
             async with anyio.create_task_group() as executions:
@@ -291,6 +295,15 @@ class TaskWorker:
             with contextlib.suppress(TransportError):  # not kept, so not terminated: it comes back
                 await dead_letter(self.conn, self.layout, delivery, str(exc))
             return
+        if task.rate_limit_per_frequency > 0 and self._limits is not None:
+            wait = await take_rate_slot(
+                self._limits, task.task_type, task.rate_limit_per_frequency, task.rate_limit_frequency_in_seconds
+            )
+            if wait > 0:  # over the rate: postpone the task to the next window, as Conductor does
+                self._log.debug("task_postponed", task_id=task.task_id, seconds=round(wait, 3))
+                with contextlib.suppress(TransportError):
+                    await delivery.nak(wait)
+                return
         started = time.time_ns() // 1_000_000
         if task.started_subject:
             await self._report_start(task, started)

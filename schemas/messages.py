@@ -71,6 +71,9 @@ class TaskMessage(Message, frozen=True, tag="Task"):
     # Set when the TaskDef has timeoutSeconds or pollTimeoutSeconds: publish a TaskStarted there when work
     # begins (timeouts count from the start, as in Conductor).
     started_subject: str | None = None
+    # Conductor copies the TaskDef's rate limit onto the task; workers honour it (0 = none).
+    rate_limit_per_frequency: int = 0
+    rate_limit_frequency_in_seconds: int = 1
 
 
 # --- worker -> node -----------------------------------------------------------------------------------

@@ -112,6 +112,10 @@ class Layout:
         return f"{self.prefix}_workflows"
 
     @property
+    def limits_bucket(self) -> str:
+        return f"{self.prefix}_limits"
+
+    @property
     def definitions_bucket(self) -> str:
         return f"{self.prefix}_definitions"
 

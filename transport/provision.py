@@ -62,7 +62,9 @@ async def _ensure_stream(conn: Connection, config: StreamConfig, replicas: int |
         raise ProvisioningError(f"stream {config.name}: {exc}") from exc
 
 
-async def _ensure_bucket(conn: Connection, bucket: str, history: int, replicas: int | None) -> None:
+async def _ensure_bucket(
+    conn: Connection, bucket: str, history: int, replicas: int | None, ttl: float | None = None
+) -> None:
     existing = await _stream_config(conn, f"KV_{bucket}")
     if existing is not None:
         if replicas is not None and existing.num_replicas != replicas:
@@ -72,7 +74,7 @@ async def _ensure_bucket(conn: Connection, bucket: str, history: int, replicas: 
         return
     with translate_errors(f"bucket {bucket}"):
         await conn.js.create_key_value(
-            KeyValueConfig(bucket=bucket, history=history, storage=StorageType.FILE, replicas=replicas or 1)
+            KeyValueConfig(bucket=bucket, history=history, storage=StorageType.FILE, replicas=replicas or 1, ttl=ttl)
         )
 
 
@@ -138,6 +140,8 @@ async def ensure_layout(conn: Connection, layout: Layout, *, replicas: int | Non
     await _ensure_events_consumer(conn, layout)
     await _ensure_bucket(conn, layout.workflows_bucket, 1, replicas)
     await _ensure_bucket(conn, layout.definitions_bucket, 5, replicas)
+    # Rate-limit windows: one counter per (task type, window); a day is longer than any sensible window.
+    await _ensure_bucket(conn, layout.limits_bucket, 1, replicas, ttl=24 * 3600.0)
 
 
 async def _ensure_events_consumer(conn: Connection, layout: Layout) -> None:

@@ -688,6 +688,12 @@ def dispatch(st: DecisionState, task: Task, dispatch_id: str, not_before: int) -
     )
     task_def = st.workflow_task(task).task_definition
     report_start = task_def is not None and (task_def.timeout_seconds > 0 or bool(task_def.poll_timeout_seconds))
+    if task_def is not None and task_def.rate_limit_per_frequency:
+        message = structs.replace(
+            message,
+            rate_limit_per_frequency=task_def.rate_limit_per_frequency,
+            rate_limit_frequency_in_seconds=task_def.rate_limit_frequency_in_seconds or 1,
+        )
     return DispatchTask(dispatch_id=dispatch_id, task=message, not_before=not_before, report_start=report_start)
 
 

@@ -202,3 +202,26 @@ async def test_a_concurrency_limit_holds_across_three_workers(conn: Connection, 
         finals = [await client.wait(workflow_id, within=60) for workflow_id in ids]
     assert all(w.status is WorkflowStatus.COMPLETED for w in finals)
     assert peak == 2  # 3 workers with 5 slots each, but the server hands out 2 at a time
+
+
+async def test_a_rate_limit_holds_across_three_workers(conn: Connection, client: Client) -> None:
+    import time
+
+    starts: list[float] = []
+
+    def tick() -> None:
+        starts.append(time.time())  # wall clock: the limit's windows are wall-clock seconds
+
+    await client.register_json(b'{"name": "tick", "rateLimitPerFrequency": 2, "rateLimitFrequencyInSeconds": 1}')
+    await client.register_json(b'{"name": "one_tick", "tasks": [{"name": "tick", "taskReferenceName": "t"}]}')
+    specs = [WorkerSpec("tick", tick, concurrency=4) for _ in range(3)]
+    async with running(conn, specs):
+        ids = [await client.start("one_tick") for _ in range(6)]
+        finals = [await client.wait(workflow_id, within=60) for workflow_id in ids]
+    assert all(w.status is WorkflowStatus.COMPLETED for w in finals)
+    per_window: dict[int, int] = {}
+    for moment in starts:
+        per_window[int(moment)] = per_window.get(int(moment), 0) + 1
+    assert sum(per_window.values()) == 6
+    assert max(per_window.values()) <= 2  # never more than 2 a second, across 3 workers with 12 slots
+    assert len(per_window) >= 3
