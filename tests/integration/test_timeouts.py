@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import anyio
 import msgspec
 
@@ -77,3 +79,23 @@ async def test_a_failed_workflow_starts_its_failure_workflow(conn: Connection, c
     assert seen == [
         {"workflowId": failed.workflow_id, "failureStatus": "FAILED", "reason": failed.reason_for_incompletion}
     ]
+
+
+async def test_exponential_backoff_delays_are_observed(conn: Connection, client: Client) -> None:
+    def stubborn() -> None:
+        raise RuntimeError("not yet")
+
+    await client.register_json(
+        b'{"name": "stubborn", "retryCount": 2, "retryLogic": "EXPONENTIAL_BACKOFF", "retryDelaySeconds": 1}'
+    )
+    await client.register_json(b'{"name": "backoff", "tasks": [{"name": "stubborn", "taskReferenceName": "s"}]}')
+    async with running(conn, [WorkerSpec("stubborn", stubborn)]):
+        workflow = await client.wait(await client.start("backoff"), within=60)
+    assert workflow.status is WorkflowStatus.FAILED
+    attempts = workflow.tasks
+    assert [t.retry_count for t in attempts] == [0, 1, 2]
+    gaps = [(later.start_time - earlier.end_time) / 1000 for earlier, later in itertools.pairwise(attempts)]
+    # retryDelaySeconds x 2^n: 1 s, then 2 s. Never shorter; the upper bound only tells them from the 60 s
+    # default and leaves room for a loaded machine (schedules fire on whole seconds).
+    assert 0.9 <= gaps[0] <= 5
+    assert 1.9 <= gaps[1] <= 6
