@@ -9,8 +9,16 @@ from typing import Final, assert_never, final
 import anyio
 from msgspec import structs
 
-from partita.schemas import DispatchTask, Effect, ScheduleTimer, SendCommand, StartChild, WorkflowFinished
-from partita.transport import Connection, Layout, TransportError, ensure_task_consumer
+from partita.schemas import (
+    CancelDispatch,
+    DispatchTask,
+    Effect,
+    ScheduleTimer,
+    SendCommand,
+    StartChild,
+    WorkflowFinished,
+)
+from partita.transport import Connection, Layout, TransportError, ensure_task_consumer, purge_task
 from partita.transport.codec import encode_json
 
 from .definition_cache import DefinitionCache
@@ -60,11 +68,15 @@ class EffectPerformer:
         match effect:
             case DispatchTask():
                 await self._dispatch(effect)
+            case CancelDispatch(task_id=task_id, task_type=task_type, domain=domain):
+                await purge_task(self._conn, self._layout, task_type, domain, task_id)
             case ScheduleTimer():
                 target = self._layout.timer_subject(effect.event.workflow_id)
                 schedule = self._layout.timer_schedule_subject(effect.timer_id)
                 data = encode_json(effect.event)
-                await self._conn.publish_at(schedule, target, effect.at, data, msg_id=f"timer:{effect.timer_id}")
+                # The deadline is part of the id: re-arming a timer (retry, resume) must not be deduplicated away.
+                msg_id = f"timer:{effect.timer_id}:{effect.at}"
+                await self._conn.publish_at(schedule, target, effect.at, data, msg_id=msg_id)
             case StartChild(request=request):
                 subject = self._layout.start_subject(request.workflow_id)
                 data = encode_json(request)
@@ -98,7 +110,7 @@ class EffectPerformer:
         task = effect.task
         await self._ensure_consumer(task.task_type, task.domain)
         data = self.encode_dispatch(effect)
-        target = self._layout.task_subject(task.task_type, task.domain)
+        target = self._layout.task_message_subject(task.task_type, task.domain, task.task_id)
         # One message id on both paths: a replay after the schedule was published is then a duplicate.
         if effect.not_before > now_ms():
             # One schedule subject per task: a newer delayed dispatch of the same task replaces a pending one.

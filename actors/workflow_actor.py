@@ -30,6 +30,7 @@ from partita.schemas import (
     Command,
     DeciderEvent,
     DispatchTask,
+    Effect,
     PauseWorkflow,
     PayloadError,
     RerunWorkflow,
@@ -37,6 +38,7 @@ from partita.schemas import (
     RestartWorkflow,
     ResumeWorkflow,
     RetryWorkflow,
+    SendCommand,
     SkipTask,
     StartWorkflow,
     TaskResult,
@@ -307,7 +309,17 @@ class WorkflowActor:
             base, status=WorkflowStatus.FAILED, reason_for_incompletion=reason, end_time=now, update_time=now
         )
         notice = WorkflowFinished(workflow_id=self.workflow_id, status=failed.status, reason_for_incompletion=reason)
-        return WorkflowRecord(workflow=failed, outbox=(notice,), event_seq=event_seq)
+        outbox: tuple[Effect, ...] = (notice,)
+        if failed.parent_workflow_id and failed.parent_workflow_task_id:  # a parent must not wait forever
+            report = ChildFinished(
+                workflow_id=failed.parent_workflow_id,
+                task_id=failed.parent_workflow_task_id,
+                child_workflow_id=self.workflow_id,
+                status=failed.status,
+                reason_for_incompletion=reason,
+            )
+            outbox = (notice, SendCommand(send_id=f"child:{self.workflow_id}:{failed.run_count}", command=report))
+        return WorkflowRecord(workflow=failed, outbox=outbox, event_seq=event_seq)
 
     async def _decider_event(self, envelope: Envelope) -> DeciderEvent:
         event = envelope.event

@@ -19,6 +19,7 @@ from .errors import (
     WorkflowTimeout,
 )
 from .messages import (
+    CancelDispatch,
     ChildFinished,
     Command,
     DeciderEvent,
@@ -64,6 +65,7 @@ from .validation import (
 __all__ = [
     "KNOWN_TASK_TYPES",
     "SUPPORTED_TASK_TYPES",
+    "CancelDispatch",
     "ChildFinished",
     "Command",
     "DeciderEvent",

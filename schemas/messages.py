@@ -267,6 +267,15 @@ class ScheduleTimer(Message, frozen=True, tag="ScheduleTimer"):
     event: TimerFired
 
 
+class CancelDispatch(Message, frozen=True, tag="CancelDispatch"):
+    """Effect: a task that was dispatched but not started was canceled or timed out: purge its queued message
+    and any pending delayed dispatch, so no worker runs it (Conductor removes it from the queue)."""
+
+    task_id: str
+    task_type: str
+    domain: str | None = None
+
+
 class StartChild(Message, frozen=True, tag="StartChild"):
     """Effect: publish ``request`` as a start message (SUB_WORKFLOW and START_WORKFLOW tasks)."""
 
@@ -288,7 +297,7 @@ class WorkflowFinished(Message, frozen=True, tag="WorkflowFinished"):
     reason_for_incompletion: str | None = None
 
 
-Effect = DispatchTask | ScheduleTimer | StartChild | SendCommand | WorkflowFinished
+Effect = DispatchTask | CancelDispatch | ScheduleTimer | StartChild | SendCommand | WorkflowFinished
 Operation = PauseWorkflow | ResumeWorkflow | RetryWorkflow | RestartWorkflow | SkipTask | RerunWorkflow
 Command = UpdateTask | TerminateWorkflow | ChildFinished | Operation
 

@@ -118,8 +118,9 @@ class Workflow(Record, frozen=True):
     update_time: int = 0
     end_time: int = 0
     schema_version: int = 2
-    # Partita: how often this workflow was restarted (task ids of each run differ).
-    restart_count: int = 0
+    # Partita: how often this workflow was run again (restart, rerun, retry): each run gets fresh task, child
+    # and failure-workflow ids, so message-id dedupe never mistakes a new run's messages for old ones.
+    run_count: int = 0
 
     def task_by_id(self, task_id: str) -> Task | None:
         for task in self.tasks:

@@ -14,7 +14,7 @@ from .errors import (
     TransportTimeout,
 )
 from .layout import Layout, escape_token, partition_of, unescape_token
-from .provision import ensure_layout, ensure_task_consumer
+from .provision import ensure_layout, ensure_task_consumer, purge_task
 from .server import EmbeddedServer, find_server_binary, free_port
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "find_server_binary",
     "free_port",
     "partition_of",
+    "purge_task",
     "read_dead_letters",
     "unescape_token",
     "workflow_id_for",

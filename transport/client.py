@@ -47,6 +47,7 @@ _IDEMPOTENCY_NAMESPACE = uuid.UUID("0b0c4a53-63f0-4e43-8a0f-3f3f1b8a7d52")
 # Completions are pushed on <prefix>.done.<id>; core NATS can drop a notice across a reconnect, so a waiter
 # also re-reads the record this often as a safety net.
 _WAIT_RECHECK_SECONDS = 5.0
+_IDEMPOTENCY_LOOKAHEAD = 3
 
 
 def workflow_id_for(name: str, idempotency_key: str) -> str:
@@ -303,21 +304,30 @@ class Client:
 
     async def _idempotent_id(self, name: str, key: str, strategy: str) -> str:
         if strategy not in ("RETURN_EXISTING", "FAIL", "FAIL_ON_RUNNING"):
+            choices = "RETURN_EXISTING, FAIL or FAIL_ON_RUNNING"
+            raise WorkflowError(f"idempotency strategy must be {choices}, not {strategy!r}")
+        # Runs of one key have ids key, key#1, key#2, ...; find the newest that exists (a removed one may leave a
+        # gap, so look a few ids past the first missing one).
+        latest: tuple[int, Workflow] | None = None
+        run, missing = 0, 0
+        while missing < _IDEMPOTENCY_LOOKAHEAD:
+            existing = await self.find(workflow_id_for(name, key if run == 0 else f"{key}#{run}"))
+            if existing is None:
+                missing += 1
+            else:
+                latest, missing = (run, existing), 0
+            run += 1
+        if latest is None:
+            return workflow_id_for(name, key)
+        number, workflow = latest
+        if strategy == "RETURN_EXISTING":
+            return workflow.workflow_id
+        if strategy == "FAIL" or not workflow.status.is_terminal:
             raise WorkflowError(
-                f"idempotency strategy must be RETURN_EXISTING, FAIL or FAIL_ON_RUNNING, not {strategy!r}"
+                f"a workflow with idempotency key {key!r} exists ({workflow.workflow_id}, {workflow.status}); "
+                f"strategy {strategy} refuses another"
             )
-        run = 0
-        while True:
-            candidate = workflow_id_for(name, key if run == 0 else f"{key}#{run}")
-            existing = await self.find(candidate)
-            if existing is None or strategy == "RETURN_EXISTING":
-                return candidate
-            if strategy == "FAIL" or not existing.status.is_terminal:
-                raise WorkflowError(
-                    f"a workflow with idempotency key {key!r} exists ({candidate}, {existing.status}); "
-                    f"strategy {strategy} refuses another"
-                )
-            run += 1  # FAIL_ON_RUNNING and that run ended: the next id is a new workflow
+        return workflow_id_for(name, f"{key}#{number + 1}")  # FAIL_ON_RUNNING, the last run ended: a new run
 
     async def find(self, workflow_id: str) -> Workflow | None:
         entry = await self._workflows.get(self.layout.workflow_key(workflow_id))

@@ -4,7 +4,7 @@ One :class:`Layout` per deployment prefix (default ``partita``), so several depl
 
 Subjects::
 
-    <prefix>.task.<type>.<domain>            task messages (work-queue stream <PREFIX>_TASKS); domain "_" = none
+    <prefix>.task.<type>.<domain>.<taskId>   task messages (work-queue stream <PREFIX>_TASKS); domain "_" = none
     <prefix>.tsched.<dispatchId>             schedules that publish a task message later (same stream)
     <prefix>.wf.<partition>.start            StartWorkflow            (stream <PREFIX>_EVENTS)
     <prefix>.wf.<partition>.result.<type>    TaskResult from workers  (stream <PREFIX>_EVENTS)
@@ -121,7 +121,12 @@ class Layout:
 
     # task subjects
     def task_subject(self, task_type: str, domain: str | None) -> str:
+        """The subjects of one (type, domain) queue: each task message goes to ``<this>.<taskId>``, so a canceled
+        task's queued message can be purged by subject; the consumer filters on ``<this>.*``."""
         return f"{self.prefix}.task.{escape_token(task_type)}.{domain_token(domain)}"
+
+    def task_message_subject(self, task_type: str, domain: str | None, task_id: str) -> str:
+        return f"{self.task_subject(task_type, domain)}.{escape_token(task_id)}"
 
     def task_schedule_subject(self, dispatch_id: str) -> str:
         return f"{self.prefix}.tsched.{escape_token(dispatch_id)}"

@@ -201,7 +201,7 @@ async def ensure_task_consumer(
     ack_wait = float(ack_wait_seconds or 3600)
     config = ConsumerConfig(
         durable_name=name,
-        filter_subject=layout.task_subject(task_type, domain),
+        filter_subject=f"{layout.task_subject(task_type, domain)}.*",
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=ack_wait,
@@ -211,3 +211,10 @@ async def ensure_task_consumer(
     with translate_errors(f"consumer {layout.tasks_stream}/{name}"):
         await conn.js.add_consumer(layout.tasks_stream, config)
     return name, ack_wait
+
+
+async def purge_task(conn: Connection, layout: Layout, task_type: str, domain: str | None, task_id: str) -> None:
+    """Remove a canceled task's queued message and any pending delayed dispatch of it."""
+    for subject in (layout.task_message_subject(task_type, domain, task_id), layout.task_schedule_subject(task_id)):
+        with translate_errors(f"purge {subject}"):
+            await conn.js.purge_stream(layout.tasks_stream, subject=subject)

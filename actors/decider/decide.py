@@ -22,10 +22,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import assert_never
 
-import msgspec
 from msgspec import structs
 
 from partita.schemas import (
+    CancelDispatch,
     ChildFinished,
     DeciderEvent,
     DispatchTask,
@@ -267,7 +267,7 @@ def _task_started(state: Workflow | None, event: TaskStartedReceived, now: int, 
     )
     st.replace(running)
     task_def = st.workflow_task(task).task_definition
-    if task_def is not None and task_def.timeout_seconds > 0:
+    if task_def is not None and task_def.timeout_seconds > 0 and not task.start_time:  # from the first start
         fired = TimerFired(
             workflow_id=state.workflow_id, task_id=task.task_id, purpose=TimerPurpose.TASK_TIMEOUT,
             generation=task.poll_count,
@@ -360,8 +360,8 @@ def _timer_fired(state: Workflow | None, event: TimerFired, now: int, active: _C
             return Decision(None, note=f"timer for a task that is {task.status}")
         _apply_report(st, task, TaskResultStatus.COMPLETED, {})
         return _reconcile(st)
-    if task.poll_count != event.generation:
-        return Decision(None, note="timeout for an older delivery of the task")
+    if event.purpose is TimerPurpose.POLL_TIMEOUT and task.poll_count != event.generation:
+        return Decision(None, note="poll timeout for an older delivery of the task")
     if event.purpose is TimerPurpose.POLL_TIMEOUT and task.status is not TaskStatus.SCHEDULED:
         return Decision(None, note="poll timeout for a task that started")
     task_def = st.workflow_task(task).task_definition or TaskDef(name=task.task_def_name)
@@ -375,6 +375,7 @@ def _timer_fired(state: Workflow | None, event: TimerFired, now: int, active: _C
     reason = f"Task timed out after {seconds} seconds ({which})"
     timed_out = structs.replace(task, status=TaskStatus.TIMED_OUT, end_time=now, reason_for_incompletion=reason)
     st.replace(timed_out)
+    cancel_dispatch(st, task)
     if task_def.timeout_policy is TaskTimeoutPolicy.TIME_OUT_WF:
         st.failed_task = timed_out
         st.end(WorkflowStatus.TIMED_OUT, f"Task {task.reference_task_name} ({task.task_id}): {reason}")
@@ -385,8 +386,10 @@ def _timer_fired(state: Workflow | None, event: TimerFired, now: int, active: _C
 
 def _workflow_timed_out(state: Workflow, event: TimerFired, now: int, active: _Context) -> Decision:
     definition = state.workflow_definition
-    if definition is None or event.generation != state.restart_count:
+    if definition is None or event.generation != state.run_count:
         return Decision(None, note="workflow timeout of an earlier run")
+    if state.status is WorkflowStatus.PAUSED:  # Conductor: a paused workflow is off the clock; resume re-arms it
+        return Decision(None, note="workflow timeout while PAUSED: ignored")
     if definition.timeout_policy is WorkflowTimeoutPolicy.ALERT_ONLY:
         return Decision(None, note=f"workflow passed its timeoutSeconds ({definition.timeout_seconds} s): ALERT_ONLY")
     st = active.begin(state, now)
@@ -406,8 +409,19 @@ def _start_failure_workflow(st: DecisionState, status: WorkflowStatus, reason: s
         name = found if isinstance(found, str) else None
     if not name:
         return
-    failure_id = str(uuid.uuid5(_TASK_ID_NAMESPACE, f"{workflow.workflow_id}/failure/{workflow.restart_count}"))
-    failed = msgspec.to_builtins(structs.replace(workflow, workflow_definition=None))
+    failure_id = str(uuid.uuid5(_TASK_ID_NAMESPACE, f"{workflow.workflow_id}/failure/{workflow.run_count}"))
+    # A compact summary, not the whole record (which may be close to the size limit already).
+    failed = {
+        "workflowId": workflow.workflow_id,
+        "workflowName": workflow.workflow_name,
+        "workflowVersion": workflow.workflow_version,
+        "status": str(status),
+        "reasonForIncompletion": reason,
+        "correlationId": workflow.correlation_id,
+        "tasks": [
+            {"referenceTaskName": t.reference_task_name, "taskId": t.task_id, "status": str(t.status)} for t in st.tasks
+        ],
+    }
     request = StartWorkflow(
         workflow_id=failure_id,
         name=name,
@@ -435,7 +449,7 @@ def workflow_timer(st: DecisionState) -> None:
         fired = TimerFired(
             workflow_id=st.workflow.workflow_id,
             purpose=TimerPurpose.WORKFLOW_TIMEOUT,
-            generation=st.workflow.restart_count,
+            generation=st.workflow.run_count,
         )
         at = st.now + definition.timeout_seconds * 1000
         st.effects.append(ScheduleTimer(timer_id=f"{st.workflow.workflow_id}.timeout", at=at, event=fired))
@@ -667,6 +681,12 @@ def schedule(
     return operators.execute(st, workflow_task, task)
 
 
+def cancel_dispatch(st: DecisionState, task: Task) -> None:
+    """A dispatched worker (or HTTP/EVENT) task that never started must not run any more: purge it."""
+    if task.status is TaskStatus.SCHEDULED and task.task_type not in operators.SYSTEM_TASK_TYPES:
+        st.effects.append(CancelDispatch(task_id=task.task_id, task_type=task.task_type, domain=task.domain))
+
+
 def dispatch(st: DecisionState, task: Task, dispatch_id: str, not_before: int) -> DispatchTask:
     message = TaskMessage(
         task_id=task.task_id,
@@ -707,9 +727,11 @@ def _finish(st: DecisionState) -> None:
         if not task.status.is_terminal:
             st.replace(structs.replace(task, status=TaskStatus.CANCELED, end_time=st.now, update_time=st.now))
             canceled.add(task.task_id)
+            cancel_dispatch(st, task)
             if task.sub_workflow_id:  # cancelling a SUB_WORKFLOW task terminates its child
                 terminate = TerminateWorkflow(workflow_id=task.sub_workflow_id, reason=f"parent workflow {status}")
-                st.effects.append(SendCommand(send_id=f"terminate:{task.sub_workflow_id}", command=terminate))
+                send_id = f"terminate:{task.sub_workflow_id}:{st.workflow.run_count}"
+                st.effects.append(SendCommand(send_id=send_id, command=terminate))
     # A task canceled in the decision that dispatched it need not reach a worker at all.
     st.effects = [e for e in st.effects if not (isinstance(e, DispatchTask) and e.task.task_id in canceled)]
     definition = st.workflow.workflow_definition
@@ -748,7 +770,8 @@ def _finish(st: DecisionState) -> None:
             output=output,
             reason_for_incompletion=reason,
         )
-        st.effects.append(SendCommand(send_id=f"child:{st.workflow.workflow_id}", command=report))
+        send_id = f"child:{st.workflow.workflow_id}:{st.workflow.run_count}"  # each run reports its own end
+        st.effects.append(SendCommand(send_id=send_id, command=report))
 
 
 _TASK_ID_NAMESPACE = uuid.UUID("6f1c2b1e-5d0a-4f7e-9b57-9f0c1f2a7a11")
@@ -756,5 +779,5 @@ _TASK_ID_NAMESPACE = uuid.UUID("6f1c2b1e-5d0a-4f7e-9b57-9f0c1f2a7a11")
 
 def task_id_for(workflow: Workflow, seq: int) -> str:
     """Deterministic task ids; a restarted run gets fresh ones (message-id dedupe must not drop them)."""
-    run = f"/{workflow.restart_count}" if workflow.restart_count else ""
+    run = f"/{workflow.run_count}" if workflow.run_count else ""
     return str(uuid.uuid5(_TASK_ID_NAMESPACE, f"{workflow.workflow_id}{run}/{seq}"))

@@ -73,8 +73,10 @@ def _arm_timeout(st: DecisionState) -> None:
 
 
 def _reopened(state: Workflow) -> Workflow:
+    """RUNNING again, as a new run (fresh ids from here on)."""
     return structs.replace(
         state,
+        run_count=state.run_count + 1,
         status=WorkflowStatus.RUNNING,
         reason_for_incompletion=None,
         end_time=0,
@@ -130,7 +132,6 @@ def _restart(state: Workflow, event: RestartRequested, begin: Begin, now: int) -
         workflow_version=definition.version,
         create_time=now,
         start_time=now,
-        restart_count=state.restart_count + 1,
     )
     st = begin(fresh, now)
     _arm_timeout(st)

@@ -87,7 +87,7 @@ async def test_retry_and_restart_a_failed_workflow(conn: Connection, client: Cli
         await client.restart(workflow_id)
 
         async def restarted() -> bool:
-            return (await client.get(workflow_id)).restart_count == 1
+            return (await client.get(workflow_id)).run_count == 2  # the retry was run 1, the restart run 2
 
         await eventually(restarted, what="the restart to be applied")
         again = await client.wait(workflow_id, within=30)
@@ -189,3 +189,48 @@ async def test_rerun_from_a_failed_task_and_skip_a_future_one(conn: Connection, 
     ]
     assert final.tasks[0].task_id == failed.tasks[0].task_id  # the rerun task keeps its id, as in Conductor
     assert final.output == {"skipped": True}
+
+
+async def test_a_terminated_workflows_queued_task_never_reaches_a_worker(conn: Connection, client: Client) -> None:
+    ran: list[str] = []
+
+    def step() -> None:
+        ran.append("step")
+
+    await client.register_json(b'{"name": "queued", "tasks": [{"name": "step", "taskReferenceName": "s"}]}')
+    async with running(conn):  # no worker yet: the task waits in the queue
+        workflow_id = await client.start("queued")
+
+        async def scheduled() -> bool:
+            found = await client.find(workflow_id)
+            return found is not None and bool(found.tasks)
+
+        await eventually(scheduled, what="the task to be queued")
+        await client.terminate(workflow_id, "not needed")
+        stopped = await client.wait(workflow_id, within=30)
+    assert stopped.tasks[0].status is TaskStatus.CANCELED
+    consumer = await conn.js.consumer_info(client.layout.tasks_stream, client.layout.task_consumer("step", None))
+    assert consumer.num_pending == 0  # purged from the queue: a worker starting now finds nothing
+    async with running(conn, [WorkerSpec("step", step)], node=False):
+        pass
+    assert ran == []
+
+
+async def test_a_restarted_workflow_gets_a_fresh_timeout(conn: Connection, client: Client) -> None:
+    await client.register_json(
+        b'{"name": "hurry", "timeoutSeconds": 1, "timeoutPolicy": "TIME_OUT_WF",'
+        b' "tasks": [{"name": "h", "taskReferenceName": "h", "type": "HUMAN"}]}'
+    )
+    async with running(conn):
+        workflow_id = await client.start("hurry")
+        first = await client.wait(workflow_id, within=30)
+        await client.restart(workflow_id)
+
+        async def restarted() -> bool:
+            return (await client.get(workflow_id)).run_count == 1
+
+        await eventually(restarted, what="the restart")
+        second = await client.wait(workflow_id, within=30)  # within the 2-minute dedupe window of the first timer
+    assert first.status is WorkflowStatus.TIMED_OUT
+    assert second.status is WorkflowStatus.TIMED_OUT
+    assert second.run_count == 1

@@ -27,6 +27,7 @@ def test_plain_names_stay_readable_and_the_no_domain_marker_cannot_collide() -> 
     layout = Layout()
     assert layout.task_subject("get-inventory", None) == "partita.task.get-inventory._"
     assert layout.task_subject("get-inventory", "_") == "partita.task.get-inventory.=5F"
+    assert layout.task_message_subject("a", "john", "t-1") == "partita.task.a.john.t-1"
     assert layout.task_consumer("a.b", "john") == "task@a=2Eb@john"
 
 

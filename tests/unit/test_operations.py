@@ -57,7 +57,7 @@ def test_restart_runs_everything_again_with_fresh_task_ids() -> None:
     assert workflow.status is WorkflowStatus.RUNNING
     assert trail(workflow) == [("a", "SCHEDULED")]
     assert workflow.tasks[0].task_id not in {t.task_id for t in done.tasks}  # dedupe must not drop it
-    assert workflow.restart_count == 1
+    assert workflow.run_count == 1
     running = decide(workflow, RestartRequested(command=RestartWorkflow(workflow_id="wf")), NOW)
     assert running.workflow is None  # only ended workflows restart
     assert workflow.tasks[0].status is TaskStatus.SCHEDULED
@@ -94,3 +94,16 @@ def test_rerun_from_a_task_keeps_earlier_tasks_and_reruns_that_task_with_its_id(
     assert dispatched.task.task_id == b.task_id
     assert dispatched.dispatch_id != b.task_id  # not dropped as a duplicate of the first dispatch
     assert complete(complete(rerun, "b"), "c").status is WorkflowStatus.COMPLETED
+
+
+def test_a_rerun_gives_every_later_task_a_fresh_id() -> None:
+    from partita.schemas import RerunWorkflow
+
+    three = {"name": "three", "tasks": [simple("a"), simple("b", retryCount=0), simple("c")]}
+    failed = complete(complete(run(three), "a"), "b", status=TaskResultStatus.FAILED)
+    rerun = decide(failed, RerunWorkflow(workflow_id="wf", re_run_from_task_id=failed.tasks[0].task_id), NOW + 9)
+    assert rerun.workflow is not None
+    again = complete(rerun.workflow, "a")
+    old_ids = {t.task_id for t in failed.tasks}
+    assert again.tasks[-1].reference_task_name == "b"
+    assert again.tasks[-1].task_id not in old_ids  # a reused id would be dropped by message-id dedupe
