@@ -85,58 +85,26 @@ async def ensure_layout(conn: Connection, layout: Layout, *, replicas: int | Non
     and leaves existing ones alone. A number (``partita node --replicas 3``) also brings existing streams and
     buckets to that replica count.
     """
-    await _ensure_stream(
-        conn,
-        StreamConfig(
-            name=layout.tasks_stream,
-            description="Partita task messages: one subject per (task type, domain)",
-            subjects=[f"{layout.prefix}.task.>", f"{layout.prefix}.tsched.>"],
-            retention=RetentionPolicy.WORK_QUEUE,
-            storage=StorageType.FILE,
-            allow_msg_schedules=True,
-            duplicate_window=DUPLICATE_WINDOW_SECONDS,
-        ),
-        replicas,
+    day = 24 * 3600.0
+    streams = (
+        (layout.tasks_stream, "Partita task messages: one subject per task", ("task", "tsched"), None),
+        (layout.events_stream, "Partita workflow events: starts, results, commands, timers", ("wf", "esched"), None),
+        (layout.emitted_stream, "Events of EVENT tasks with a 'conductor' sink, kept 7 days", ("event",), 7 * day),
+        (layout.dead_letter_stream, "Messages nothing could process, with the reason", ("dlq",), 30 * day),
     )
-    await _ensure_stream(
-        conn,
-        StreamConfig(
-            name=layout.events_stream,
-            description="Partita workflow events: starts, task results, timers",
-            subjects=[f"{layout.prefix}.wf.>", f"{layout.prefix}.esched.>"],
-            retention=RetentionPolicy.WORK_QUEUE,
+    for name, description, roots, max_age in streams:
+        work_queue = max_age is None  # tasks and events are consumed once; the others are kept for reading
+        config = StreamConfig(
+            name=name,
+            description=description,
+            subjects=[f"{layout.prefix}.{root}.>" for root in roots],
+            retention=RetentionPolicy.WORK_QUEUE if work_queue else RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
-            allow_msg_schedules=True,
+            max_age=max_age,
+            allow_msg_schedules=True if work_queue else None,
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
-        ),
-        replicas,
-    )
-    await _ensure_stream(
-        conn,
-        StreamConfig(
-            name=layout.emitted_stream,
-            description="Events published by EVENT tasks with a 'conductor' sink, kept 7 days for consumers",
-            subjects=[f"{layout.prefix}.event.>"],
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            max_age=7 * 24 * 3600.0,
-            duplicate_window=DUPLICATE_WINDOW_SECONDS,
-        ),
-        replicas,
-    )
-    await _ensure_stream(
-        conn,
-        StreamConfig(
-            name=layout.dead_letter_stream,
-            description="Messages no Partita component could process, with the reason (partita dlq list)",
-            subjects=[f"{layout.prefix}.dlq.>"],
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            max_age=30 * 24 * 3600.0,
-            duplicate_window=DUPLICATE_WINDOW_SECONDS,
-        ),
-        replicas,
-    )
+        )
+        await _ensure_stream(conn, config, replicas)
     await _ensure_events_consumer(conn, layout)
     await _ensure_bucket(conn, layout.workflows_bucket, 1, replicas)
     await _ensure_bucket(conn, layout.definitions_bucket, 5, replicas)
