@@ -39,7 +39,7 @@ from partita.transport import (
     ensure_layout,
     ensure_task_consumer,
 )
-from partita.transport.codec import decode, encode_json, task_decoder
+from partita.transport.codec import decode, encode_json, task_decoder, task_identity_decoder
 from partita.transport.ratelimit import take as take_rate_slot
 
 from .presence import ANNOUNCE_INTERVAL_SECONDS
@@ -292,6 +292,7 @@ class TaskWorker:
             task = decode(task_decoder, delivery.data, "task message")
         except PayloadError as exc:
             self._log.error("task_rejected", subject=delivery.subject, error=str(exc))
+            await self._report_undecodable(delivery, str(exc))
             with contextlib.suppress(TransportError):  # not kept, so not terminated: it comes back
                 await dead_letter(self.conn, self.layout, delivery, str(exc))
             return
@@ -382,6 +383,23 @@ class TaskWorker:
             end_time=time.time_ns() // 1_000_000,
             poll_count=task.poll_count,
         )
+
+    async def _report_undecodable(self, delivery: Delivery, reason: str) -> None:
+        """A task this worker cannot read still gets an answer, so its workflow does not wait forever."""
+        try:
+            identity = decode(task_identity_decoder, delivery.data, "task message")
+        except PayloadError:
+            return  # not even its address is readable: the dead letter is all there is
+        result = TaskResult(
+            workflow_instance_id=identity.workflow_instance_id,
+            task_id=identity.task_id,
+            task_type=identity.task_type,
+            status=TaskResultStatus.FAILED_WITH_TERMINAL_ERROR,
+            reason_for_incompletion=f"the worker could not read the task: {reason}",
+            worker_id=self.worker_id,
+        )
+        with contextlib.suppress(TransportError):
+            await self.conn.publish_durable(identity.result_subject, encode_json(result))
 
     async def _report_start(self, task: TaskMessage, started: int) -> None:
         """The task's TaskDef has timeouts that count from the start: say when work began."""

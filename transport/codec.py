@@ -40,6 +40,18 @@ _msgpack = msgspec.msgpack.Encoder()
 
 start_decoder = msgspec.json.Decoder(StartWorkflow)
 start_identity_decoder = msgspec.json.Decoder(StartIdentity)
+
+
+class TaskIdentity(msgspec.Struct, rename="camel"):
+    """Just enough of a task message to report it FAILED when the rest does not decode."""
+
+    task_id: str
+    workflow_instance_id: str
+    result_subject: str
+    task_type: str | None = None
+
+
+task_identity_decoder = msgspec.json.Decoder(TaskIdentity)
 task_decoder = msgspec.json.Decoder(TaskMessage)
 result_decoder = msgspec.json.Decoder(TaskResult)
 started_decoder = msgspec.json.Decoder(TaskStarted)

@@ -225,3 +225,34 @@ async def test_a_rate_limit_holds_across_three_workers(conn: Connection, client:
     assert sum(per_window.values()) == 6
     assert max(per_window.values()) <= 2  # never more than 2 a second, across 3 workers with 12 slots
     assert len(per_window) >= 3
+
+
+async def test_a_task_message_a_worker_cannot_read_fails_its_task_instead_of_hanging(
+    conn: Connection, client: Client
+) -> None:
+    from partita.transport.codec import encode_json as encode
+
+    def never() -> None:
+        raise AssertionError("an unreadable task must not run")
+
+    await client.register_json(b'{"name": "hold", "tasks": [{"name": "h", "taskReferenceName": "h", "type": "HUMAN"}]}')
+    async with running(conn, [WorkerSpec("weird", never)]):
+        workflow_id = await client.start("hold")
+
+        async def started() -> bool:
+            found = await client.find(workflow_id)
+            return found is not None and bool(found.tasks)
+
+        from .harness import eventually
+
+        await eventually(started, what="the HUMAN task")
+        human = (await client.get(workflow_id)).tasks[0]
+        # A task message for this workflow that is not valid for the worker (inputData is not an object):
+        bogus = {
+            "taskId": human.task_id, "workflowInstanceId": workflow_id, "taskType": "HUMAN",
+            "resultSubject": client.layout.result_subject(workflow_id, "HUMAN"), "inputData": "oops",
+        }  # fmt: skip
+        await conn.publish_durable(client.layout.task_message_subject("weird", None, "x1"), encode(bogus))
+        final = await client.wait(workflow_id, within=30)
+    assert final.status is WorkflowStatus.FAILED
+    assert "could not read the task" in (final.tasks[0].reason_for_incompletion or "")
