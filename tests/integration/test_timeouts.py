@@ -26,7 +26,7 @@ async def test_a_poll_timeout_fires_when_no_worker_exists(conn: Connection, clie
 
 async def test_a_task_timeout_counts_from_the_start_the_worker_reports(conn: Connection, client: Client) -> None:
     async def slow() -> dict[str, object]:
-        await anyio.sleep(30)  # the task overruns its timeout; the test does not wait for it
+        await anyio.Event().wait()  # never finishes: the task overruns its timeout; shutdown cancels it
         return {}
 
     task_def = {"name": "slow", "timeoutSeconds": 1, "responseTimeoutSeconds": 1, "timeoutPolicy": "TIME_OUT_WF"}
