@@ -178,7 +178,9 @@ class WorkflowActor:
             # (below the streams' 2-minute duplicate window, so replayed effects are still deduplicated).
             self._loaded = False
             delay = min(MAX_RETRY_LATER_SECONDS, RETRY_LATER_SECONDS * 2 ** min(delivery.num_delivered, 8))
-            self._log.exception("event_failed", stream_seq=delivery.stream_seq, retry_in=delay)
+            self._log.exception(
+                "event_failed", stream_seq=delivery.stream_seq, deliveries=delivery.num_delivered, retry_in=delay
+            )
             await self._retry_later(delivery, delay)
 
     @staticmethod

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import anyio
 import msgspec
+import pytest
 from nats.js.api import StreamConfig
 
-from partita.actors import InProgress, Node, TaskMessage, WorkerSpec
-from partita.schemas import TaskStatus, WorkflowStatus
+from partita.actors import InProgress, Node, TaskMessage, WorkerSpec, workflow_actor
+from partita.actors.decider import Decision
+from partita.schemas import TaskResultReceived, TaskStatus, WorkflowStatus
 from partita.transport import Client, Connection, EmbeddedServer, Layout, connect, read_dead_letters
 from partita.transport.codec import encode_json
 
@@ -256,3 +259,27 @@ async def test_a_task_message_a_worker_cannot_read_fails_its_task_instead_of_han
         final = await client.wait(workflow_id, within=30)
     assert final.status is WorkflowStatus.FAILED
     assert "could not read the task" in (final.tasks[0].reason_for_incompletion or "")
+
+
+async def test_an_event_the_decider_fails_on_is_kept_and_decided_again(
+    conn: Connection, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A decider bug must neither crash the node nor lose the event: it is redelivered after a back-off, and once
+    # deciding succeeds (here: the second time; in production, after the fix is deployed) the workflow goes on.
+    real_decide = workflow_actor.decide
+    failures = 0
+
+    def flaky_decide(*args: Any, **kwargs: Any) -> Decision:
+        nonlocal failures
+        if isinstance(args[1], TaskResultReceived) and failures == 0:
+            failures += 1
+            raise RuntimeError("injected decider bug")
+        return real_decide(*args, **kwargs)
+
+    monkeypatch.setattr(workflow_actor, "decide", flaky_decide)
+    await client.register_json(msgspec.json.encode(CHAIN))
+    async with running(conn, [WorkerSpec("inc", inc)]):
+        workflow = await client.wait(await client.start("chain"), within=60)
+    assert failures == 1
+    assert workflow.status is WorkflowStatus.COMPLETED
+    assert workflow.output == {"n": 6}
