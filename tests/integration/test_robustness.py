@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -208,8 +209,6 @@ async def test_a_concurrency_limit_holds_across_three_workers(conn: Connection, 
 
 
 async def test_a_rate_limit_holds_across_three_workers(conn: Connection, client: Client) -> None:
-    import time
-
     starts: list[float] = []
 
     def tick() -> None:
