@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import signal
@@ -80,7 +81,12 @@ async def cmd_node(args: argparse.Namespace) -> int:
     conn = await connect(args.nats, name="partita-node")
     try:
         node = Node(
-            conn, Layout(prefix=args.prefix), name=args.name, replicas=args.replicas, expression_env=_expression_env()
+            conn,
+            Layout(prefix=args.prefix),
+            name=args.name,
+            replicas=args.replicas,
+            expression_env=_expression_env(),
+            history=not args.no_history,
         )
         await _run_until_signal(node.run, node.request_stop)
     finally:
@@ -296,6 +302,31 @@ def _summary(workflow: Workflow) -> dict[str, object]:
     }
 
 
+async def cmd_workflow_history(args: argparse.Namespace) -> int:
+    async with await _client(args) as client:
+        entries = await client.history(args.workflow_id)
+    if args.json:
+        print(json.dumps([msgspec.to_builtins(entry) for entry in entries]))
+        return EXIT_OK
+    if not entries:
+        print(f"error: no history for workflow {args.workflow_id!r}", file=sys.stderr)
+        return EXIT_NOT_COMPLETED
+    for entry in entries:
+        when = dt.datetime.fromtimestamp(entry.time / 1000, dt.UTC).isoformat(timespec="milliseconds")
+        status = str(entry.status)
+        if entry.previous_status is not None and entry.previous_status != entry.status:
+            status = f"{entry.previous_status} -> {entry.status}"
+        print(f"{when}  {entry.cause}  [{status}]")
+        for task in entry.tasks:
+            change = f"{task.previous_status} -> {task.status}" if task.previous_status else f"new, {task.status}"
+            retry = f" retry={task.retry_count}" if task.retry_count else ""
+            reason = f": {task.reason_for_incompletion}" if task.reason_for_incompletion else ""
+            print(f"    {task.reference_task_name} ({task.task_type}) {change}{retry}{reason}")
+        if entry.reason_for_incompletion:
+            print(f"    reason: {entry.reason_for_incompletion}")
+    return EXIT_OK
+
+
 async def cmd_dlq_list(args: argparse.Namespace) -> int:
     async with await _client(args) as client:
         letters = await read_dead_letters(client.conn, client.layout, args.limit)
@@ -383,6 +414,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(os.environ["PARTITA_REPLICAS"]) if os.environ.get("PARTITA_REPLICAS") else None,
         help="bring streams and buckets to N replicas: 3 on a 3-node cluster (env PARTITA_REPLICAS; "
         "default: create missing ones with 1, leave existing ones as they are)",
+    )
+    node.add_argument(
+        "--no-history",
+        action="store_true",
+        help="do not record transitions in the history stream (one publish less per event)",
     )
     node.set_defaults(handler=cmd_node)
 
@@ -478,6 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     get = workflow.add_parser("get", help="show a workflow")
     get.add_argument("workflow_id")
     get.set_defaults(handler=cmd_workflow_get)
+    history = workflow.add_parser("history", help="every transition of a workflow, oldest first")
+    history.add_argument("workflow_id")
+    history.set_defaults(handler=cmd_workflow_history)
     return parser
 
 

@@ -13,6 +13,7 @@ from partita.schemas import (
     CancelDispatch,
     DispatchTask,
     Effect,
+    RecordHistory,
     ScheduleTimer,
     SendCommand,
     StartChild,
@@ -50,7 +51,21 @@ class EffectPerformer:
         return encode_json(structs.replace(task, result_subject=subject, started_subject=started))
 
     async def perform(self, effects: Sequence[Effect]) -> None:
-        """Perform ``effects`` concurrently; an outage surfaces as one :class:`TransportError`."""
+        """Perform ``effects`` concurrently; an outage surfaces as one :class:`TransportError`.
+
+        The end-of-workflow notification goes last, once everything durable is done: a client that sees it can
+        read the final record, the children it started and the complete history.
+        """
+        notices = [effect for effect in effects if isinstance(effect, WorkflowFinished)]
+        if notices:
+            await self._perform_all([effect for effect in effects if not isinstance(effect, WorkflowFinished)])
+            await self._perform_all(notices)
+        else:
+            await self._perform_all(effects)
+
+    async def _perform_all(self, effects: Sequence[Effect]) -> None:
+        if not effects:
+            return
         if len(effects) == 1:
             await self._perform_one(effects[0])
             return
@@ -88,6 +103,10 @@ class EffectPerformer:
             case SendCommand(send_id=send_id, command=command):
                 subject = self._layout.command_subject(command.workflow_id)
                 await self._conn.publish_durable(subject, encode_json(command), msg_id=send_id)
+            case RecordHistory(entry=entry):
+                subject = self._layout.history_subject(entry.workflow_id)
+                msg_id = f"history:{entry.workflow_id}:{entry.event_seq}"
+                await self._conn.publish_durable(subject, encode_json(entry), msg_id=msg_id)
             case WorkflowFinished(workflow_id=workflow_id):
                 await self._conn.publish(self._layout.done_subject(workflow_id), encode_json(effect))
             case _:

@@ -82,6 +82,7 @@ class Node:
         replicas: int | None = None,
         system_tasks: bool = True,
         expression_env: Sequence[str] = (),
+        history: bool = True,
     ) -> None:
         self.conn = conn
         self.layout = layout or Layout()
@@ -91,6 +92,7 @@ class Node:
         self._stop_grace = stop_grace
         self._replicas = replicas
         self._system_tasks = system_tasks
+        self._history = history
         self._presence: WorkerPresence | None = None
         # Environment variables expressions may read: an explicit allow-list, read once.
         self._environment = {name: os.environ[name] for name in expression_env if name in os.environ}
@@ -129,6 +131,7 @@ class Node:
             script_threads=anyio.CapacityLimiter(SCRIPT_THREADS),
             presence=presence,
             environment=self._environment,
+            history=self._history,
         )
         consumer = await self.conn.pull_consumer(self.layout.events_stream, self.layout.events_consumer)
         try:

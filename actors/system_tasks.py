@@ -118,9 +118,12 @@ def event_task(conn: Connection, layout: Layout) -> WorkerSpec:
         output = {**payload, "event_produced": f"{sink.split(':', 1)[0]}:{subject}"}
         return InProgress(output=output) if _async_complete(task) else output
 
-    return WorkerSpec("EVENT", publish_event, concurrency=EVENT_CONCURRENCY)
+    return WorkerSpec("EVENT", publish_event, concurrency=EVENT_CONCURRENCY, redelivery_times_out=False)
 
 
 def system_task_workers(conn: Connection, layout: Layout) -> list[WorkerSpec]:
     """The node-executed system tasks, as worker specs for :func:`run_workers`."""
-    return [WorkerSpec("HTTP", http_task, concurrency=HTTP_CONCURRENCY), event_task(conn, layout)]
+    return [
+        WorkerSpec("HTTP", http_task, concurrency=HTTP_CONCURRENCY, redelivery_times_out=False),
+        event_task(conn, layout),
+    ]

@@ -6,6 +6,13 @@ group), publishes the :class:`TaskResult` to the subject the task names and wait
 only then acks the task message. Retry semantics are types: a plain exception is FAILED (retried per the
 TaskDef), :class:`TerminalError` is FAILED_WITH_TERMINAL_ERROR, returning :class:`InProgress` hands the task
 back to be delivered again after ``callback_after`` seconds.
+
+A task message is delivered more than once only when its previous delivery outlived the consumer's AckWait,
+which is the TaskDef's ``responseTimeoutSeconds`` (heartbeats extend it): the worker holding it died, hung, or
+ran past it without heartbeats. The worker that receives such a redelivery does not run the old attempt again;
+it reports ``TIMED_OUT``, and the node retries the task as a new instance, as Conductor does. A worker that
+hands a task back on purpose (shutdown, rate limit) therefore publishes a fresh copy and acks the original
+instead of nak-ing it, so a hand-back is never mistaken for a timeout.
 """
 
 from __future__ import annotations
@@ -80,6 +87,9 @@ class WorkerSpec:
     domain: str | None = None
     concurrency: int = 1
     lease_extend: bool = False
+    # Report a redelivered task TIMED_OUT (Conductor's responseTimeoutSeconds) instead of running it again.
+    # Nodes turn it off for HTTP/EVENT, which Conductor re-executes rather than times out.
+    redelivery_times_out: bool = True
 
     @property
     def is_async(self) -> bool:
@@ -219,8 +229,8 @@ class TaskWorker:
         finally:
             with anyio.CancelScope(shield=True):
                 for delivery in list(self._in_flight):
-                    with contextlib.suppress(TransportError), anyio.move_on_after(1):
-                        await delivery.nak()
+                    with anyio.move_on_after(1):
+                        await self._hand_back(delivery)
                 await consumer.aclose()
             self._log.info("worker_stopped", executed=self._executed, handed_back=len(self._in_flight))
 
@@ -260,8 +270,7 @@ class TaskWorker:
                         await self._wait_slot()
                 if self._stopping.is_set():
                     for extra in deliveries[index:]:
-                        with contextlib.suppress(TransportError):
-                            await extra.nak()
+                        await self._hand_back(extra)
                     break
                 self._in_flight.add(delivery)
                 executions.start_soon(self._execute, delivery)
@@ -273,19 +282,43 @@ class TaskWorker:
             # A bug in the SDK, not in the task function (whose errors become FAILED results): log it and hand
             # the task back, without taking the other executions down.
             self._log.exception("task_execution_crashed", subject=delivery.subject)
-            await self._hand_back(delivery)
+            await self._hand_back_shielded(delivery)
         except BaseException:
             # Cancelled at shutdown after the grace period: hand the task back now, not after its AckWait.
-            await self._hand_back(delivery)
+            await self._hand_back_shielded(delivery)
             raise
         finally:
             self._in_flight.discard(delivery)
             self._slot_freed.set()
 
-    @staticmethod
-    async def _hand_back(delivery: Delivery) -> None:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(2), contextlib.suppress(TransportError):
-            await delivery.nak()
+    async def _hand_back_shielded(self, delivery: Delivery) -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+            await self._hand_back(delivery)
+
+    async def _hand_back(self, delivery: Delivery, *, task_id: str | None = None, delay: float = 0.0) -> None:
+        """Give a task back without it counting as a response timeout: publish a fresh copy of the message
+        (delivered now, or after ``delay`` seconds through a message schedule) and ack this delivery.
+
+        If the copy cannot be published, nak instead: the next delivery is then reported TIMED_OUT and the
+        task retried, which spends a retry but loses nothing. A copy published whose original is then
+        delivered again (the ack was lost) runs an attempt the workflow has already moved past: its result is
+        ignored.
+        """
+        msg_id = f"handback:{delivery.stream_seq}"
+        try:
+            if delay > 0 and task_id is not None:
+                at = time.time_ns() // 1_000_000 + int(delay * 1000)
+                schedule = self.layout.task_schedule_subject(task_id)
+                await self.conn.publish_at(schedule, delivery.subject, at, delivery.data, msg_id=msg_id)
+            else:
+                await self.conn.publish_durable(delivery.subject, delivery.data, msg_id=msg_id)
+        except TransportError as exc:
+            self._log.warning("task_hand_back_failed", subject=delivery.subject, error=str(exc))
+            with contextlib.suppress(TransportError):
+                await delivery.nak(delay or None)
+            return
+        with contextlib.suppress(TransportError):
+            await delivery.ack()
 
     async def _execute_one(self, delivery: Delivery) -> None:
         try:
@@ -296,14 +329,16 @@ class TaskWorker:
             with contextlib.suppress(TransportError):  # not kept, so not terminated: it comes back
                 await dead_letter(self.conn, self.layout, delivery, str(exc))
             return
+        if delivery.num_delivered > 1 and self.spec.redelivery_times_out:
+            await self._report_response_timeout(delivery, task)
+            return
         if task.rate_limit_per_frequency > 0 and self._limits is not None:
             wait = await take_rate_slot(
                 self._limits, task.task_type, task.rate_limit_per_frequency, task.rate_limit_frequency_in_seconds
             )
             if wait > 0:  # over the rate: postpone the task to the next window, as Conductor does
                 self._log.debug("task_postponed", task_id=task.task_id, seconds=round(wait, 3))
-                with contextlib.suppress(TransportError):
-                    await delivery.nak(wait)
+                await self._hand_back(delivery, task_id=task.task_id, delay=wait)
                 return
         started = time.time_ns() // 1_000_000
         if task.started_subject:
@@ -321,7 +356,7 @@ class TaskWorker:
             if await self._publish_result(task, result):
                 with contextlib.suppress(TransportError):  # an unacked task is redelivered: harmless
                     await delivery.ack()
-            else:
+            else:  # JetStream unreachable: the result is lost, as for a dead worker; the redelivery times out
                 with contextlib.suppress(TransportError):
                     await delivery.nak(5.0)
         elapsed = result.end_time - started
@@ -383,6 +418,45 @@ class TaskWorker:
             end_time=time.time_ns() // 1_000_000,
             poll_count=task.poll_count,
         )
+
+    async def _report_response_timeout(self, delivery: Delivery, task: TaskMessage) -> None:
+        """JetStream delivered ``task`` again: nobody acked or extended its previous delivery within the AckWait.
+        Conductor marks such a task TIMED_OUT (whatever its timeoutPolicy) and retries it as a new instance;
+        report exactly that rather than running the old attempt a second time."""
+        with contextlib.suppress(TransportError):  # a node may have set the AckWait since we bound
+            _, self._ack_wait = await ensure_task_consumer(
+                self.conn, self.layout, self.spec.task_type, self.spec.domain, ack_wait_seconds=None
+            )
+        seconds = round(self._ack_wait)
+        reason = (
+            f"Task timed out after {seconds} seconds (responseTimeoutSeconds): "
+            "no result or heartbeat from the worker that took it"
+        )
+        result = TaskResult(
+            workflow_instance_id=task.workflow_instance_id,
+            task_id=task.task_id,
+            task_type=task.task_type,
+            status=TaskResultStatus.TIMED_OUT,
+            reason_for_incompletion=reason,
+            worker_id=self.worker_id,
+            poll_count=task.poll_count,
+            end_time=time.time_ns() // 1_000_000,
+        )
+        self._log.warning(
+            "task_response_timed_out",
+            task_id=task.task_id,
+            workflow_id=task.workflow_instance_id,
+            task_ref=task.reference_task_name,
+            deliveries=delivery.num_delivered,
+            response_timeout_seconds=seconds,
+        )
+        with anyio.CancelScope(shield=True), anyio.move_on_after(RESULT_PUBLISH_GRACE):
+            if await self._publish_result(task, result):
+                with contextlib.suppress(TransportError):
+                    await delivery.ack()
+            else:
+                with contextlib.suppress(TransportError):
+                    await delivery.nak(5.0)
 
     async def _report_undecodable(self, delivery: Delivery, reason: str) -> None:
         """A task this worker cannot read still gets an answer, so its workflow does not wait forever."""

@@ -33,6 +33,7 @@ from partita.schemas import (
     Effect,
     PauseWorkflow,
     PayloadError,
+    RecordHistory,
     RerunWorkflow,
     RestartRequested,
     RestartWorkflow,
@@ -72,6 +73,7 @@ from partita.transport.codec import (
 from .decider import Decision, decide, snapshot_definition, uses_scripts
 from .definition_cache import DefinitionCache
 from .effects import EffectPerformer, now_ms
+from .history import describe, history_entry
 from .presence import WorkerPresence
 
 log = structlog.get_logger(__name__)
@@ -107,6 +109,7 @@ class ActorContext:
     script_threads: anyio.CapacityLimiter
     presence: WorkerPresence
     environment: Mapping[str, str]
+    history: bool = True  # record every transition in the history stream
 
 
 @final
@@ -224,7 +227,7 @@ class WorkflowActor:
                 await delivery.ack()
                 return
             try:
-                await self._commit(decision, delivery.stream_seq)
+                await self._commit(decision, delivery.stream_seq, describe(envelope.event))
             except CasConflict:
                 self._loaded = False
                 self._log.debug("cas_conflict", stream_seq=delivery.stream_seq)
@@ -271,13 +274,22 @@ class WorkflowActor:
                 await self._ctx.effects.perform(self._record.outbox)
         self._loaded = True
 
-    async def _commit(self, decision: Decision, event_seq: int) -> None:
+    async def _commit(self, decision: Decision, event_seq: int, cause: str) -> None:
         assert decision.workflow is not None
-        record = WorkflowRecord(workflow=decision.workflow, outbox=decision.effects, event_seq=event_seq)
+        before = self._record.workflow if self._record else None
+
+        def with_history(workflow: Workflow, effects: tuple[Effect, ...]) -> WorkflowRecord:
+            if self._ctx.history:
+                entry = history_entry(before, workflow, cause, now_ms(), event_seq)
+                effects = (*effects, RecordHistory(entry=entry))
+            return WorkflowRecord(workflow=workflow, outbox=effects, event_seq=event_seq)
+
+        record = with_history(decision.workflow, decision.effects)
         data = encode_record(record)
         problem = self._size_problem(record, len(data))
         if problem is not None:
-            record = self._failed_record(problem, event_seq)
+            failed = self._failed_record(problem, event_seq)
+            record = with_history(failed.workflow, failed.outbox)
             data = encode_record(record)
             self._log.error("workflow_failed_oversized", reason=problem)
         if self._record is None:

@@ -98,6 +98,9 @@ class TaskResultStatus(enum.StrEnum):
     FAILED = "FAILED"
     FAILED_WITH_TERMINAL_ERROR = "FAILED_WITH_TERMINAL_ERROR"
     CANCELED = "CANCELED"
+    # Not in Conductor's TaskResult: the SDK reports it for a task JetStream delivered again because its
+    # previous delivery outlived responseTimeoutSeconds (the node marks it TIMED_OUT and retries it).
+    TIMED_OUT = "TIMED_OUT"
 
 
 class TaskResult(Message, frozen=True, tag="TaskResult"):
@@ -297,7 +300,42 @@ class WorkflowFinished(Message, frozen=True, tag="WorkflowFinished"):
     reason_for_incompletion: str | None = None
 
 
-Effect = DispatchTask | CancelDispatch | ScheduleTimer | StartChild | SendCommand | WorkflowFinished
+class TaskTransition(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    """One task's change in a :class:`HistoryEntry` (``previousStatus`` is absent for a new task)."""
+
+    task_id: str
+    reference_task_name: str
+    task_type: str
+    status: TaskStatus
+    previous_status: TaskStatus | None = None
+    retry_count: int = 0
+    poll_count: int = 0
+    worker_id: str | None = None
+    reason_for_incompletion: str | None = None
+
+
+class HistoryEntry(Message, frozen=True, tag="HistoryEntry"):
+    """One transition of a workflow, kept in the history stream (``<prefix>.history.<workflowId>``): what
+    caused it, the workflow's status before and after, and every task that appeared or changed status."""
+
+    workflow_id: str
+    time: int
+    cause: str
+    status: WorkflowStatus
+    previous_status: WorkflowStatus | None = None
+    tasks: list[TaskTransition] = msgspec.field(default_factory=list)
+    reason_for_incompletion: str | None = None
+    run_count: int = 0
+    event_seq: int = 0
+
+
+class RecordHistory(Message, frozen=True, tag="RecordHistory"):
+    """Effect: append ``entry`` to the workflow's history (message id ``history:<workflowId>:<eventSeq>``)."""
+
+    entry: HistoryEntry
+
+
+Effect = DispatchTask | CancelDispatch | ScheduleTimer | StartChild | SendCommand | WorkflowFinished | RecordHistory
 Operation = PauseWorkflow | ResumeWorkflow | RetryWorkflow | RestartWorkflow | SkipTask | RerunWorkflow
 Command = UpdateTask | TerminateWorkflow | ChildFinished | Operation
 
@@ -342,4 +380,5 @@ TERMINAL_RESULT_STATUSES: dict[TaskResultStatus, TaskStatus] = {
     TaskResultStatus.FAILED: TaskStatus.FAILED,
     TaskResultStatus.FAILED_WITH_TERMINAL_ERROR: TaskStatus.FAILED_WITH_TERMINAL_ERROR,
     TaskResultStatus.CANCELED: TaskStatus.CANCELED,
+    TaskResultStatus.TIMED_OUT: TaskStatus.TIMED_OUT,
 }

@@ -12,8 +12,10 @@ from types import TracebackType
 from typing import Self
 
 import anyio
+import msgspec
 
 from partita.schemas import (
+    HistoryEntry,
     Operation,
     PauseWorkflow,
     PayloadError,
@@ -48,6 +50,8 @@ _IDEMPOTENCY_NAMESPACE = uuid.UUID("0b0c4a53-63f0-4e43-8a0f-3f3f1b8a7d52")
 # also re-reads the record this often as a safety net.
 _WAIT_RECHECK_SECONDS = 5.0
 _IDEMPOTENCY_LOOKAHEAD = 3
+
+_history_decoder = msgspec.json.Decoder(HistoryEntry)
 
 
 def workflow_id_for(name: str, idempotency_key: str) -> str:
@@ -332,6 +336,13 @@ class Client:
     async def find(self, workflow_id: str) -> Workflow | None:
         entry = await self._workflows.get(self.layout.workflow_key(workflow_id))
         return decode_record(entry.value).workflow if entry else None
+
+    async def history(self, workflow_id: str, *, limit: int = 10_000) -> Sequence[HistoryEntry]:
+        """Every recorded transition of the workflow, oldest first (empty for an unknown workflow, or one whose
+        history has aged out of the stream)."""
+        subject = self.layout.history_subject(workflow_id)
+        raw = await self.conn.read_subject(self.layout.history_stream, subject, limit=limit)
+        return [_history_decoder.decode(data) for data in raw]
 
     async def get(self, workflow_id: str) -> Workflow:
         """The workflow as last written; raises :class:`WorkflowNotFound` (a start not yet processed, too)."""

@@ -23,6 +23,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
 
 from partita.schemas.errors import PayloadError
@@ -315,6 +316,32 @@ class Connection:
         except nats.errors.Error as exc:
             raise TransportError(f"get message {stream}#{seq}: {exc}") from exc
         return True
+
+    async def read_subject(self, stream: str, subject: str, *, limit: int = 10_000) -> list[bytes]:
+        """The first ``limit`` messages on ``subject`` in ``stream``, oldest first, through an ephemeral consumer
+        that acks nothing (reading changes nothing)."""
+        try:
+            await self.js.get_last_msg(stream, subject)
+        except nats.js.errors.NotFoundError:
+            return []  # nothing there: do not wait for a fetch to time out
+        except nats.errors.Error as exc:
+            raise TransportError(f"read {subject}: {exc}") from exc
+        config = ConsumerConfig(
+            ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=30.0, mem_storage=True
+        )
+        found: list[bytes] = []
+        with translate_errors(f"read {subject}"):
+            sub = await self.js.pull_subscribe(subject, stream=stream, config=config)
+            try:
+                while len(found) < limit:
+                    batch = await sub.fetch(min(256, limit - len(found)), timeout=5.0)
+                    found.extend(msg.data for msg in batch)
+                    if batch[-1].metadata.num_pending == 0:
+                        break
+            finally:
+                with contextlib.suppress(nats.errors.Error):
+                    await sub.unsubscribe()
+        return found
 
     async def pull_consumer(self, stream: str, durable: str) -> PullConsumer:
         with translate_errors(f"bind consumer {stream}/{durable}"):

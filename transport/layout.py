@@ -108,6 +108,14 @@ class Layout:
         return f"{self.prefix.upper()}_EMITTED"
 
     @property
+    def history_stream(self) -> str:
+        return f"{self.prefix.upper()}_HISTORY"
+
+    def history_subject(self, workflow_id: str) -> str:
+        """Every transition of one workflow, in order (``partita workflow history``)."""
+        return f"{self.prefix}.history.{escape_token(workflow_id)}"
+
+    @property
     def workflows_bucket(self) -> str:
         return f"{self.prefix}_workflows"
 

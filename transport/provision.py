@@ -29,6 +29,7 @@ _STREAM_IN_USE = 10058  # "stream name already in use with a different configura
 # Effects replayed within this window are dropped as duplicates (message ids); keep it above the longest
 # delay before an unacknowledged event is retried (the actor's backoff caps at 60 s).
 DUPLICATE_WINDOW_SECONDS = 120.0
+HISTORY_DAYS = 30  # how long the history stream keeps a transition (an operator may change the stream's max_age)
 
 
 async def _stream_config(conn: Connection, name: str) -> StreamConfig | None:
@@ -91,6 +92,7 @@ async def ensure_layout(conn: Connection, layout: Layout, *, replicas: int | Non
         (layout.events_stream, "Partita workflow events: starts, results, commands, timers", ("wf", "esched"), None),
         (layout.emitted_stream, "Events of EVENT tasks with a 'conductor' sink, kept 7 days", ("event",), 7 * day),
         (layout.dead_letter_stream, "Messages nothing could process, with the reason", ("dlq",), 30 * day),
+        (layout.history_stream, "Every workflow's transitions, kept 30 days", ("history",), HISTORY_DAYS * day),
     )
     for name, description, roots, max_age in streams:
         work_queue = max_age is None  # tasks and events are consumed once; the others are kept for reading

@@ -4,8 +4,8 @@ have ended exactly as it should.
 
     python -m tests.chaos.chaos [--workflows N] [--seed S] [--fault-every SECONDS]
 
-Prints ``workflows=N faults=F lost=0 wrong=0 duplicate_completions=0 seed=S`` and exits 0 only if all three
-counts are zero. Seeded randomness: the same seed replays the same fault schedule.
+Prints ``workflows=N faults=F lost=0 wrong=0 duplicate_completions=0 response_timeouts=T seed=S`` and exits 0 only
+if lost, wrong and duplicate_completions are zero. Seeded randomness: the same seed replays the same fault schedule.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ from ..integration.harness import Process
 
 STEP = {"name": "chaos_inc", "taskReferenceName": "{ref}", "inputParameters": {"n": "{n}"}}
 DEFINITIONS: list[dict[str, object]] = [
-    {"name": "chaos_flaky", "retryCount": 2, "retryDelaySeconds": 1},
-    {"name": "chaos_inc", "responseTimeoutSeconds": 5},
+    # A killed worker's task times out after 5 s and is retried (Conductor's responseTimeoutSeconds); with the
+    # default of 3600 s a task held by a killed worker would wait an hour.
+    {"name": "chaos_flaky", "retryCount": 2, "retryDelaySeconds": 1, "responseTimeoutSeconds": 5},
+    {"name": "chaos_inc", "responseTimeoutSeconds": 5, "retryDelaySeconds": 1},
     {
         "name": "chaos_seq",
         "tasks": [
@@ -52,7 +54,7 @@ DEFINITIONS: list[dict[str, object]] = [
         "outputParameters": {"a": "${a.output.n}", "b": "${b.output.n}"},
     },
     {"name": "chaos_retry", "tasks": [{"name": "chaos_flaky", "taskReferenceName": "f"}],
-     "outputParameters": {"attempt": "${f.output.attempt}"}},
+     "outputParameters": {"recovered": "${f.output.recovered}"}},
     {
         "name": "chaos_wait",
         "tasks": [
@@ -73,7 +75,7 @@ def expected_output(kind: str, n: int) -> dict[str, object]:
     return {
         "chaos_seq": {"n": n + 3},
         "chaos_fork": {"a": n + 1, "b": 101},
-        "chaos_retry": {"attempt": 1},
+        "chaos_retry": {"recovered": True},
         "chaos_wait": {"n": n + 1},
         "chaos_sub": {"n": n + 3},
     }[kind]
@@ -166,12 +168,18 @@ async def run(workflows: int, seed: int, fault_every: float, duration: float, st
                 finals.append(await client.wait(item.workflow_id, within=remaining))
             except Exception:
                 finals.append(await client.find(item.workflow_id))
+        histories = {item.workflow_id: await client.history(item.workflow_id) for item in started}
+        children: dict[str, list[Workflow]] = {}  # sub-workflows, to count their response timeouts too
+        for item, final in zip(started, finals, strict=True):
+            for child_id in {t.sub_workflow_id for t in final.tasks if t.sub_workflow_id} if final else ():
+                child = await client.find(child_id)
+                children.setdefault(item.workflow_id, []).extend([child] if child else [])
     finally:
         for process in processes.values():
             process.stop()
         await conn.aclose()
         await server.stop()
-    lost = wrong = duplicates = 0
+    lost = wrong = duplicates = timed_out = 0
     for item, workflow in zip(started, finals, strict=True):
         if workflow is None or not workflow.status.is_terminal:
             lost += 1
@@ -183,10 +191,19 @@ async def run(workflows: int, seed: int, fault_every: float, duration: float, st
                 f"wrong: {item} -> {workflow.status} {workflow.output} {workflow.reason_for_incompletion}",
                 file=sys.stderr,
             )
+        # The history survived the faults too: each event recorded once, ending where the workflow ended.
+        history = histories[item.workflow_id]
+        seqs = [entry.event_seq for entry in history]
+        if not history or history[-1].status is not workflow.status or len(seqs) != len(set(seqs)):
+            wrong += 1
+            print(f"wrong history: {item} -> {[(e.cause, e.status) for e in history]}", file=sys.stderr)
         completed = [t.reference_task_name for t in workflow.tasks if t.status is TaskStatus.COMPLETED]
         duplicates += len(completed) - len(set(completed))
+        timed_out += sum(t.status is TaskStatus.TIMED_OUT for t in workflow.tasks)
+        for child in children.get(item.workflow_id, []):
+            timed_out += sum(t.status is TaskStatus.TIMED_OUT for t in child.tasks)
     summary = f"workflows={len(started)} faults={faults} lost={lost} wrong={wrong} duplicate_completions={duplicates}"
-    print(f"{summary} seed={seed}", flush=True)
+    print(f"{summary} response_timeouts={timed_out} seed={seed}", flush=True)
     return Outcome(len(started), faults, lost, wrong, duplicates)
 
 

@@ -41,6 +41,15 @@ async def test_the_full_flow_from_the_command_line(nats_server: EmbeddedServer, 
         assert shown.returncode == 0
         assert "COMPLETED" in shown.stdout
         assert "payment" in shown.stdout
+
+        history = run_cli("--nats", url, "workflow", "history", final["workflowId"])
+        assert history.returncode == 0, history.stderr
+        assert "start order_fulfillment" in history.stdout
+        assert "result FAILED" in history.stdout  # the gateway's first attempt, then its retry
+        assert "RUNNING -> COMPLETED" in history.stdout
+        missing = run_cli("--nats", url, "workflow", "history", "no-such-workflow")
+        assert missing.returncode != 0
+        assert "no history" in missing.stderr
     finally:
         assert workers.stop() == 0  # SIGTERM: graceful shutdown, clean exit
         assert node.stop() == 0

@@ -9,7 +9,7 @@ import anyio
 import msgspec
 
 from partita.actors import TaskMessage, WorkerSpec
-from partita.schemas import TaskStatus, WorkflowStatus
+from partita.schemas import TaskStatus, Workflow, WorkflowStatus
 from partita.transport import Client, Connection, EmbeddedServer, Layout, connect
 
 from .harness import Process, eventually, running
@@ -17,38 +17,75 @@ from .harness import Process, eventually, running
 WORKERS_MODULE = "tests.integration.slow_workers"
 
 
-async def test_a_task_whose_worker_dies_is_redelivered_after_its_response_timeout(
-    nats_server: EmbeddedServer, conn: Connection, client: Client, tmp_path: Path
-) -> None:
-    await client.register_json(b'{"name": "slow", "responseTimeoutSeconds": 2, "retryCount": 0}')
-    await client.register_json(
-        b'{"name": "slow_flow", "tasks": [{"name": "slow", "taskReferenceName": "s",'
-        b' "inputParameters": {"marker_dir": "${workflow.input.dir}"}}]}'
-    )
+async def _kill_the_worker_holding_the_task(
+    nats_server: EmbeddedServer, conn: Connection, client: Client, tmp_path: Path, flow: str, rescuer: WorkerSpec
+) -> Workflow:
+    """Start ``flow`` (one ``slow`` task), SIGKILL the worker process running it, then let ``rescuer`` take over."""
     markers = tmp_path / "markers"
     markers.mkdir()
+    doomed = Process("--nats", nats_server.url, "worker", WORKERS_MODULE, log_path=tmp_path / "w.log")
+    try:
+        async with running(conn):
+            workflow_id = await client.start(flow, {"dir": str(markers)})
+            await eventually(lambda: any(markers.iterdir()), what="the doomed worker to start the task")
+            doomed.kill()
+            async with running(conn, [rescuer], node=False):
+                return await client.wait(workflow_id, within=30)
+    finally:
+        doomed.stop()
+
+
+SLOW_STEP = b'[{"name": "slow", "taskReferenceName": "s", "inputParameters": {"marker_dir": "${workflow.input.dir}"}}]'
+
+
+async def test_a_task_whose_worker_dies_times_out_after_its_response_timeout_and_is_retried(
+    nats_server: EmbeddedServer, conn: Connection, client: Client, tmp_path: Path
+) -> None:
+    # ALERT_ONLY: Conductor times out a silent task whatever its timeoutPolicy says.
+    await client.register_json(
+        b'{"name": "slow", "responseTimeoutSeconds": 2, "retryCount": 1, "retryDelaySeconds": 0,'
+        b' "timeoutPolicy": "ALERT_ONLY"}'
+    )
+    await client.register_json(b'{"name": "slow_flow", "tasks": ' + SLOW_STEP + b"}")
     rescued: list[TaskMessage] = []
 
     def rescue(task: TaskMessage) -> dict[str, object]:
         rescued.append(task)
         return {"finished_by": "rescuer"}
 
-    doomed = Process("--nats", nats_server.url, "worker", WORKERS_MODULE, log_path=tmp_path / "w.log")
-    try:
-        async with running(conn):
-            workflow_id = await client.start("slow_flow", {"dir": str(markers)})
-            await eventually(lambda: any(markers.iterdir()), what="the doomed worker to start the task")
-            doomed.kill()
-            async with running(conn, [WorkerSpec("slow", rescue)], node=False):
-                workflow = await client.wait(workflow_id, within=30)
-    finally:
-        doomed.stop()
+    workflow = await _kill_the_worker_holding_the_task(
+        nats_server, conn, client, tmp_path, "slow_flow", WorkerSpec("slow", rescue)
+    )
     assert workflow.status is WorkflowStatus.COMPLETED
     assert workflow.output == {"finished_by": "rescuer"}
-    (task,) = workflow.tasks  # the same attempt, redelivered: no retry was spent
-    assert task.status is TaskStatus.COMPLETED
-    assert task.retry_count == 0
-    assert [t.task_id for t in rescued] == [task.task_id]
+    # Conductor's task list: the silent attempt TIMED_OUT, then a retry as a new instance.
+    timed_out, retried = workflow.tasks
+    assert (timed_out.status, timed_out.retry_count) == (TaskStatus.TIMED_OUT, 0)
+    assert "after 2 seconds (responseTimeoutSeconds)" in (timed_out.reason_for_incompletion or "")
+    assert (retried.status, retried.retry_count, retried.retried_task_id) == (
+        TaskStatus.COMPLETED,
+        1,
+        timed_out.task_id,
+    )
+    assert [t.task_id for t in rescued] == [retried.task_id]  # the dead worker's attempt never ran twice
+
+
+async def test_a_silent_task_with_no_retries_left_times_out_its_workflow(
+    nats_server: EmbeddedServer, conn: Connection, client: Client, tmp_path: Path
+) -> None:
+    await client.register_json(b'{"name": "slow", "responseTimeoutSeconds": 1, "retryCount": 0}')
+    await client.register_json(b'{"name": "slow_once", "tasks": ' + SLOW_STEP + b"}")
+
+    def never(task: TaskMessage) -> None:
+        raise AssertionError(f"the timed-out attempt {task.task_id} must not run again")
+
+    workflow = await _kill_the_worker_holding_the_task(
+        nats_server, conn, client, tmp_path, "slow_once", WorkerSpec("slow", never)
+    )
+    assert workflow.status is WorkflowStatus.TIMED_OUT
+    (task,) = workflow.tasks
+    assert task.status is TaskStatus.TIMED_OUT
+    assert "(responseTimeoutSeconds)" in (workflow.reason_for_incompletion or "")
 
 
 async def test_a_node_killed_mid_run_and_restarted_completes_every_workflow_exactly_once(

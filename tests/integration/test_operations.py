@@ -234,3 +234,39 @@ async def test_a_restarted_workflow_gets_a_fresh_timeout(conn: Connection, clien
     assert first.status is WorkflowStatus.TIMED_OUT
     assert second.status is WorkflowStatus.TIMED_OUT
     assert second.run_count == 1
+
+
+async def test_the_history_records_every_transition_once_and_in_order(conn: Connection, client: Client) -> None:
+    calls: list[int] = []
+
+    def flaky() -> dict[str, object]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("first try fails")
+        return {"ok": True}
+
+    await client.register_json(b'{"name": "flaky", "retryCount": 1, "retryDelaySeconds": 0}')
+    await client.register_json(
+        b'{"name": "recorded", "tasks": [{"name": "flaky", "taskReferenceName": "f"},'
+        b' {"name": "note", "taskReferenceName": "n", "type": "SET_VARIABLE", "inputParameters": {"x": 1}}]}'
+    )
+    async with running(conn, [WorkerSpec("flaky", flaky)]):
+        workflow_id = await client.start("recorded")
+        workflow = await client.wait(workflow_id, within=30)
+    entries = await client.history(workflow_id)
+    assert [e.cause for e in entries] == ["start recorded", "result FAILED from " + str(workflow.tasks[0].worker_id),
+                                          "result COMPLETED from " + str(workflow.tasks[1].worker_id)]  # fmt: skip
+    assert [(e.previous_status, e.status) for e in entries] == [
+        (None, WorkflowStatus.RUNNING),
+        (WorkflowStatus.RUNNING, WorkflowStatus.RUNNING),
+        (WorkflowStatus.RUNNING, WorkflowStatus.COMPLETED),
+    ]
+    changes = [[(t.reference_task_name, t.previous_status, t.status, t.retry_count) for t in e.tasks] for e in entries]
+    assert changes == [
+        [("f", None, TaskStatus.SCHEDULED, 0)],
+        [("f", TaskStatus.SCHEDULED, TaskStatus.FAILED, 0), ("f", None, TaskStatus.SCHEDULED, 1)],
+        [("f", TaskStatus.SCHEDULED, TaskStatus.COMPLETED, 1), ("n", None, TaskStatus.COMPLETED, 0)],
+    ]
+    assert entries[1].tasks[0].reason_for_incompletion == "first try fails"
+    assert len({e.event_seq for e in entries}) == 3
+    assert await client.history("never-started") == []

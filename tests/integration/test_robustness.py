@@ -137,18 +137,24 @@ async def test_a_worker_stopped_mid_task_hands_the_task_back_at_once(conn: Conne
         began.set()
         await anyio.sleep_forever()
 
+    def finish() -> dict[str, object]:
+        return {"finished": True}
+
     await client.register_json(b'{"name": "stuck", "tasks": [{"name": "forever", "taskReferenceName": "f"}]}')
     async with running(conn, [WorkerSpec("forever", forever)], stop_grace=0.2):
-        await client.start("stuck")
+        workflow_id = await client.start("stuck")
         with anyio.fail_after(30):
             await began.wait()
-    # Handed back (nakked), the task is deliverable again now, not after its 3600 s AckWait.
-    consumer = await conn.pull_consumer(client.layout.tasks_stream, client.layout.task_consumer("forever", None))
-    try:
-        again = await consumer.fetch(1, 5.0)
-    finally:
-        await consumer.aclose()
-    assert [d.num_delivered for d in again] == [2]
+    # Handed back as a fresh copy: deliverable now, not after its 3600 s AckWait, and a first delivery, so
+    # the next worker runs it instead of reporting a response timeout.
+    info = await conn.js.consumer_info(client.layout.tasks_stream, client.layout.task_consumer("forever", None))
+    assert (info.num_pending, info.num_ack_pending, info.num_redelivered) == (1, 0, 0)
+    async with running(conn, [WorkerSpec("forever", finish)]):
+        workflow = await client.wait(workflow_id, within=30)
+    assert workflow.status is WorkflowStatus.COMPLETED
+    (task,) = workflow.tasks  # the same attempt: a hand-back spends no retry
+    assert task.retry_count == 0
+    assert task.output_data == {"finished": True}
 
 
 async def test_outputs_near_the_size_limit_fail_the_task_cleanly(tmp_path: Path) -> None:
@@ -221,6 +227,8 @@ async def test_a_rate_limit_holds_across_three_workers(conn: Connection, client:
         ids = [await client.start("one_tick") for _ in range(6)]
         finals = [await client.wait(workflow_id, within=60) for workflow_id in ids]
     assert all(w.status is WorkflowStatus.COMPLETED for w in finals)
+    # Postponed tasks come back as fresh deliveries: none is mistaken for a response timeout and retried.
+    assert [[t.retry_count for t in w.tasks] for w in finals] == [[0]] * 6
     per_window: dict[int, int] = {}
     for moment in starts:
         per_window[int(moment)] = per_window.get(int(moment), 0) + 1

@@ -10,9 +10,13 @@ from partita.schemas import (
     ScheduleTimer,
     StartWorkflow,
     TaskDef,
+    TaskResult,
+    TaskResultReceived,
+    TaskResultStatus,
     TaskStarted,
     TaskStartedReceived,
     TaskStatus,
+    TaskTimeoutPolicy,
     TimerFired,
     TimerPurpose,
     Workflow,
@@ -153,3 +157,35 @@ def test_total_timeout_covers_every_attempt_and_blocks_further_retries() -> None
     assert timed_out.status is WorkflowStatus.TIMED_OUT
     assert timed_out.tasks[-1].status is TaskStatus.TIMED_OUT
     assert "totalTimeoutSeconds" in (timed_out.tasks[-1].reason_for_incompletion or "")
+
+
+def timed_out_report(workflow: Workflow, at: int) -> Workflow | None:
+    task = workflow.tasks[-1]
+    result = TaskResult(
+        workflow_instance_id="wf",
+        task_id=task.task_id,
+        status=TaskResultStatus.TIMED_OUT,
+        reason_for_incompletion="Task timed out after 5 seconds (responseTimeoutSeconds)",
+        poll_count=task.poll_count,
+    )
+    return decide(workflow, TaskResultReceived(result=result, subject_task_type="work"), at).workflow
+
+
+def test_a_response_timeout_retries_the_task_whatever_its_timeout_policy() -> None:
+    for policy in TaskTimeoutPolicy:
+        task_def = TaskDef(
+            name="work", response_timeout_seconds=5, retry_count=1, retry_delay_seconds=0, timeout_policy=policy
+        )
+        workflow, _ = begin(task_def)
+        after = timed_out_report(workflow, NOW + 6000)
+        assert after is not None
+        assert after.status is WorkflowStatus.RUNNING, policy
+        assert [(t.status, t.retry_count) for t in after.tasks] == [
+            (TaskStatus.TIMED_OUT, 0),
+            (TaskStatus.SCHEDULED, 1),
+        ]
+        assert "responseTimeoutSeconds" in (after.tasks[0].reason_for_incompletion or "")
+        # Out of retries, the workflow ends TIMED_OUT (Conductor: the task's status decides the workflow's).
+        final = timed_out_report(after, NOW + 12_000)
+        assert final is not None
+        assert final.status is WorkflowStatus.TIMED_OUT, policy
