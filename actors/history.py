@@ -8,7 +8,6 @@ from typing import assert_never
 
 from partita.schemas import (
     ChildFinished,
-    Command,
     HistoryEntry,
     PauseWorkflow,
     RerunWorkflow,
@@ -23,13 +22,12 @@ from partita.schemas import (
     TerminateWorkflow,
     TimerFired,
     UpdateTask,
+    WireEvent,
     Workflow,
 )
 
-HistoryCause = StartWorkflow | TaskResult | TaskStarted | Command | TimerFired  # what an event subject carries
 
-
-def describe(event: HistoryCause) -> str:
+def describe(event: WireEvent) -> str:
     """What happened, in a few words: ``result COMPLETED from worker-7``, ``timer TASK_TIMEOUT``..."""
     match event:
         case StartWorkflow():

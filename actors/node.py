@@ -32,6 +32,7 @@ from partita.transport import (
     dead_letter,
     ensure_layout,
 )
+from partita.transport.payloads import PayloadStore
 
 from .definition_cache import DefinitionCache
 from .effects import EffectPerformer
@@ -132,6 +133,7 @@ class Node:
             presence=presence,
             environment=self._environment,
             history=self._history,
+            payloads=PayloadStore(self.conn, self.layout),
         )
         consumer = await self.conn.pull_consumer(self.layout.events_stream, self.layout.events_consumer)
         try:

@@ -47,6 +47,7 @@ from partita.transport import (
     ensure_task_consumer,
 )
 from partita.transport.codec import decode, encode_json, task_decoder, task_identity_decoder
+from partita.transport.payloads import PayloadStore
 from partita.transport.ratelimit import take as take_rate_slot
 
 from .presence import ANNOUNCE_INTERVAL_SECONDS
@@ -192,6 +193,7 @@ class TaskWorker:
         self._parameters = _parameters(spec.function)
         self._ack_wait = 3600.0  # the consumer's AckWait, read when binding
         self._limits: KvBucket | None = None
+        self._payloads = PayloadStore(conn, self.layout)
         self._in_flight: set[Delivery] = set()
         self._executed = 0
         self._failed = 0
@@ -332,6 +334,20 @@ class TaskWorker:
         if delivery.num_delivered > 1 and self.spec.redelivery_times_out:
             await self._report_response_timeout(delivery, task)
             return
+        if task.external_input_payload_storage_path and not task.input_data:
+            try:
+                task = msgspec.structs.replace(
+                    task, input_data=await self._payloads.load(task.external_input_payload_storage_path)
+                )
+            except PayloadError as exc:  # the input is gone: no attempt can ever run
+                self._log.error("task_input_unreadable", task_id=task.task_id, error=str(exc))
+                reason = f"the task's input could not be read: {exc}"
+                await self._report_without_running(delivery, task, TaskResultStatus.FAILED_WITH_TERMINAL_ERROR, reason)
+                return
+            except TransportError as exc:  # the object store is unreachable: try again shortly
+                self._log.warning("task_input_unavailable", task_id=task.task_id, error=str(exc))
+                await self._hand_back(delivery, task_id=task.task_id, delay=5.0)
+                return
         if task.rate_limit_per_frequency > 0 and self._limits is not None:
             wait = await take_rate_slot(
                 self._limits, task.task_type, task.rate_limit_per_frequency, task.rate_limit_frequency_in_seconds
@@ -432,16 +448,6 @@ class TaskWorker:
             f"Task timed out after {seconds} seconds (responseTimeoutSeconds): "
             "no result or heartbeat from the worker that took it"
         )
-        result = TaskResult(
-            workflow_instance_id=task.workflow_instance_id,
-            task_id=task.task_id,
-            task_type=task.task_type,
-            status=TaskResultStatus.TIMED_OUT,
-            reason_for_incompletion=reason,
-            worker_id=self.worker_id,
-            poll_count=task.poll_count,
-            end_time=time.time_ns() // 1_000_000,
-        )
         self._log.warning(
             "task_response_timed_out",
             task_id=task.task_id,
@@ -450,13 +456,7 @@ class TaskWorker:
             deliveries=delivery.num_delivered,
             response_timeout_seconds=seconds,
         )
-        with anyio.CancelScope(shield=True), anyio.move_on_after(RESULT_PUBLISH_GRACE):
-            if await self._publish_result(task, result):
-                with contextlib.suppress(TransportError):
-                    await delivery.ack()
-            else:
-                with contextlib.suppress(TransportError):
-                    await delivery.nak(5.0)
+        await self._report_without_running(delivery, task, TaskResultStatus.TIMED_OUT, reason)
 
     async def _report_undecodable(self, delivery: Delivery, reason: str) -> None:
         """A task this worker cannot read still gets an answer, so its workflow does not wait forever."""
@@ -492,7 +492,48 @@ class TaskWorker:
         except TransportError as exc:  # the task still runs; only its timeout clock starts late or not at all
             self._log.warning("task_start_unreported", task_id=task.task_id, error=str(exc))
 
+    async def _report_without_running(
+        self, delivery: Delivery, task: TaskMessage, status: TaskResultStatus, reason: str
+    ) -> None:
+        """End this delivery with a result the function never produced (a response timeout, an unreadable
+        input); if the result cannot be published, the task comes back and is reported again."""
+        result = TaskResult(
+            workflow_instance_id=task.workflow_instance_id,
+            task_id=task.task_id,
+            task_type=task.task_type,
+            status=status,
+            reason_for_incompletion=reason,
+            worker_id=self.worker_id,
+            poll_count=task.poll_count,
+            end_time=time.time_ns() // 1_000_000,
+        )
+        with anyio.CancelScope(shield=True), anyio.move_on_after(RESULT_PUBLISH_GRACE):
+            published = await self._publish_result(task, result)
+            with contextlib.suppress(TransportError):
+                await (delivery.ack() if published else delivery.nak(5.0))
+
+    async def _offload_output(self, task: TaskMessage, result: TaskResult) -> TaskResult:
+        """A large output goes to the payloads object store and the result carries its path (Conductor's
+        externalOutputPayloadStoragePath); one over the maximum size fails the task for good."""
+        try:
+            path = await self._payloads.offload(task.workflow_instance_id, result.output_data, "task output")
+        except PayloadError as exc:
+            return msgspec.structs.replace(
+                result,
+                status=TaskResultStatus.FAILED_WITH_TERMINAL_ERROR,
+                output_data={},
+                reason_for_incompletion=str(exc),
+            )
+        if path is None:
+            return result
+        return msgspec.structs.replace(result, output_data={}, external_output_payload_storage_path=path)
+
     async def _publish_result(self, task: TaskMessage, result: TaskResult) -> bool:
+        try:
+            result = await self._offload_output(task, result)
+        except TransportError as exc:
+            self._log.warning("result_output_unstored", task_id=task.task_id, error=str(exc))
+            return False
         data = encode_json(result)
         if len(data) > self.conn.payload_limit:
             reason = f"task output is {len(data)} bytes; the limit is {self.conn.payload_limit} bytes"

@@ -27,7 +27,6 @@ from msgspec import structs
 
 from partita.schemas import (
     ChildFinished,
-    Command,
     DeciderEvent,
     DispatchTask,
     Effect,
@@ -49,6 +48,7 @@ from partita.schemas import (
     TerminateWorkflow,
     TimerFired,
     UpdateTask,
+    WireEvent,
     Workflow,
     WorkflowDef,
     WorkflowFinished,
@@ -69,11 +69,13 @@ from partita.transport.codec import (
     started_decoder,
     timer_decoder,
 )
+from partita.transport.payloads import PayloadStore
 
 from .decider import Decision, decide, snapshot_definition, uses_scripts
 from .definition_cache import DefinitionCache
 from .effects import EffectPerformer, now_ms
 from .history import describe, history_entry
+from .offload import Offloader
 from .presence import WorkerPresence
 
 log = structlog.get_logger(__name__)
@@ -82,8 +84,6 @@ MAX_CAS_ATTEMPTS: Final = 16
 RETRY_LATER_SECONDS: Final = 2.0
 MAX_RETRY_LATER_SECONDS: Final = 60.0
 UNKNOWN_WORKFLOW_DELIVERIES: Final = 5  # an event for a workflow not (yet) started is retried this often
-
-WireEvent = StartWorkflow | TaskResult | TaskStarted | Command | TimerFired
 
 
 @dataclass(slots=True)
@@ -109,6 +109,7 @@ class ActorContext:
     script_threads: anyio.CapacityLimiter
     presence: WorkerPresence
     environment: Mapping[str, str]
+    payloads: PayloadStore
     history: bool = True  # record every transition in the history stream
 
 
@@ -125,6 +126,7 @@ class WorkflowActor:
         self._record: WorkflowRecord | None = None
         self._revision = 0
         self._log = log.bind(workflow_id=workflow_id)
+        self._offloader = Offloader(context.payloads, workflow_id)
 
     async def run(self) -> None:
         async with self._mailbox:
@@ -211,7 +213,7 @@ class WorkflowActor:
                 self._log.info("event_replayed", stream_seq=delivery.stream_seq, effects=len(record.outbox))
                 return
             event = await self._decider_event(envelope)
-            decision = await self._decide(record.workflow if record else None, event)
+            decision = await self._decide(await self._offloader.hydrate(record.workflow if record else None), event)
             if decision.workflow is None:
                 if not fresh:
                     # Decided on cached state, which another node may have moved on (a result for a task it
@@ -284,11 +286,17 @@ class WorkflowActor:
                 effects = (*effects, RecordHistory(entry=entry))
             return WorkflowRecord(workflow=workflow, outbox=effects, event_seq=event_seq)
 
-        record = with_history(decision.workflow, decision.effects)
-        data = encode_record(record)
-        problem = self._size_problem(record, len(data))
+        problem: str | None
+        try:
+            workflow, effects = await self._offloader.offload(decision.workflow, decision.effects)
+        except PayloadError as exc:  # a payload over the maximum size: fail the workflow, saying which
+            problem = str(exc)
+        else:
+            record = with_history(workflow, effects)
+            data = encode_record(record)
+            problem = self._size_problem(record, len(data))
         if problem is not None:
-            failed = self._failed_record(problem, event_seq)
+            failed = await self._failed_record(problem, event_seq, decision.workflow)
             record = with_history(failed.workflow, failed.outbox)
             data = encode_record(record)
             self._log.error("workflow_failed_oversized", reason=problem)
@@ -312,13 +320,19 @@ class WorkflowActor:
                     )
         return None
 
-    def _failed_record(self, reason: str, event_seq: int) -> WorkflowRecord:
-        """The previous state (or a bare one), FAILED with ``reason``: never lose the workflow itself."""
+    async def _failed_record(self, reason: str, event_seq: int, decided: Workflow) -> WorkflowRecord:
+        """The previous state, FAILED with ``reason``: never lose the workflow itself. A workflow that could not
+        even be recorded once keeps its identity and input (stored apart if large), without its tasks."""
         now = now_ms()
         previous = self._record.workflow if self._record else None
-        base = previous or Workflow(
-            workflow_id=self.workflow_id, workflow_name="?", workflow_version=0, status=WorkflowStatus.RUNNING
-        )
+        base = previous or structs.replace(decided, tasks=(), output={}, variables={})
+        if previous is None:
+            try:
+                path = await self._ctx.payloads.offload(self.workflow_id, base.input, "workflow input")
+            except PayloadError:  # over the maximum size: the reason says why the workflow failed
+                base, path = structs.replace(base, input={}), None
+            if path is not None:
+                base = structs.replace(base, input={}, external_input_payload_storage_path=path)
         failed = structs.replace(
             base, status=WorkflowStatus.FAILED, reason_for_incompletion=reason, end_time=now, update_time=now
         )
@@ -336,7 +350,11 @@ class WorkflowActor:
         return WorkflowRecord(workflow=failed, outbox=outbox, event_seq=event_seq)
 
     async def _decider_event(self, envelope: Envelope) -> DeciderEvent:
-        event = envelope.event
+        try:
+            event = await self._offloader.hydrate_event(envelope.event)
+        except PayloadError as exc:  # only a start's input can fail this way: record the workflow FAILED
+            assert isinstance(envelope.event, StartWorkflow)
+            return WorkflowStartRequested(request=envelope.event, problem=f"workflow input: {exc}")
         match event:
             case StartWorkflow():
                 if envelope.problem:

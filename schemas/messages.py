@@ -37,6 +37,8 @@ class StartWorkflow(Message, frozen=True, tag="StartWorkflow"):
     # An inline (ephemeral) definition, as Conductor's StartWorkflowRequest.workflowDef allows.
     workflow_def: WorkflowDef | None = None
     created_by: str | None = None
+    # The input is in the payloads object store at this path (Conductor's StartWorkflowRequest field).
+    external_input_payload_storage_path: str | None = None
     # Set when a SUB_WORKFLOW task starts this workflow: it reports its end to that task.
     parent_workflow_id: str | None = None
     parent_workflow_task_id: str | None = None
@@ -74,6 +76,8 @@ class TaskMessage(Message, frozen=True, tag="Task"):
     # Conductor copies the TaskDef's rate limit onto the task; workers honour it (0 = none).
     rate_limit_per_frequency: int = 0
     rate_limit_frequency_in_seconds: int = 1
+    # A large input is in the payloads object store at this path (``inputData`` is then empty).
+    external_input_payload_storage_path: str | None = None
 
 
 # --- worker -> node -----------------------------------------------------------------------------------
@@ -119,6 +123,8 @@ class TaskResult(Message, frozen=True, tag="TaskResult"):
     start_time: int = 0
     end_time: int = 0
     poll_count: int | None = None
+    # A large output stored in the payloads object store (``outputData`` is then empty), as Conductor's.
+    external_output_payload_storage_path: str | None = None
 
 
 class UpdateTask(Message, frozen=True, tag="UpdateTask"):
@@ -201,6 +207,7 @@ class ChildFinished(Message, frozen=True, tag="ChildFinished"):
     status: WorkflowStatus
     output: dict[str, object] = msgspec.field(default_factory=dict)
     reason_for_incompletion: str | None = None
+    external_output_payload_storage_path: str | None = None
 
 
 class TimerPurpose(enum.StrEnum):
@@ -338,6 +345,8 @@ class RecordHistory(Message, frozen=True, tag="RecordHistory"):
 Effect = DispatchTask | CancelDispatch | ScheduleTimer | StartChild | SendCommand | WorkflowFinished | RecordHistory
 Operation = PauseWorkflow | ResumeWorkflow | RetryWorkflow | RestartWorkflow | SkipTask | RerunWorkflow
 Command = UpdateTask | TerminateWorkflow | ChildFinished | Operation
+# What arrives on an events-stream subject (start, result, started, cmd, timer).
+WireEvent = StartWorkflow | TaskResult | TaskStarted | Command | TimerFired
 
 
 class RestartRequested(Message, frozen=True, tag="RestartRequested"):

@@ -90,6 +90,10 @@ class Task(Record, frozen=True):
     reason_for_incompletion: str | None = None
     iteration: int = 0
     sub_workflow_id: str | None = None
+    # Conductor's external payload storage: the input/output lives in the payloads object store at this path
+    # (and the map here is empty in the stored record).
+    external_input_payload_storage_path: str | None = None
+    external_output_payload_storage_path: str | None = None
 
 
 class Workflow(Record, frozen=True):
@@ -121,6 +125,8 @@ class Workflow(Record, frozen=True):
     # Partita: how often this workflow was run again (restart, rerun, retry): each run gets fresh task, child
     # and failure-workflow ids, so message-id dedupe never mistakes a new run's messages for old ones.
     run_count: int = 0
+    external_input_payload_storage_path: str | None = None
+    external_output_payload_storage_path: str | None = None
 
     def task_by_id(self, task_id: str) -> Task | None:
         for task in self.tasks:

@@ -43,6 +43,7 @@ from .connection import DEFAULT_URL, Connection, KvBucket, connect
 from .definitions import DefinitionStore
 from .errors import TransportTimeout
 from .layout import Layout
+from .payloads import PayloadStore, hydrate, stored_paths
 from .provision import ensure_layout
 
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("0b0c4a53-63f0-4e43-8a0f-3f3f1b8a7d52")
@@ -70,6 +71,7 @@ class Client:
         self._workflows = workflows
         self.definitions = definitions
         self._owns = owns
+        self.payloads = PayloadStore(conn, layout)
 
     @classmethod
     async def connect(
@@ -152,11 +154,14 @@ class Client:
             workflow_id = str(uuid.uuid4())
         else:
             workflow_id = await self._idempotent_id(name, idempotency_key, idempotency_strategy)
+        inline = dict(input or {})
+        stored = await self.payloads.offload(workflow_id, inline, "workflow input")  # large: in the object store
         message = StartWorkflow(
             workflow_id=workflow_id,
             name=name,
             version=version,
-            input=dict(input or {}),
+            input={} if stored else inline,
+            external_input_payload_storage_path=stored,
             correlation_id=correlation_id,
             task_to_domain=dict(task_to_domain or {}),
             idempotency_key=idempotency_key,
@@ -282,7 +287,8 @@ class Client:
         limit: int = 100,
     ) -> list[Workflow]:
         """Workflows matching every filter given, newest first, at most ``limit``. Reads the whole bucket in one
-        streamed pass (a KV watch): fine for thousands of workflows; search at scale needs an index."""
+        streamed pass (a KV watch): fine for thousands of workflows; search at scale needs an index. Payloads in
+        the object store are not loaded (their paths are set): ``get`` one workflow for them."""
         wanted = WorkflowStatus(status) if status is not None else None
         found: list[Workflow] = []
         async for entry in self._workflows.watch(">"):
@@ -304,7 +310,10 @@ class Client:
         workflow = await self.get(workflow_id)
         if not workflow.status.is_terminal:
             raise WorkflowError(f"cannot remove workflow {workflow_id!r}: it is {workflow.status}; terminate it first")
+        stored = await self.find(workflow_id, payloads=False)
         await self._workflows.delete(self.layout.workflow_key(workflow_id))
+        if stored is not None:
+            await self.payloads.delete(stored_paths(stored))
 
     async def _idempotent_id(self, name: str, key: str, strategy: str) -> str:
         if strategy not in ("RETURN_EXISTING", "FAIL", "FAIL_ON_RUNNING"):
@@ -315,7 +324,7 @@ class Client:
         latest: tuple[int, Workflow] | None = None
         run, missing = 0, 0
         while missing < _IDEMPOTENCY_LOOKAHEAD:
-            existing = await self.find(workflow_id_for(name, key if run == 0 else f"{key}#{run}"))
+            existing = await self.find(workflow_id_for(name, key if run == 0 else f"{key}#{run}"), payloads=False)
             if existing is None:
                 missing += 1
             else:
@@ -333,9 +342,14 @@ class Client:
             )
         return workflow_id_for(name, f"{key}#{number + 1}")  # FAIL_ON_RUNNING, the last run ended: a new run
 
-    async def find(self, workflow_id: str) -> Workflow | None:
+    async def find(self, workflow_id: str, *, payloads: bool = True) -> Workflow | None:
+        """The workflow, or None. Large inputs and outputs kept in the payloads object store are loaded into
+        their maps (their ``external*PayloadStoragePath`` stays set) unless ``payloads=False``."""
         entry = await self._workflows.get(self.layout.workflow_key(workflow_id))
-        return decode_record(entry.value).workflow if entry else None
+        if entry is None:
+            return None
+        workflow = decode_record(entry.value).workflow
+        return await hydrate(self.payloads, workflow) if payloads else workflow
 
     async def history(self, workflow_id: str, *, limit: int = 10_000) -> Sequence[HistoryEntry]:
         """Every recorded transition of the workflow, oldest first (empty for an unknown workflow, or one whose
@@ -357,9 +371,9 @@ class Client:
         try:
             with anyio.fail_after(within):
                 while True:
-                    workflow = await self.find(workflow_id)
+                    workflow = await self.find(workflow_id, payloads=False)
                     if workflow is not None and workflow.status.is_terminal:
-                        return workflow
+                        return await hydrate(self.payloads, workflow)
                     try:
                         await subscription.next(_WAIT_RECHECK_SECONDS)
                     except TransportTimeout:
@@ -375,7 +389,7 @@ class Client:
         async for entry in self._workflows.watch(self.layout.workflow_key(workflow_id)):
             if entry is None:
                 continue
-            workflow = decode_record(entry.value).workflow
+            workflow = await hydrate(self.payloads, decode_record(entry.value).workflow)
             yield workflow
             if workflow.status.is_terminal:
                 return

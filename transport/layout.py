@@ -120,6 +120,11 @@ class Layout:
         return f"{self.prefix}_workflows"
 
     @property
+    def payloads_bucket(self) -> str:
+        """The object store of payloads over the size threshold (Conductor's external payload storage)."""
+        return f"{self.prefix}_payloads"
+
+    @property
     def limits_bucket(self) -> str:
         return f"{self.prefix}_limits"
 

@@ -13,6 +13,7 @@ from nats.js.api import (
     ConsumerConfig,
     DeliverPolicy,
     KeyValueConfig,
+    ObjectStoreConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -63,20 +64,45 @@ async def _ensure_stream(conn: Connection, config: StreamConfig, replicas: int |
         raise ProvisioningError(f"stream {config.name}: {exc}") from exc
 
 
+async def _adopt(conn: Connection, stream: str, replicas: int | None) -> bool:
+    """Whether the stream behind a bucket exists; if so, bring it to ``replicas`` when given."""
+    existing = await _stream_config(conn, stream)
+    if existing is None:
+        return False
+    if replicas is not None and existing.num_replicas != replicas:
+        existing.num_replicas = replicas
+        with translate_errors(f"stream {stream}"):
+            await conn.js.update_stream(existing)
+    return True
+
+
 async def _ensure_bucket(
     conn: Connection, bucket: str, history: int, replicas: int | None, ttl: float | None = None
 ) -> None:
-    existing = await _stream_config(conn, f"KV_{bucket}")
-    if existing is not None:
-        if replicas is not None and existing.num_replicas != replicas:
-            existing.num_replicas = replicas
-            with translate_errors(f"bucket {bucket}"):
-                await conn.js.update_stream(existing)
+    if await _adopt(conn, f"KV_{bucket}", replicas):
         return
     with translate_errors(f"bucket {bucket}"):
         await conn.js.create_key_value(
             KeyValueConfig(bucket=bucket, history=history, storage=StorageType.FILE, replicas=replicas or 1, ttl=ttl)
         )
+
+
+async def _ensure_object_store(conn: Connection, bucket: str, replicas: int | None) -> None:
+    if await _adopt(conn, f"OBJ_{bucket}", replicas):
+        return
+    config = ObjectStoreConfig(
+        bucket=bucket,
+        description="Payloads over the size threshold (Conductor's external payload storage)",
+        storage=StorageType.FILE,
+        replicas=replicas or 1,
+    )
+    try:
+        await conn.js.create_object_store(bucket, config=config)
+    except nats.js.errors.BadRequestError as exc:
+        if exc.err_code != _STREAM_IN_USE:  # created concurrently a moment ago: adopt it
+            raise ProvisioningError(f"object store {bucket}: {exc.description}") from exc
+    except nats.errors.Error as exc:
+        raise ProvisioningError(f"object store {bucket}: {exc}") from exc
 
 
 async def ensure_layout(conn: Connection, layout: Layout, *, replicas: int | None = None) -> None:
@@ -112,6 +138,7 @@ async def ensure_layout(conn: Connection, layout: Layout, *, replicas: int | Non
     await _ensure_bucket(conn, layout.definitions_bucket, 5, replicas)
     # Rate-limit windows: one counter per (task type, window); a day is longer than any sensible window.
     await _ensure_bucket(conn, layout.limits_bucket, 1, replicas, ttl=24 * 3600.0)
+    await _ensure_object_store(conn, layout.payloads_bucket, replicas)
 
 
 async def _ensure_events_consumer(conn: Connection, layout: Layout) -> None:

@@ -195,18 +195,6 @@ async def test_a_malformed_event_is_terminated_and_logged_and_the_node_carries_o
     assert info.num_ack_pending == 0  # nothing left hanging for redelivery
 
 
-async def test_an_oversized_state_fails_the_workflow_instead_of_losing_it(conn: Connection, client: Client) -> None:
-    await client.register_json(
-        b'{"name": "big", "tasks": [{"name": "double", "taskReferenceName": "d",'
-        b' "inputParameters": {"blob": "${workflow.input.blob}"}}]}'
-    )
-    blob = "x" * 600_000  # fits in a start message; the state plus the task's copy does not fit in 1 MiB
-    async with running(conn, [WorkerSpec("double", double)]):
-        workflow = await client.wait(await client.start("big", {"blob": blob}), within=30)
-    assert workflow.status is WorkflowStatus.FAILED
-    assert "bytes; the limit is 1047552 bytes (server max_payload)" in (workflow.reason_for_incompletion or "")
-
-
 async def test_waiting_past_the_deadline_raises_workflow_timeout(conn: Connection, client: Client) -> None:
     await client.register_json(b'{"name": "stalled", "tasks": [{"name": "nobody", "taskReferenceName": "n"}]}')
     async with running(conn):
