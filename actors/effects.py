@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Final, assert_never, final
 
 import anyio
+import structlog
 from msgspec import structs
 
 from partita.schemas import (
@@ -23,6 +24,8 @@ from partita.transport import Connection, Layout, TransportError, ensure_task_co
 from partita.transport.codec import encode_json
 
 from .definition_cache import DefinitionCache
+
+log = structlog.get_logger(__name__)
 
 # AckWait of a task consumer whose type has no registered TaskDef: Conductor's default responseTimeoutSeconds.
 DEFAULT_ACK_WAIT_SECONDS: Final = 3600
@@ -106,7 +109,12 @@ class EffectPerformer:
             case RecordHistory(entry=entry):
                 subject = self._layout.history_subject(entry.workflow_id)
                 msg_id = f"history:{entry.workflow_id}:{entry.event_seq}"
-                await self._conn.publish_durable(subject, encode_json(entry), msg_id=msg_id)
+                try:
+                    await self._conn.publish_durable(subject, encode_json(entry), msg_id=msg_id)
+                except TransportError as exc:
+                    # An audit trail must not stall workflows (a deleted or full history stream): log the gap.
+                    # In an outage the event's other effects fail too, and the replay records it after all.
+                    log.warning("history_unrecorded", workflow_id=entry.workflow_id, cause=entry.cause, error=str(exc))
             case WorkflowFinished(workflow_id=workflow_id):
                 await self._conn.publish(self._layout.done_subject(workflow_id), encode_json(effect))
             case _:

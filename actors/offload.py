@@ -31,7 +31,8 @@ from partita.schemas import Workflow as WorkflowState
 from partita.transport.payloads import PayloadStore, hydrate
 
 Payload = dict[str, object]
-Store = Callable[[Payload, str], Awaitable[str | None]]  # store a map if large: its path, else None
+# Store a map if it is large, under an owner workflow's id: its path, else None.
+Store = Callable[[Payload, str, str], Awaitable[str | None]]
 
 
 class Offloader:
@@ -91,30 +92,36 @@ class Offloader:
     ) -> tuple[WorkflowState, tuple[Effect, ...]]:
         """Store the large maps of a decided workflow and its effects; raises :class:`PayloadError` when one is
         over the maximum size (the caller fails the workflow with that reason)."""
-        paths: dict[int, str | None] = {}  # id(map) -> path, so one map is stored once per decision
+        # (id(map), owner) -> path: a map loaded from a path, or stored once in this decision, is not stored
+        # again (the maps are never mutated, and the cache keeps them alive, so their ids are stable).
+        paths: dict[tuple[int, str], str | None] = {
+            (id(payload), path.rpartition("/")[0]): path for path, payload in self._cache.items()
+        }
+        mine = self._workflow_id
 
-        async def store(payload: Payload, what: str) -> str | None:
-            key = id(payload)
+        async def store(payload: Payload, what: str, owner: str) -> str | None:
+            key = (id(payload), owner)
             if key not in paths:
-                path = await self._store.offload(self._workflow_id, payload, what)
-                if path is not None:
+                path = await self._store.offload(owner, payload, what)
+                if path is not None and owner == mine:
                     self._cache[path] = payload
                 paths[key] = path
             return paths[key]
 
         before = self._hydrated
+        kept = {id(task) for task in before.tasks} if before is not None else set()
         tasks = []
         for task in workflow.tasks:
             original = self._stored.get(id(task))
             if isinstance(original, Task):
                 tasks.append(original)  # unchanged since it was hydrated: keep its stored form
                 continue
-            if before is not None and any(task is kept for kept in before.tasks):
+            if id(task) in kept:
                 tasks.append(task)  # unchanged and inline
                 continue
             name = task.reference_task_name
-            input_path = await store(task.input_data, f"task {name} input")
-            output_path = await store(task.output_data, f"task {name} output")
+            input_path = await store(task.input_data, f"task {name} input", mine)
+            output_path = await store(task.output_data, f"task {name} output", mine)
             tasks.append(
                 structs.replace(
                     task,
@@ -127,11 +134,11 @@ class Offloader:
         if before is not None and workflow.input is before.input:
             input_path = before.external_input_payload_storage_path  # as loaded: keep its stored form
         else:
-            input_path = await store(workflow.input, "workflow input")
+            input_path = await store(workflow.input, "workflow input", mine)
         if before is not None and workflow.output is before.output:
             output_path = before.external_output_payload_storage_path
         else:
-            output_path = await store(workflow.output, "workflow output")
+            output_path = await store(workflow.output, "workflow output", mine)
         changes: dict[str, object] = {
             "tasks": tuple(tasks),
             "external_input_payload_storage_path": input_path,
@@ -142,23 +149,25 @@ class Offloader:
         if output_path:
             changes["output"] = {}
         offloaded = structs.replace(workflow, **changes)
-        return offloaded, tuple([await self._effect(effect, store) for effect in effects])
+        return offloaded, tuple([await self._effect(effect, store, mine) for effect in effects])
 
     @staticmethod
-    async def _effect(effect: Effect, store: Store) -> Effect:
+    async def _effect(effect: Effect, store: Store, mine: str) -> Effect:
+        """Large maps in messages: a child's input is stored under the child's id (removed with it)."""
         match effect:
             case DispatchTask(task=message) if message.input_data:
-                path = await store(message.input_data, f"task {message.reference_task_name} input")
+                path = await store(message.input_data, f"task {message.reference_task_name} input", mine)
                 if path:
                     message = structs.replace(message, input_data={}, external_input_payload_storage_path=path)
                     return structs.replace(effect, task=message)
             case StartChild(request=request) if request.input:
-                path = await store(request.input, f"input of the workflow {request.name} to start")
+                what = f"input of the workflow {request.name} to start"
+                path = await store(request.input, what, request.workflow_id)
                 if path:
                     request = structs.replace(request, input={}, external_input_payload_storage_path=path)
                     return structs.replace(effect, request=request)
             case SendCommand(command=ChildFinished() as report) if report.output:
-                path = await store(report.output, "sub-workflow output")
+                path = await store(report.output, "sub-workflow output", mine)
                 if path:
                     report = structs.replace(report, output={}, external_output_payload_storage_path=path)
                     return structs.replace(effect, command=report)

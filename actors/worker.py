@@ -265,12 +265,9 @@ class TaskWorker:
                     await self._stopping.wait()
                 continue
             for index, delivery in enumerate(deliveries):
-                # nats-py may hand over more than was asked for (its pending queue): run the extras in turn,
-                # never more than ``concurrency`` at once.
-                while len(self._in_flight) >= self.spec.concurrency and not self._stopping.is_set():
-                    with anyio.move_on_after(FETCH_MAX_WAIT):
-                        await self._wait_slot()
-                if self._stopping.is_set():
+                # nats-py may hand over more than was asked for (its pending queue). An extra that waited here
+                # for a slot could outlive its AckWait and be timed out while it runs: give extras back at once.
+                if self._stopping.is_set() or len(self._in_flight) >= self.spec.concurrency:
                     for extra in deliveries[index:]:
                         await self._hand_back(extra)
                     break
@@ -308,6 +305,11 @@ class TaskWorker:
         """
         msg_id = f"handback:{delivery.stream_seq}"
         try:
+            if not await self.conn.stream_has_message(self.layout.tasks_stream, delivery.stream_seq):
+                # Purged meanwhile (its workflow canceled or timed out the task): there is nothing to give back.
+                with contextlib.suppress(TransportError):
+                    await delivery.ack()
+                return
             if delay > 0 and task_id is not None:
                 at = time.time_ns() // 1_000_000 + int(delay * 1000)
                 schedule = self.layout.task_schedule_subject(task_id)
@@ -334,6 +336,16 @@ class TaskWorker:
         if delivery.num_delivered > 1 and self.spec.redelivery_times_out:
             await self._report_response_timeout(delivery, task)
             return
+        if self.spec.lease_extend:  # heartbeats from receipt to ack: loading, running and reporting all count
+            async with anyio.create_task_group() as heartbeat:
+                lease = min(self._ack_wait, task.response_timeout_seconds or self._ack_wait)
+                heartbeat.start_soon(self._heartbeat, delivery, lease)
+                await self._run(delivery, task)
+                heartbeat.cancel_scope.cancel()
+        else:
+            await self._run(delivery, task)
+
+    async def _run(self, delivery: Delivery, task: TaskMessage) -> None:
         if task.external_input_payload_storage_path and not task.input_data:
             try:
                 task = msgspec.structs.replace(
@@ -359,14 +371,7 @@ class TaskWorker:
         started = time.time_ns() // 1_000_000
         if task.started_subject:
             await self._report_start(task, started)
-        if self.spec.lease_extend:
-            async with anyio.create_task_group() as heartbeat:
-                lease = min(self._ack_wait, task.response_timeout_seconds or self._ack_wait)
-                heartbeat.start_soon(self._heartbeat, delivery, lease)
-                result = await self._call(task, started)
-                heartbeat.cancel_scope.cancel()
-        else:
-            result = await self._call(task, started)
+        result = await self._call(task, started)
         # The work is done: finish reporting it even if shutdown cancels us meanwhile (bounded).
         with anyio.CancelScope(shield=True), anyio.move_on_after(RESULT_PUBLISH_GRACE):
             if await self._publish_result(task, result):
@@ -529,33 +534,30 @@ class TaskWorker:
         return msgspec.structs.replace(result, output_data={}, external_output_payload_storage_path=path)
 
     async def _publish_result(self, task: TaskMessage, result: TaskResult) -> bool:
-        try:
-            result = await self._offload_output(task, result)
-        except TransportError as exc:
-            self._log.warning("result_output_unstored", task_id=task.task_id, error=str(exc))
-            return False
-        data = encode_json(result)
-        if len(data) > self.conn.payload_limit:
-            reason = f"task output is {len(data)} bytes; the limit is {self.conn.payload_limit} bytes"
-            data = encode_json(
-                msgspec.structs.replace(
-                    result,
-                    status=TaskResultStatus.FAILED_WITH_TERMINAL_ERROR,
-                    output_data={},
-                    reason_for_incompletion=reason,
-                )
-            )
-        msg_id = f"result:{task.task_id}:{task.poll_count}:{result.status}"
+        """Store a large output, then publish the result durably; both retried with back-off."""
+        ready: TaskResult | None = None
         delay = 0.5
         for attempt in range(1, RESULT_PUBLISH_ATTEMPTS + 1):
             try:
-                await self.conn.publish_durable(task.result_subject, data, msg_id=msg_id)
+                if ready is None:
+                    ready = self._fitting(await self._offload_output(task, result))
+                msg_id = f"result:{task.task_id}:{task.poll_count}:{ready.status}"
+                await self.conn.publish_durable(task.result_subject, encode_json(ready), msg_id=msg_id)
                 return True
             except TransportError as exc:
                 self._log.warning("result_publish_failed", task_id=task.task_id, attempt=attempt, error=str(exc))
                 await anyio.sleep(delay)
                 delay *= 2
         return False
+
+    def _fitting(self, result: TaskResult) -> TaskResult:
+        """A result that still does not fit a message (a huge reason or log) fails the task, saying so."""
+        size = len(encode_json(result))
+        if size <= self.conn.payload_limit:
+            return result
+        reason = f"task output is {size} bytes; the limit is {self.conn.payload_limit} bytes"
+        failed = TaskResultStatus.FAILED_WITH_TERMINAL_ERROR
+        return msgspec.structs.replace(result, status=failed, output_data={}, logs=[], reason_for_incompletion=reason)
 
     async def _heartbeat(self, delivery: Delivery, lease_seconds: float) -> None:
         interval = max(1.0, lease_seconds / 3)

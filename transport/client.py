@@ -43,7 +43,7 @@ from .connection import DEFAULT_URL, Connection, KvBucket, connect
 from .definitions import DefinitionStore
 from .errors import TransportTimeout
 from .layout import Layout
-from .payloads import PayloadStore, hydrate, stored_paths
+from .payloads import PayloadStore, hydrate
 from .provision import ensure_layout
 
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("0b0c4a53-63f0-4e43-8a0f-3f3f1b8a7d52")
@@ -307,13 +307,13 @@ class Client:
 
     async def remove(self, workflow_id: str) -> None:
         """Delete an ended workflow's record (Conductor's ``DELETE /workflow/{id}/remove``)."""
-        workflow = await self.get(workflow_id)
+        workflow = await self.find(workflow_id, payloads=False)
+        if workflow is None:
+            raise WorkflowNotFound(workflow_id)
         if not workflow.status.is_terminal:
             raise WorkflowError(f"cannot remove workflow {workflow_id!r}: it is {workflow.status}; terminate it first")
-        stored = await self.find(workflow_id, payloads=False)
+        await self.payloads.delete_workflow(workflow_id)  # first: a failure here leaves the record to retry with
         await self._workflows.delete(self.layout.workflow_key(workflow_id))
-        if stored is not None:
-            await self.payloads.delete(stored_paths(stored))
 
     async def _idempotent_id(self, name: str, key: str, strategy: str) -> str:
         if strategy not in ("RETURN_EXISTING", "FAIL", "FAIL_ON_RUNNING"):

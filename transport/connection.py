@@ -334,7 +334,10 @@ class Connection:
             sub = await self.js.pull_subscribe(subject, stream=stream, config=config)
             try:
                 while len(found) < limit:
-                    batch = await sub.fetch(min(256, limit - len(found)), timeout=5.0)
+                    try:
+                        batch = await sub.fetch(min(256, limit - len(found)), timeout=5.0)
+                    except nats.errors.TimeoutError:
+                        break  # aged out since the lookup above, or nothing more
                     found.extend(msg.data for msg in batch)
                     if batch[-1].metadata.num_pending == 0:
                         break

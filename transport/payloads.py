@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterable
 from typing import Final
 
+import anyio
 import msgspec
 import nats.errors
 import nats.js.errors
@@ -29,6 +30,7 @@ from .layout import Layout
 
 DEFAULT_THRESHOLD: Final = 32 * 1024
 DEFAULT_MAX_SIZE: Final = 64 * 1024 * 1024
+TRANSFER_TIMEOUT: Final = 60.0  # seconds for one payload to be stored or loaded
 _decoder: Final = msgspec.json.Decoder(dict[str, object])
 
 
@@ -91,10 +93,21 @@ class PayloadStore:
         return await self.put(workflow_id, data)
 
     async def put(self, workflow_id: str, data: bytes) -> str:
+        """Store ``data`` under its content path, unless it is there already. Never store one name twice:
+        nats-py replaces an object by writing new chunks and deleting the old ones, which a reader of the
+        old description would wait for forever."""
         path = f"{workflow_id}/{hashlib.sha256(data).hexdigest()}"
         store = await self._bucket()
         try:
-            await store.put(path, data)
+            with anyio.fail_after(TRANSFER_TIMEOUT):
+                try:
+                    await store.get_info(path)
+                    return path  # same name, same content
+                except (nats.js.errors.ObjectNotFoundError, nats.js.errors.ObjectDeletedError):
+                    pass
+                await store.put(path, data)
+        except TimeoutError as exc:
+            raise TransportError(f"store payload {path}: timed out after {TRANSFER_TIMEOUT} s") from exc
         except nats.errors.Error as exc:
             raise TransportError(f"store payload {path}: {exc}") from exc
         return path
@@ -103,7 +116,10 @@ class PayloadStore:
         """The payload stored at ``path``; :class:`PayloadError` if there is none (removed, or a bad path)."""
         store = await self._bucket()
         try:
-            result = await store.get(path)
+            with anyio.fail_after(TRANSFER_TIMEOUT):  # nats-py waits for chunks without a deadline
+                result = await store.get(path)
+        except TimeoutError as exc:
+            raise TransportError(f"load payload {path}: timed out after {TRANSFER_TIMEOUT} s") from exc
         except nats.js.errors.ObjectNotFoundError as exc:
             raise PayloadError(f"no stored payload at {path!r}") from exc
         except nats.js.errors.ObjectDeletedError as exc:
@@ -117,8 +133,22 @@ class PayloadStore:
             raise PayloadError(f"the payload at {path!r} is not a JSON object: {exc}") from exc
         return payload
 
+    async def delete_workflow(self, workflow_id: str) -> int:
+        """Delete every payload stored for ``workflow_id`` (those of all its runs, and its children's inputs
+        stored under its id by older versions); returns how many. Lists the whole bucket: an admin action."""
+        store = await self._bucket()
+        try:
+            listed = await store.list(ignore_deletes=True)
+        except nats.js.errors.NotFoundError:
+            return 0
+        except nats.errors.Error as exc:
+            raise TransportError(f"list payloads: {exc}") from exc
+        mine = [info.name for info in listed if info.name and info.name.rpartition("/")[0] == workflow_id]
+        await self.delete(mine)
+        return len(mine)
+
     async def delete(self, paths: Iterable[str]) -> None:
-        """Delete stored payloads (a removed workflow's); missing ones are fine."""
+        """Delete stored payloads; missing ones are fine."""
         store = await self._bucket()
         for path in paths:
             try:
@@ -165,12 +195,4 @@ async def hydrate(
     )
 
 
-def stored_paths(workflow: Workflow) -> set[str]:
-    """Every payload path a workflow record refers to."""
-    paths = {workflow.external_input_payload_storage_path, workflow.external_output_payload_storage_path}
-    for task in workflow.tasks:
-        paths.update((task.external_input_payload_storage_path, task.external_output_payload_storage_path))
-    return {path for path in paths if path}
-
-
-__all__ = ["DEFAULT_MAX_SIZE", "DEFAULT_THRESHOLD", "PayloadStore", "hydrate", "stored_paths"]
+__all__ = ["DEFAULT_MAX_SIZE", "DEFAULT_THRESHOLD", "PayloadStore", "hydrate"]

@@ -491,12 +491,14 @@ def _apply_report(
         delay_ms = max(0, callback_after) * 1000
         st.effects.append(dispatch(st, updated, f"{task.task_id}.{polls}", st.now + delay_ms if delay_ms else 0))
         return
+    # A TIMED_OUT comes from the worker that got the redelivery; the task keeps the one that went silent.
+    timed_out = status is TaskResultStatus.TIMED_OUT
     finished = structs.replace(
         task,
         status=TERMINAL_RESULT_STATUSES[status],
         output_data=output,
         poll_count=task.poll_count + 1,
-        worker_id=worker_id or task.worker_id,
+        worker_id=task.worker_id if timed_out else worker_id or task.worker_id,
         start_time=started,
         end_time=end_time or st.now,
         reason_for_incompletion=reason,

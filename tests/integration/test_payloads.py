@@ -125,3 +125,20 @@ async def test_a_sub_workflow_passes_large_payloads_both_ways(conn: Connection, 
     assert workflow.output == {"size": BIG, "seed": seed}
     (task,) = workflow.tasks
     assert task.output_data["blob"] == "x" * BIG  # the child's whole output, mirrored onto the task
+
+
+async def test_storing_a_payload_again_leaves_the_stored_object_alone(client: Client) -> None:
+    # nats-py replaces an object by writing new chunks and deleting the old ones, which can strand a reader:
+    # a content-addressed path is written once.
+    payload: dict[str, object] = {"blob": "q" * 100_000}
+    first = await client.payloads.offload("wf-1", payload, "test payload")
+    assert first is not None
+    store = await client.conn.js.object_store(client.layout.payloads_bucket)
+    before = await store.get_info(first)
+    again = await client.payloads.offload("wf-1", dict(payload), "test payload")
+    after = await store.get_info(first)
+    assert again == first
+    assert after.nuid == before.nuid  # the same chunks: not rewritten
+    assert await client.payloads.load(first) == payload
+    assert await client.payloads.delete_workflow("wf-1") == 1
+    assert await client.payloads.delete_workflow("wf-1") == 0

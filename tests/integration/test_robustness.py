@@ -17,7 +17,7 @@ from partita.schemas import TaskResultReceived, TaskStatus, WorkflowStatus
 from partita.transport import Client, Connection, EmbeddedServer, Layout, connect, read_dead_letters
 from partita.transport.codec import encode_json
 
-from .harness import running
+from .harness import eventually, running
 
 CHAIN = {
     "name": "chain",
@@ -147,8 +147,13 @@ async def test_a_worker_stopped_mid_task_hands_the_task_back_at_once(conn: Conne
             await began.wait()
     # Handed back as a fresh copy: deliverable now, not after its 3600 s AckWait, and a first delivery, so
     # the next worker runs it instead of reporting a response timeout.
-    info = await conn.js.consumer_info(client.layout.tasks_stream, client.layout.task_consumer("forever", None))
-    assert (info.num_pending, info.num_ack_pending, info.num_redelivered) == (1, 0, 0)
+    consumer = client.layout.task_consumer("forever", None)
+
+    async def handed_back() -> bool:  # the ack of the original is asynchronous on the server
+        info = await conn.js.consumer_info(client.layout.tasks_stream, consumer)
+        return (info.num_pending, info.num_ack_pending, info.num_redelivered) == (1, 0, 0)
+
+    await eventually(handed_back, what="one fresh copy pending and the original acked")
     async with running(conn, [WorkerSpec("forever", finish)]):
         workflow = await client.wait(workflow_id, within=30)
     assert workflow.status is WorkflowStatus.COMPLETED
@@ -253,8 +258,6 @@ async def test_a_task_message_a_worker_cannot_read_fails_its_task_instead_of_han
             found = await client.find(workflow_id)
             return found is not None and bool(found.tasks)
 
-        from .harness import eventually
-
         await eventually(started, what="the HUMAN task")
         human = (await client.get(workflow_id)).tasks[0]
         # A task message for this workflow that is not valid for the worker (inputData is not an object):
@@ -290,3 +293,30 @@ async def test_an_event_the_decider_fails_on_is_kept_and_decided_again(
     assert failures == 1
     assert workflow.status is WorkflowStatus.COMPLETED
     assert workflow.output == {"n": 6}
+
+
+async def test_a_task_purged_while_its_worker_runs_it_is_not_handed_back(conn: Connection, client: Client) -> None:
+    began = anyio.Event()
+
+    async def forever() -> None:
+        began.set()
+        await anyio.sleep_forever()
+
+    await client.register_json(b'{"name": "doomed", "tasks": [{"name": "forever", "taskReferenceName": "f"}]}')
+    async with running(conn, [WorkerSpec("forever", forever)], stop_grace=0.2):
+        workflow_id = await client.start("doomed")
+        with anyio.fail_after(30):
+            await began.wait()
+        await client.terminate(workflow_id, "changed my mind")  # the node purges the queued task message
+        terminated = await client.wait(workflow_id, within=30)
+    # The worker was stopped holding the task: a hand-back now would bring the canceled task back to life.
+    assert terminated.status is WorkflowStatus.TERMINATED
+    consumer = client.layout.task_consumer("forever", None)
+
+    async def settled() -> bool:
+        info = await conn.js.consumer_info(client.layout.tasks_stream, consumer)
+        return (info.num_pending, info.num_ack_pending) == (0, 0)
+
+    await eventually(settled, what="the purged task acked and nothing queued")
+    stream = await conn.js.stream_info(client.layout.tasks_stream)
+    assert stream.state.messages == 0

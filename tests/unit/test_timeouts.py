@@ -189,3 +189,16 @@ def test_a_response_timeout_retries_the_task_whatever_its_timeout_policy() -> No
         final = timed_out_report(after, NOW + 12_000)
         assert final is not None
         assert final.status is WorkflowStatus.TIMED_OUT, policy
+
+
+def test_a_response_timeout_keeps_the_worker_that_went_silent() -> None:
+    workflow, _ = begin(TaskDef(name="work", response_timeout_seconds=5, retry_count=1, retry_delay_seconds=0))
+    running, _ = started(workflow, NOW + 1000)  # taken by w1
+    task = running.tasks[0]
+    report = TaskResult(
+        workflow_instance_id="wf", task_id=task.task_id, status=TaskResultStatus.TIMED_OUT, worker_id="w2",
+        poll_count=task.poll_count,
+    )  # fmt: skip
+    after = decide(running, TaskResultReceived(result=report, subject_task_type="work"), NOW + 7000).workflow
+    assert after is not None
+    assert (after.tasks[0].status, after.tasks[0].worker_id) == (TaskStatus.TIMED_OUT, "w1")
