@@ -267,9 +267,9 @@ class WorkflowActor:
         else:
             self._record, self._revision = decode_record(entry.value), entry.revision
             producer = self._record.event_seq
-            owed = [effect for effect in self._record.outbox if not isinstance(effect, RecordHistory)]
             if (
-                owed  # a lost history entry is not worth a stream lookup on every load
+                # Even a history-only outbox: performing it before deciding keeps the history in order.
+                self._record.outbox
                 and producer != current_seq
                 and await self._ctx.conn.stream_has_message(self._ctx.layout.events_stream, producer)
             ):
