@@ -39,9 +39,9 @@ typecheck: $(STAMP) $(TYPECHECK_LINKS)
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
-## bench: Partita vs a raw JetStream pipeline doing the same hops
+## bench: the benchmark suite, every workload against a raw JetStream pipeline (docs/performance.md)
 bench: $(STAMP)
-	$(PY) -m bench.sequential
+	$(PY) -m bench.suite --update-docs
 
 ## chaos: the fault-injection suite, three runs with different seeds (CI runs a short one in `make test`)
 chaos: $(STAMP)

@@ -6,7 +6,6 @@ import time
 from collections.abc import Sequence
 from typing import Final, assert_never, final
 
-import anyio
 import structlog
 from msgspec import structs
 
@@ -20,8 +19,9 @@ from partita.schemas import (
     StartChild,
     WorkflowFinished,
 )
-from partita.transport import Connection, Layout, TransportError, ensure_task_consumer, purge_task
+from partita.transport import Connection, Layout, ensure_task_consumer, purge_task
 from partita.transport.codec import encode_json
+from partita.transport.connection import Publication
 
 from .definition_cache import DefinitionCache
 
@@ -54,47 +54,50 @@ class EffectPerformer:
         return encode_json(structs.replace(task, result_subject=subject, started_subject=started))
 
     async def perform(self, effects: Sequence[Effect]) -> None:
-        """Perform ``effects`` concurrently; an outage surfaces as one :class:`TransportError`.
+        """Perform ``effects``: every JetStream publish at once, waiting for all the PubAcks together (one round
+        trip per event, not one per effect); purges alongside. An outage surfaces as a :class:`TransportError`.
 
         The end-of-workflow notification goes last, once everything durable is done: a client that sees it can
         read the final record, the children it started and the complete history.
         """
-        notices = [effect for effect in effects if isinstance(effect, WorkflowFinished)]
-        if notices:
-            await self._perform_all([effect for effect in effects if not isinstance(effect, WorkflowFinished)])
-            await self._perform_all(notices)
-        else:
-            await self._perform_all(effects)
+        publications: list[Publication] = []
+        audit: list[RecordHistory | None] = []  # per publication: the history entry it records, if any
+        notices: list[WorkflowFinished] = []
+        for effect in effects:
+            match effect:
+                case CancelDispatch(task_id=task_id, task_type=task_type, domain=domain):
+                    await purge_task(self._conn, self._layout, task_type, domain, task_id)
+                case WorkflowFinished():
+                    notices.append(effect)
+                case _:
+                    publications.append(await self._publication(effect))
+                    audit.append(effect if isinstance(effect, RecordHistory) else None)
+        outcomes = await self._conn.publish_all(publications)
+        failures = [error for error, entry in zip(outcomes, audit, strict=True) if error and entry is None]
+        if failures:
+            raise failures[0]
+        for error, entry in zip(outcomes, audit, strict=True):
+            if error is not None and entry is not None:
+                # An audit trail must not stall workflows (a deleted or full history stream): log the gap.
+                # In an outage the event's other effects fail too, and the replay records it after all.
+                workflow_id, cause = entry.entry.workflow_id, entry.entry.cause
+                log.warning("history_unrecorded", workflow_id=workflow_id, cause=cause, error=str(error))
+        for notice in notices:
+            await self._conn.publish(self._layout.done_subject(notice.workflow_id), encode_json(notice))
 
-    async def _perform_all(self, effects: Sequence[Effect]) -> None:
-        if not effects:
-            return
-        if len(effects) == 1:
-            await self._perform_one(effects[0])
-            return
-        try:
-            async with anyio.create_task_group() as tg:
-                for effect in effects:
-                    tg.start_soon(self._perform_one, effect)
-        except ExceptionGroup as group:
-            transport, other = group.split(TransportError)
-            if transport is not None and other is None:
-                raise transport.exceptions[0] from group
-            raise
-
-    async def _perform_one(self, effect: Effect) -> None:
+    async def _publication(
+        self, effect: DispatchTask | ScheduleTimer | StartChild | SendCommand | RecordHistory
+    ) -> Publication:
         match effect:
             case DispatchTask():
-                await self._dispatch(effect)
-            case CancelDispatch(task_id=task_id, task_type=task_type, domain=domain):
-                await purge_task(self._conn, self._layout, task_type, domain, task_id)
+                return await self._dispatch(effect)
             case ScheduleTimer():
                 target = self._layout.timer_subject(effect.event.workflow_id)
                 schedule = self._layout.timer_schedule_subject(effect.timer_id)
                 data = encode_json(effect.event)
                 # The deadline is part of the id: re-arming a timer (retry, resume) must not be deduplicated away.
                 msg_id = f"timer:{effect.timer_id}:{effect.at}"
-                await self._conn.publish_at(schedule, target, effect.at, data, msg_id=msg_id)
+                return Publication.scheduled(schedule, target, effect.at, data, msg_id)
             case StartChild(request=request):
                 subject = self._layout.start_subject(request.workflow_id)
                 data = encode_json(request)
@@ -102,21 +105,15 @@ class EffectPerformer:
                     # A failure workflow's copy of the failed one does not fit: send its id instead.
                     trimmed = {**request.input, "failedWorkflow": {"workflowId": request.input.get("workflowId")}}
                     data = encode_json(structs.replace(request, input=trimmed))
-                await self._conn.publish_durable(subject, data, msg_id=f"start:{request.workflow_id}")
+                return Publication.durable(subject, data, f"start:{request.workflow_id}")
             case SendCommand(send_id=send_id, command=command):
                 subject = self._layout.command_subject(command.workflow_id)
-                await self._conn.publish_durable(subject, encode_json(command), msg_id=send_id)
+                return Publication.durable(subject, encode_json(command), send_id)
             case RecordHistory(entry=entry):
                 subject = self._layout.history_subject(entry.workflow_id)
-                msg_id = f"history:{entry.workflow_id}:{entry.event_seq}"
-                try:
-                    await self._conn.publish_durable(subject, encode_json(entry), msg_id=msg_id)
-                except TransportError as exc:
-                    # An audit trail must not stall workflows (a deleted or full history stream): log the gap.
-                    # In an outage the event's other effects fail too, and the replay records it after all.
-                    log.warning("history_unrecorded", workflow_id=entry.workflow_id, cause=entry.cause, error=str(exc))
-            case WorkflowFinished(workflow_id=workflow_id):
-                await self._conn.publish(self._layout.done_subject(workflow_id), encode_json(effect))
+                return Publication.durable(
+                    subject, encode_json(entry), f"history:{entry.workflow_id}:{entry.event_seq}"
+                )
             case _:
                 assert_never(effect)
 
@@ -133,7 +130,7 @@ class EffectPerformer:
             )
             self._consumers[key] = (ack_wait, limit)
 
-    async def _dispatch(self, effect: DispatchTask) -> None:
+    async def _dispatch(self, effect: DispatchTask) -> Publication:
         task = effect.task
         await self._ensure_consumer(task.task_type, task.domain)
         data = self.encode_dispatch(effect)
@@ -142,6 +139,5 @@ class EffectPerformer:
         if effect.not_before > now_ms():
             # One schedule subject per task: a newer delayed dispatch of the same task replaces a pending one.
             schedule = self._layout.task_schedule_subject(task.task_id)
-            await self._conn.publish_at(schedule, target, effect.not_before, data, msg_id=effect.dispatch_id)
-        else:
-            await self._conn.publish_durable(target, data, msg_id=effect.dispatch_id)
+            return Publication.scheduled(schedule, target, effect.not_before, data, effect.dispatch_id)
+        return Publication.durable(target, data, effect.dispatch_id)

@@ -7,6 +7,7 @@ are copied before publishing, reconnection never gives up, ``term`` carries a re
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import math
@@ -23,7 +24,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 from nats.js.kv import KeyValue
 
 from partita.schemas.errors import PayloadError
@@ -239,12 +240,68 @@ def rfc3339(at_ms: int) -> str:
     return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One JetStream message to publish (see :meth:`Connection.publish_all`)."""
+
+    subject: str
+    data: bytes
+    headers: dict[str, str] | None = None
+
+    @classmethod
+    def durable(cls, subject: str, data: bytes, msg_id: str | None = None) -> Publication:
+        return cls(subject, data, {"Nats-Msg-Id": msg_id} if msg_id else None)
+
+    @classmethod
+    def scheduled(
+        cls, schedule_subject: str, target: str, at_ms: int, data: bytes, msg_id: str | None = None
+    ) -> Publication:
+        """Have JetStream publish ``data`` to ``target`` at ``at_ms`` (a message schedule, ADR-51). One
+        schedule subject per timer: publishing again on it replaces the pending schedule."""
+        headers = {"Nats-Schedule": f"@at {rfc3339(at_ms)}", "Nats-Schedule-Target": target}
+        if msg_id:
+            headers["Nats-Msg-Id"] = msg_id
+        return cls(schedule_subject, data, headers)
+
+
+def _publish_error(what: str, error: BaseException) -> TransportError:
+    if isinstance(error, nats.js.errors.NoStreamResponseError):
+        return TransportError(f"{what}: no stream is listening (is the layout provisioned?)")
+    if isinstance(error, nats.js.errors.APIError):
+        return TransportError(f"{what}: {error.description} (code {error.err_code})")
+    return TransportError(f"{what}: {error}")
+
+
 class Connection:
     """One NATS connection with JetStream. Open with :func:`connect`; close with :meth:`aclose`."""
 
-    def __init__(self, nc: NatsClient, js: JetStreamContext) -> None:
+    def __init__(self, nc: NatsClient, js: JetStreamContext, request_timeout: float = 5.0) -> None:
         self._nc = nc
         self.js = js
+        self._request_timeout = request_timeout
+
+    async def publish_all(self, publications: Sequence[Publication]) -> list[TransportError | None]:
+        """Publish every message to JetStream at once and wait for all the PubAcks together: one round trip
+        instead of one per message. Returns, per message, None (stored) or the error."""
+        if not publications:
+            return []
+        futures: list[asyncio.Future[PubAck]] = []
+        with translate_errors("publish"):
+            for publication in publications:
+                subject, data, headers = publication.subject, publication.data, publication.headers
+                futures.append(await self.js.publish_async(subject, data, headers=headers))
+        _, pending = await asyncio.wait(futures, timeout=self._request_timeout)
+        outcomes: list[TransportError | None] = []
+        for publication, future in zip(publications, futures, strict=True):
+            what = f"publish {publication.subject}"
+            if future in pending:
+                future.cancel()
+                outcomes.append(TransportTimeout(f"{what}: timed out"))
+            elif (error := future.exception()) is not None:
+                outcomes.append(_publish_error(what, error))
+            else:
+                outcomes.append(None)
+        return outcomes
 
     @property
     def server_version(self) -> tuple[int, int, int]:
@@ -287,15 +344,10 @@ class Connection:
     async def publish_at(
         self, schedule_subject: str, target: str, at_ms: int, data: bytes, *, msg_id: str | None = None
     ) -> int:
-        """Have JetStream publish ``data`` to ``target`` at ``at_ms`` (a message schedule, ADR-51).
-
-        One schedule subject per timer: publishing again on it replaces the pending schedule.
-        """
-        headers = {"Nats-Schedule": f"@at {rfc3339(at_ms)}", "Nats-Schedule-Target": target}
-        if msg_id:
-            headers["Nats-Msg-Id"] = msg_id
+        """Have JetStream publish ``data`` to ``target`` at ``at_ms`` (see :meth:`Publication.scheduled`)."""
+        publication = Publication.scheduled(schedule_subject, target, at_ms, data, msg_id)
         with translate_errors(f"schedule {schedule_subject}"):
-            ack = await self.js.publish(schedule_subject, data, headers=headers)
+            ack = await self.js.publish(schedule_subject, data, headers=publication.headers)
         return ack.seq
 
     async def subscribe(self, subject: str) -> Subscription:
@@ -432,4 +484,4 @@ async def connect(
     if not nc._server_info.get("jetstream"):
         await nc.close()
         raise ServerVersionError("the NATS server has JetStream disabled; start it with -js")
-    return Connection(nc, nc.jetstream(timeout=request_timeout))
+    return Connection(nc, nc.jetstream(timeout=request_timeout), request_timeout)

@@ -32,7 +32,7 @@ from partita.schemas.definitions import iter_workflow_tasks
 
 from .expressions import resolve
 from .scripts import ScriptError, evaluate_javascript, evaluate_jq, to_case
-from .state import DecisionState, definition_ref, dynamic_branches, loop_ref
+from .state import DecisionState, definition_ref, loop_ref
 from .waits import parse_duration, parse_until
 
 # Conductor's TaskType.isBuiltIn: never retried.
@@ -470,7 +470,7 @@ def progress(st: DecisionState, workflow_task: WorkflowTask, task: Task, *, iter
             _walk(st, branch, iteration)  # the JOIN that follows waits for the branches
         return True
     if kind == "FORK_JOIN_DYNAMIC" and task.status is TaskStatus.COMPLETED:
-        forked = dynamic_branches(task)
+        forked = st.fork_branches(task)
         for forked_task in forked:
             _walk(st, [forked_task], iteration)
         st.dynamic_join_on = [b.task_reference_name for b in forked]

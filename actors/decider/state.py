@@ -69,6 +69,9 @@ class DecisionState:
         self._latest = {task.reference_task_name: index for index, task in enumerate(self.tasks)}
         self._document: dict[str, object] | None = None
         self._definitions: dict[str, WorkflowTask] | None = None
+        # FORK_JOIN_DYNAMIC task id -> (its output map, what it forked by reference): decoding a fork's
+        # definitions once per decision, not once per lookup (a JOIN on 100 branches looks up 100 tasks).
+        self._forks: dict[str, tuple[dict[str, object], list[WorkflowTask], dict[str, WorkflowTask]]] = {}
         # The references a FORK_JOIN_DYNAMIC forked, for the JOIN that follows it in the same walk.
         self.dynamic_join_on: list[str] | None = None
 
@@ -119,10 +122,22 @@ class DecisionState:
             return found
         for fork in reversed(self.tasks):
             if fork.task_type == "FORK_JOIN_DYNAMIC" and fork.iteration == task.iteration:
-                for forked in iter_workflow_tasks(dynamic_branches(fork)):
-                    if forked.task_reference_name == reference:
-                        return forked
+                found = self._fork(fork)[2].get(reference)
+                if found is not None:
+                    return found
         raise KeyError(f"no definition for task {task.reference_task_name!r}")
+
+    def fork_branches(self, fork: Task) -> list[WorkflowTask]:
+        """The tasks a FORK_JOIN_DYNAMIC forked (see :func:`dynamic_branches`), decoded once per decision."""
+        return self._fork(fork)[1]
+
+    def _fork(self, fork: Task) -> tuple[dict[str, object], list[WorkflowTask], dict[str, WorkflowTask]]:
+        cached = self._forks.get(fork.task_id)
+        if cached is None or cached[0] is not fork.output_data:
+            branches = dynamic_branches(fork)
+            by_reference = {wt.task_reference_name: wt for wt in iter_workflow_tasks(branches)}
+            cached = self._forks[fork.task_id] = (fork.output_data, branches, by_reference)
+        return cached
 
     # --- workflow ----------------------------------------------------------------------------------
 

