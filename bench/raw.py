@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import anyio
-import nats.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig, RetentionPolicy, StreamConfig
 
@@ -77,7 +76,7 @@ async def raw_pipeline(conn: Connection, steps: int, width: int = 1) -> AsyncIte
             while not stopping.is_set():
                 try:
                     msgs = await sub.fetch(256, timeout=0.5)
-                except nats.errors.TimeoutError:  # an empty fetch
+                except TimeoutError:  # an empty fetch (nats-py raises both its own and asyncio.TimeoutError)
                     continue
                 for msg in msgs:
                     handlers.start_soon(handle, msg)

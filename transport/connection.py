@@ -388,7 +388,7 @@ class Connection:
                 while len(found) < limit:
                     try:
                         batch = await sub.fetch(min(256, limit - len(found)), timeout=5.0)
-                    except nats.errors.TimeoutError:
+                    except TimeoutError:  # nats-py raises its own subclass or asyncio's
                         break  # aged out since the lookup above, or nothing more
                     found.extend(msg.data for msg in batch)
                     if batch[-1].metadata.num_pending == 0:

@@ -19,3 +19,12 @@ async def test_the_benchmark_suite_runs_every_workload_against_raw_jetstream() -
         assert row["p99_ms"] >= row["p50_ms"] > 0
         assert row["cpu_ms_per_wf"] > 0
     assert len(report["ratios"]) == len(rows) - len(WORKLOADS)  # every Partita row against its raw row
+    parked = report["idle_many"]
+    assert parked["workflows"] == 200
+    assert parked["resume_wf_per_s"] > 0
+    # Memory figures are only present: 200 workflows may fit in memory earlier phases freed (RSS unchanged).
+    assert parked["kib_per_workflow_with_actors"] >= 0
+    assert parked["bytes_heap_per_passivated_workflow"] >= 0
+    recovered = report["recovery"]
+    assert recovered["wf_per_s_before"] > 0
+    assert 0 < recovered["first_completion_s"] <= recovered["all_in_flight_done_s"]
