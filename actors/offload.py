@@ -42,7 +42,7 @@ class Offloader:
         self._store = store
         self._workflow_id = workflow_id
         self._cache: dict[str, Payload] = {}  # path -> payload, for this workflow while its actor lives
-        self._stored: dict[int, WorkflowState | Task] = {}  # id(hydrated) -> the stored original
+        self._stored: dict[int, Task] = {}  # id(hydrated task) -> the stored original
         self._hydrated: WorkflowState | None = None
 
     async def hydrate(self, stored: WorkflowState | None) -> WorkflowState | None:
@@ -113,7 +113,7 @@ class Offloader:
         tasks = []
         for task in workflow.tasks:
             original = self._stored.get(id(task))
-            if isinstance(original, Task):
+            if original is not None:
                 tasks.append(original)  # unchanged since it was hydrated: keep its stored form
                 continue
             if id(task) in kept:
