@@ -384,7 +384,9 @@ class TaskWorker:
         self._executed += 1
         if result.status not in (TaskResultStatus.COMPLETED, TaskResultStatus.IN_PROGRESS):
             self._failed += 1
-        self._log.info(
+        # One line per task is for debugging (as in Conductor's SDKs); what went wrong is logged at info.
+        completed = result.status in (TaskResultStatus.COMPLETED, TaskResultStatus.IN_PROGRESS)
+        (self._log.debug if completed else self._log.info)(
             "task_executed",
             task_id=task.task_id,
             workflow_id=task.workflow_instance_id,

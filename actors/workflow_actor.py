@@ -80,6 +80,10 @@ from .presence import WorkerPresence
 
 log = structlog.get_logger(__name__)
 
+# How much larger JSON can be than msgpack for the same data: a control character is 1 byte in msgpack and 6
+# (``\u0001``) in JSON; everything else grows less.
+JSON_EXPANSION: Final = 6
+
 MAX_CAS_ATTEMPTS: Final = 16
 RETRY_LATER_SECONDS: Final = 2.0
 MAX_RETRY_LATER_SECONDS: Final = 60.0
@@ -311,6 +315,10 @@ class WorkflowActor:
         limit = self._ctx.conn.payload_limit
         if size > limit:
             return f"workflow state would grow to {size} bytes; the limit is {limit} bytes (server max_payload)"
+        if size * JSON_EXPANSION + 4096 <= limit:
+            # Every dispatch is in the record's outbox (msgpack); as JSON it is at most JSON_EXPANSION times
+            # larger, plus its subjects: too small to exceed the limit, so skip encoding each one twice.
+            return None
         for effect in record.outbox:
             if isinstance(effect, DispatchTask):
                 task_size = len(self._ctx.effects.encode_dispatch(effect))

@@ -1,28 +1,30 @@
-"""Partita pipelines for the benchmark: a node and trivial workers in this process, workflows started with
-start messages and their completions pushed to the client (``<prefix>.done.<id>``), never polled."""
+"""Partita pipelines for the benchmark: a node in this process and the trivial worker in its own process
+(``partita worker bench.workers``, as users deploy workers), workflows started with start messages and their
+completions pushed to the client (``<prefix>.done.<id>``), never polled."""
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
+from pathlib import Path
 from typing import Any
 
 import anyio
+import nats.errors
 
-from partita.actors import Node, WorkerSpec, run_workers
+from partita.actors import Node
 from partita.schemas import WorkflowStatus
 from partita.transport import Client, Connection, Layout
 
-from .measure import Completions, RunOne, Verify
+from .measure import Completions, Pipeline
+from .peers.common import spawned
+from .workers import IN_FLIGHT_TASKS, step
 
-IN_FLIGHT_TASKS = 256  # per worker: never the bottleneck
+__all__ = ["IN_FLIGHT_TASKS", "chain_definition", "fanout_definition", "partita_pipeline", "step"]
 
-
-async def step(n: int = 0) -> dict[str, object]:
-    """The trivial task every workload runs: ``n`` in, ``n + 1`` out (as in every peer's workload)."""
-    return {"n": n + 1}
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def chain_definition(steps: int) -> dict[str, Any]:
@@ -56,9 +58,28 @@ def expected_output(definition: dict[str, Any], i: int) -> dict[str, Any]:
 
 
 @asynccontextmanager
+async def worker_process(
+    conn: Connection, argv: list[str], log: Path, stream: str, consumer: str
+) -> AsyncIterator[int]:
+    """A worker process (stopped by PID on exit), logging warnings only as the node does, once it waits on its
+    consumer (a pull request pending on the server); yields its PID."""
+    env = {"PARTITA_LOG_FORMAT": "json", "PARTITA_LOG_LEVEL": "WARNING"}
+
+    async def ready() -> bool:
+        try:
+            info = await conn.js.consumer_info(stream, consumer)
+        except nats.errors.Error:  # not created yet
+            return False
+        return bool(info.num_waiting)
+
+    async with spawned(argv, log, ready, env=env, cwd=ROOT) as process:
+        yield process.pid
+
+
+@asynccontextmanager
 async def partita_pipeline(
-    conn: Connection, definition: dict[str, Any], *, history: bool = True
-) -> AsyncIterator[tuple[RunOne, Verify]]:
+    conn: Connection, url: str, scratch: Path, definition: dict[str, Any], *, history: bool = True
+) -> AsyncIterator[Pipeline]:
     client = await Client.over(conn, Layout())
     await client.register_json(json.dumps(definition))
     name = str(definition["name"])
@@ -83,14 +104,13 @@ async def partita_pipeline(
                 raise AssertionError(f"workflow {i}: {workflow.status}, output {str(workflow.output)[:200]}")
 
     node = Node(conn, max_in_flight=1024, history=history)
-    stop = anyio.Event()
+    argv = [sys.executable, "-m", "partita.actors.cli", "--nats", url, "worker", "bench.workers"]
     try:
         async with anyio.create_task_group() as tg:
             await tg.start(node.run)
-            specs = [WorkerSpec("bench_step", step, concurrency=IN_FLIGHT_TASKS)]
-            await tg.start(partial(run_workers, conn, specs, stop=stop))
-            yield run_one, verify
-            stop.set()
+            stream, consumer = client.layout.tasks_stream, client.layout.task_consumer("bench_step", None)
+            async with worker_process(conn, argv, scratch / "worker.log", stream, consumer) as pid:
+                yield Pipeline(run_one, verify, [pid])
             node.request_stop()
     finally:
         await done_sub.unsubscribe()

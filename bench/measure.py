@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import resource
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -18,6 +18,15 @@ RunOne = Callable[[int], Awaitable[None]]
 Verify = Callable[[range], Awaitable[None]]
 
 
+@dataclass
+class Pipeline:
+    """A system under test, ready: ``pids`` are its processes besides this one and the nats-server (workers)."""
+
+    run_one: RunOne
+    verify: Verify
+    pids: list[int] = field(default_factory=list)
+
+
 def cpu_seconds(server_pid: int | None) -> float:
     """CPU time (user + system) of this process and the nats-server: the whole system under test."""
     total = time.process_time()  # this process, at the clock's resolution (os.times() ticks at 10 ms)
@@ -25,6 +34,32 @@ def cpu_seconds(server_pid: int | None) -> float:
         fields = Path(f"/proc/{server_pid}/stat").read_text().rsplit(")", 1)[1].split()
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
     return total
+
+
+def tree_cpu_seconds(pids: Sequence[int]) -> float:
+    """CPU time (user + system) of ``pids`` and every live descendant, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        times[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    wanted = set(pids)
+    grew = True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in wanted and pid not in wanted:
+                wanted.add(pid)
+                grew = True
+    return sum(times.get(pid, 0.0) for pid in wanted)
 
 
 def max_rss_mib() -> float:

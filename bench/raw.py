@@ -7,20 +7,55 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
+import nats
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, KeyValueConfig, RetentionPolicy, StreamConfig
 
 from partita.transport import Connection
 
-from .measure import Completions, RunOne, Verify
+from .engine import worker_process
+from .measure import Completions, Pipeline
+
+
+async def pump(js: JetStreamContext, durable: str, stream: str, handle: Callable[[Msg], Awaitable[None]],
+               stopping: anyio.Event) -> None:  # fmt: skip
+    sub = await js.pull_subscribe_bind(durable, stream)
+    async with anyio.create_task_group() as handlers:
+        while not stopping.is_set():
+            try:
+                msgs = await sub.fetch(256, timeout=0.5)
+            except TimeoutError:  # an empty fetch (nats-py raises both its own and asyncio.TimeoutError)
+                continue
+            for msg in msgs:
+                handlers.start_soon(handle, msg)
+    await sub.unsubscribe()
+
+
+async def run_worker(url: str) -> None:
+    """The raw worker, in its own process (``python -m bench.raw URL``) as Partita's is: until SIGTERM."""
+    nc = await nats.connect(url, name="raw-worker")
+    js = nc.jetstream()
+
+    async def work(msg: Msg) -> None:
+        task = json.loads(msg.data)
+        result = {"id": task["id"], "step": task["step"] + 1, "n": task["n"] + 1}
+        await js.publish("raw.ev.result", json.dumps(result).encode())
+        await msg.ack()
+
+    await pump(js, "work", "RAW_TASKS", work, anyio.Event())
 
 
 @asynccontextmanager
-async def raw_pipeline(conn: Connection, steps: int, width: int = 1) -> AsyncIterator[tuple[RunOne, Verify]]:
+async def raw_pipeline(
+    conn: Connection, url: str, scratch: Path, steps: int, width: int = 1
+) -> AsyncIterator[Pipeline]:
     """``steps`` sequential steps of ``width`` parallel tasks each (width > 1: a fan-out joined at the end).
 
     Like the engine's workload, a task turns ``n`` into ``n + 1``; the state carries the last ``n`` and the
@@ -67,26 +102,6 @@ async def raw_pipeline(conn: Connection, steps: int, width: int = 1) -> AsyncIte
                 await nc.publish(f"raw.done.{workflow_id}", str(n).encode())
         await msg.ack()
 
-    async def work(msg: Msg) -> None:
-        task = json.loads(msg.data)
-        result = {"id": task["id"], "step": task["step"] + 1, "n": task["n"] + 1}
-        await js.publish("raw.ev.result", json.dumps(result).encode())
-        await msg.ack()
-
-    stopping = anyio.Event()
-
-    async def pump(durable: str, stream: str, handle: Callable[[Msg], Awaitable[None]]) -> None:
-        sub = await js.pull_subscribe_bind(durable, stream)
-        async with anyio.create_task_group() as handlers:
-            while not stopping.is_set():
-                try:
-                    msgs = await sub.fetch(256, timeout=0.5)
-                except TimeoutError:  # an empty fetch (nats-py raises both its own and asyncio.TimeoutError)
-                    continue
-                for msg in msgs:
-                    handlers.start_soon(handle, msg)
-        await sub.unsubscribe()
-
     async def run_one(i: int) -> None:
         workflow_id = f"w{i}"
         finished = completions.expect(workflow_id)
@@ -100,14 +115,20 @@ async def raw_pipeline(conn: Connection, steps: int, width: int = 1) -> AsyncIte
     async def verify(numbers: range) -> None:
         """Checked by ``run_one`` as each workflow finished."""
 
+    stopping = anyio.Event()
+    argv = [sys.executable, "-m", "bench.raw", url]
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(pump, "orch", "RAW_EVENTS", orchestrate)
-            tg.start_soon(pump, "work", "RAW_TASKS", work)
-            yield run_one, verify
+            tg.start_soon(pump, js, "orch", "RAW_EVENTS", orchestrate, stopping)
+            async with worker_process(conn, argv, scratch / "raw-worker.log", "RAW_TASKS", "work") as pid:
+                yield Pipeline(run_one, verify, [pid])
             stopping.set()
     finally:
         await done_sub.unsubscribe()
         for stream in ("RAW_EVENTS", "RAW_TASKS"):
             await js.delete_stream(stream)
         await js.delete_key_value("raw_state")
+
+
+if __name__ == "__main__":
+    anyio.run(run_worker, sys.argv[1])

@@ -3,8 +3,9 @@
     python -m bench.suite [--quick] [--repeat 3] [--sync default,always] [--update-docs]
 
 Each measurement gets a fresh embedded nats-server (file store) on 127.0.0.1, started and stopped by PID, with
-the node, the workers and the client in this process, so "CPU-ms per workflow" is this process plus the
-server: everything under test. Every figure is the median of ``--repeat`` runs; ratios are Partita over raw.
+the node (or raw orchestrator) and the client in this process and the worker in its own process, so "CPU-ms per
+workflow" is this process, the worker and the server: everything under test. Every figure is the median of
+``--repeat`` runs; ratios are Partita over raw.
 Results go to ``bench/results/<time>.json``; ``--update-docs`` rewrites the table in docs/performance.md.
 
 ``--peers all`` (or a list such as ``restate,celery``) adds the peer systems installed by ``bench/peers/setup``:
@@ -21,10 +22,8 @@ import os
 import platform
 import statistics
 import tempfile
-from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from partita.transport import Connection, EmbeddedServer, connect
 
 from .engine import chain_definition, fanout_definition, partita_pipeline
 from .idle import idle_many
-from .measure import RunOne, Verify, cpu_seconds, max_rss_mib, measure
+from .measure import Pipeline, cpu_seconds, max_rss_mib, measure, tree_cpu_seconds
 from .raw import raw_pipeline
 from .recovery import IN_FLIGHT, recovery
 
@@ -77,24 +76,29 @@ WORKLOADS = (
 )
 
 
-def pipeline(variant: str, workload: Workload, conn: Connection) -> AbstractAsyncContextManager[tuple[RunOne, Verify]]:
+def pipeline(
+    variant: str, workload: Workload, conn: Connection, url: str, scratch: Path
+) -> AbstractAsyncContextManager[Pipeline]:
     if variant == "raw":
-        return raw_pipeline(conn, workload.steps, workload.width)
-    return partita_pipeline(conn, workload.definition(), history=variant == "partita")
+        return raw_pipeline(conn, url, scratch, workload.steps, workload.width)
+    return partita_pipeline(conn, url, scratch, workload.definition(), history=variant == "partita")
 
 
 async def run_once(workload: Workload, variant: str, sync_always: bool, quick: bool) -> dict[str, float]:
     count = workload.quick_count if quick else workload.count
     with tempfile.TemporaryDirectory(prefix="partita-bench-") as store:
-        async with EmbeddedServer(Path(store), sync_always=sync_always) as server:
+        async with EmbeddedServer(Path(store) / "nats", sync_always=sync_always) as server:
             conn = await connect(server.url, name="bench")
-            cpu: Callable[[], float] = partial(cpu_seconds, server.pid)
             try:
-                async with pipeline(variant, workload, conn) as (run_one, verify):
-                    warm = min(WARM_UP, count)
-                    await measure(run_one, warm, workload.in_flight, 10**6, workload.tasks_per_workflow, cpu)
-                    result = await measure(run_one, count, workload.in_flight, 0, workload.tasks_per_workflow, cpu)
-                    await verify(range(count))
+                async with pipeline(variant, workload, conn, server.url, Path(store)) as system:
+
+                    def cpu() -> float:
+                        return cpu_seconds(server.pid) + tree_cpu_seconds(system.pids)
+
+                    steps, in_flight = workload.tasks_per_workflow, workload.in_flight
+                    await measure(system.run_one, min(WARM_UP, count), in_flight, 10**6, steps, cpu)
+                    result = await measure(system.run_one, count, in_flight, 0, steps, cpu)
+                    await system.verify(range(count))
             finally:
                 await conn.aclose()
     return {**result.figures(), "workflows": count}
@@ -114,10 +118,13 @@ async def run_peer(name: str, workload: Workload, quick: bool, repeat: int) -> d
     return report
 
 
-async def run_suite(quick: bool, repeat: int, syncs: list[str], idle: int, peers: list[str]) -> dict[str, Any]:
+async def run_suite(
+    quick: bool, repeat: int, syncs: list[str], idle: int, peers: list[str], only: str = ""
+) -> dict[str, Any]:
     rows = []
+    workloads = [w for w in WORKLOADS if only in w.name]
     for sync in syncs:
-        for workload in WORKLOADS:
+        for workload in workloads:
             for variant in workload.variants:
                 runs = [await run_once(workload, variant, sync == "always", quick) for _ in range(repeat)]
                 median = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
@@ -125,7 +132,7 @@ async def run_suite(quick: bool, repeat: int, syncs: list[str], idle: int, peers
                 print(_line(rows[-1]), flush=True)
     systems: dict[str, dict[str, Any]] = {}
     for name in peers:
-        for workload in WORKLOADS:
+        for workload in workloads:
             if workload.name in PEER_WORKLOADS:
                 report = await run_peer(name, workload, quick, repeat)
                 figures = {key: report[key] for key in ("cpu_ms_per_wf", "wf_per_s", "steps_per_s", "p50_ms", "p99_ms")}
@@ -136,8 +143,9 @@ async def run_suite(quick: bool, repeat: int, syncs: list[str], idle: int, peers
     parked = await idle_many(IDLE_QUICK if quick else idle) if idle else None
     if parked:
         print(f"idle-many: {parked}", flush=True)
-    recovered = await recovery(quick)
-    print(f"recovery: {recovered}", flush=True)
+    recovered = await recovery(quick) if not only else None
+    if recovered:
+        print(f"recovery: {recovered}", flush=True)
     return {
         "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "quick": quick,
@@ -253,7 +261,20 @@ def markdown(report: dict[str, Any]) -> str:
             f"{parked['resume_cpu_ms_per_wf']} |",
         ]
     recovered = report["recovery"]
-    lines += [
+    if recovered:
+        lines += _recovery_lines(recovered)
+    lines += ["", "| workload | system | sync | CPU ÷ raw | throughput ÷ raw | p50 ÷ raw | p99 ÷ raw |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    for r in ratios(rows):
+        lines.append(
+            f"| {r['workload']} | {r['variant']} | {r['sync']} | {r['cpu']:.2f}x | {r['throughput']:.2f}x | "
+            f"{r['p50']:.2f}x | {r['p99']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def _recovery_lines(recovered: dict[str, float]) -> list[str]:
+    return [
         "",
         f"recovery (chain-3, {IN_FLIGHT} in flight, the only node killed with SIGKILL and a new one started; "
         "seconds from starting the new node):",
@@ -263,14 +284,6 @@ def markdown(report: dict[str, Any]) -> str:
         f"| {recovered['wf_per_s_before']} | {recovered['first_completion_s']} s | {recovered['full_throughput_s']} s "
         f"| {recovered['all_in_flight_done_s']} s |",
     ]
-    lines += ["", "| workload | system | sync | CPU ÷ raw | throughput ÷ raw | p50 ÷ raw | p99 ÷ raw |"]
-    lines.append("|---|---|---|---|---|---|---|")
-    for r in ratios(rows):
-        lines.append(
-            f"| {r['workload']} | {r['variant']} | {r['sync']} | {r['cpu']:.2f}x | {r['throughput']:.2f}x | "
-            f"{r['p50']:.2f}x | {r['p99']:.2f}x |"
-        )
-    return "\n".join(lines)
 
 
 def update_docs(table: str) -> None:
@@ -287,7 +300,7 @@ async def main(options: argparse.Namespace) -> dict[str, Any]:
     peers = list(PEERS) if options.peers == "all" else [p.strip() for p in options.peers.split(",") if p.strip()]
     if unknown := [p for p in peers if p not in PEERS]:
         raise SystemExit(f"unknown peers {unknown}; --peers takes all or some of {','.join(PEERS)}")
-    report = await run_suite(options.quick, options.repeat, syncs, options.idle, peers)
+    report = await run_suite(options.quick, options.repeat, syncs, options.idle, peers, options.only)
     report["ratios"] = ratios(report["rows"])
     report["against_peers"] = against_peers(report["rows"])
     table = markdown(report)
@@ -313,6 +326,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--peers", default="", help="also run peers (after bench/peers/setup): all, or e.g. restate,celery"
+    )
+    parser.add_argument(
+        "--only", default="", help="only the workloads whose name contains this (e.g. chain-3); no recovery"
     )
     parser.add_argument("--no-out", dest="out", action="store_false", help="do not write bench/results/*.json")
     parser.add_argument("--update-docs", action="store_true", help="rewrite the table in docs/performance.md")

@@ -107,29 +107,3 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGKILL)  # stragglers of the group (forked pool workers)
     if process.poll() is None:
         process.wait(timeout=STOP_SECONDS)
-
-
-def tree_cpu_seconds(pids: Sequence[int]) -> float:
-    """CPU time (user + system) of ``pids`` and every live descendant, from /proc."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid = int(entry.name)
-        parents[pid] = int(fields[1])
-        times[pid] = (int(fields[11]) + int(fields[12])) / ticks
-    wanted = set(pids)
-    grew = True
-    while grew:
-        grew = False
-        for pid, parent in parents.items():
-            if parent in wanted and pid not in wanted:
-                wanted.add(pid)
-                grew = True
-    return sum(times.get(pid, 0.0) for pid in wanted)

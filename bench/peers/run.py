@@ -19,8 +19,8 @@ from typing import Any
 
 import anyio
 
-from ..measure import measure
-from .common import Peer, tree_cpu_seconds
+from ..measure import measure, tree_cpu_seconds
+from .common import Peer
 
 PEERS = ("temporal", "restate", "restate-run", "dbos", "celery")
 WARM_UP = 20
