@@ -37,6 +37,7 @@ from partita.transport import (
 )
 from partita.transport.codec import encode_json, workflow_json
 
+from .health import HealthServer, parse_address
 from .logs import configure_logging
 from .node import Node
 from .worker import load_workers, run_workers
@@ -88,11 +89,29 @@ async def cmd_node(args: argparse.Namespace) -> int:
             expression_env=_expression_env(),
             history=not args.no_history,
         )
-        await _run_until_signal(node.run, node.request_stop)
+        if args.health is None:
+            await _run_until_signal(node.run, node.request_stop)
+        else:
+            health = HealthServer(node, *args.health)
+
+            async def run_with_health() -> None:
+                async with anyio.create_task_group() as tg:
+                    await tg.start(health.run)
+                    await node.run()
+                    tg.cancel_scope.cancel()
+
+            await _run_until_signal(run_with_health, node.request_stop)
     finally:
         with anyio.CancelScope(shield=True):
             await conn.aclose()
     return EXIT_OK
+
+
+def _health_address(text: str) -> tuple[str, int]:
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _expression_env() -> list[str]:
@@ -414,6 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(os.environ["PARTITA_REPLICAS"]) if os.environ.get("PARTITA_REPLICAS") else None,
         help="bring streams and buckets to N replicas: 3 on a 3-node cluster (env PARTITA_REPLICAS; "
         "default: create missing ones with 1, leave existing ones as they are)",
+    )
+    node.add_argument(
+        "--health",
+        type=_health_address,
+        default=os.environ.get("PARTITA_HEALTH") or None,  # a string default goes through type= too
+        metavar="HOST:PORT",
+        help="serve /healthz and /readyz over HTTP here, e.g. 127.0.0.1:8080 (env PARTITA_HEALTH; default: off)",
     )
     node.add_argument(
         "--no-history",

@@ -103,6 +103,7 @@ class Node:
         self._in_flight: dict[Delivery, float] = {}  # -> when it was fetched (monotonic)
         self._capacity = anyio.CapacityLimiter(max_in_flight)
         self._stopping = anyio.Event()
+        self._consuming = False  # events are being fetched (for readiness)
         self._received = 0
         self._rejected = 0
 
@@ -114,6 +115,18 @@ class Node:
             actors_active=len(self._actors),
             events_in_flight=len(self._in_flight),
         )
+
+    def readiness(self) -> tuple[bool, dict[str, object]]:
+        """Ready = consuming events, connected to NATS and not shutting down (the health endpoint's /readyz)."""
+        details: dict[str, object] = {
+            "node": self.name,
+            "consuming": self._consuming,
+            "connected": self.conn.is_connected,
+            "stopping": self._stopping.is_set(),
+            "events_in_flight": len(self._in_flight),
+            "actors_active": len(self._actors),
+        }
+        return self._consuming and self.conn.is_connected and not self._stopping.is_set(), details
 
     def request_stop(self) -> None:
         """Stop fetching, let actors finish what they hold (within ``stop_grace``), then return from run."""
@@ -149,7 +162,11 @@ class Node:
                 async with anyio.create_task_group() as actors:
                     log.info("node_started", prefix=self.layout.prefix, max_in_flight=self._max_in_flight)
                     task_status.started()
-                    await self._fetch_loop(consumer, actors, context)
+                    self._consuming = True
+                    try:
+                        await self._fetch_loop(consumer, actors, context)
+                    finally:
+                        self._consuming = False
                     await self._drain(actors)
                 services.cancel_scope.cancel()
         finally:

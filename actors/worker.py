@@ -55,7 +55,7 @@ from .presence import ANNOUNCE_INTERVAL_SECONDS
 log = structlog.get_logger(__name__)
 
 FETCH_MAX_WAIT: Final = 1.0
-RESULT_PUBLISH_ATTEMPTS: Final = 4
+RESULT_PUBLISH_ATTEMPTS: Final = 8  # backing off 0.5, 1, 2, then 4 s: about 20 s, a cluster failover included
 RESULT_PUBLISH_GRACE: Final = 30.0
 
 
@@ -549,7 +549,7 @@ class TaskWorker:
             except TransportError as exc:
                 self._log.warning("result_publish_failed", task_id=task.task_id, attempt=attempt, error=str(exc))
                 await anyio.sleep(delay)
-                delay *= 2
+                delay = min(delay * 2, 4.0)
         return False
 
     def _fitting(self, result: TaskResult) -> TaskResult:

@@ -6,6 +6,7 @@ For development (``partita dev``), tests and benchmarks. Production runs the off
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -94,27 +95,37 @@ class EmbeddedServer:
         )
         return config
 
+    def _logged_ready(self) -> bool:
+        try:
+            with self.log_path.open("rb") as log_file:
+                return b"Server is ready" in log_file.read(1 << 20)  # the line comes early (a cluster goes on)
+        except FileNotFoundError:
+            return False
+
     def _log_tail(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-2000:]
         except FileNotFoundError:
             return ""
 
+    def _command(self) -> list[str]:
+        return [find_server_binary(), "-c", str(self._write_config()), "-l", str(self.log_path)]
+
     async def start(self) -> None:
         """Spawn the server and return once it logs that it is ready (JetStream included)."""
         if self._process is not None:
             raise TransportError("embedded nats-server already started")
-        config = self._write_config()
+        command = self._command()
         self.log_path.unlink(missing_ok=True)
         self._process = process = await anyio.open_process(
-            [find_server_binary(), "-c", str(config), "-l", str(self.log_path)],
+            command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + self.ready_within
         # The readiness signal is a line in a file; there is no event to wait on, so poll with a deadline.
-        while "Server is ready" not in self._log_tail():
+        while not self._logged_ready():
             if process.returncode is not None or time.monotonic() > deadline:
                 tail = self._log_tail()
                 await self.stop()
@@ -157,3 +168,47 @@ class EmbeddedServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+
+
+class ClusterMember(EmbeddedServer):
+    """One server of a JetStream cluster, run from a configuration file such as ``deploy/nats/cluster-1.conf``
+    with everything that names a host, a port or a directory overridden on the command line: the client and
+    cluster listeners on ``host``, the routes to the other members, the store under ``store_dir``, and the
+    monitoring port off. That is how the tests and the scaling benchmark run the shipped cluster files on one
+    machine. ``routes`` are the ``cluster_port`` of every member (this one's included, as in the files).
+    """
+
+    def __init__(
+        self,
+        config: str | os.PathLike[str],
+        store_dir: str | os.PathLike[str],
+        *,
+        name: str,
+        cluster_port: int,
+        routes: list[int],
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        ready_within: float = 30.0,
+        stop_grace: float = 10.0,
+    ) -> None:
+        super().__init__(store_dir, host=host, port=port, ready_within=ready_within, stop_grace=stop_grace)
+        self.config = Path(config)
+        self.name = name
+        self.cluster_port = cluster_port
+        self.routes = routes
+
+    def _command(self) -> list[str]:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        # nats-server refuses -sd beside a store_dir in the file, so the copy it runs names our directory.
+        store = f'store_dir: "{self.store_dir / "jetstream"}"'
+        text, found = re.subn(r"(?m)^(\s*)store_dir:.*$", lambda m: m.group(1) + store, self.config.read_text())
+        if not found:
+            raise TransportError(f"{self.config}: no jetstream store_dir to point at {self.store_dir}")
+        config = self.store_dir / self.config.name
+        config.write_text(text)
+        routes = ",".join(f"nats-route://{self.host}:{port}" for port in self.routes)
+        return [
+            find_server_binary(), "-c", str(config), "-l", str(self.log_path),
+            "--name", self.name, "-a", self.host, "-p", str(self.port), "-m", "0",
+            "--cluster", f"nats://{self.host}:{self.cluster_port}", "--routes", routes,
+        ]  # fmt: skip

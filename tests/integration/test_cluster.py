@@ -1,0 +1,124 @@
+"""Partita on a 3-server JetStream cluster started from the shipped ``deploy/nats/cluster-*.conf`` files (on
+loopback ports), with replicated (R3) streams and buckets: servers and nodes killed mid-run lose nothing."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import msgspec
+import nats.errors
+
+from partita.schemas import TaskStatus, WorkflowStatus
+from partita.transport import Client, Connection, Layout, connect, ensure_layout, free_port
+from partita.transport.server import ClusterMember
+
+from .harness import REPO, Process, eventually
+
+# The full run (`PARTITA_CLUSTER_WORKFLOWS=300`) is for a developer's machine; CI runs a trimmed one.
+WORKFLOWS = int(os.environ.get("PARTITA_CLUSTER_WORKFLOWS", "40"))
+STEPS = 4
+
+
+@asynccontextmanager
+async def nats_cluster(tmp_path: Path, size: int = 3) -> AsyncIterator[list[ClusterMember]]:
+    """The shipped cluster configuration, one server per file, on free loopback ports; stopped by PID."""
+    routes = [free_port() for _ in range(size)]
+    members = [
+        ClusterMember(
+            REPO / "deploy" / "nats" / f"cluster-{i + 1}.conf",
+            tmp_path / f"nats-{i + 1}",
+            name=f"partita-nats-{i + 1}",
+            cluster_port=routes[i],
+            routes=routes,
+        )
+        for i in range(size)
+    ]
+    try:
+        async with anyio.create_task_group() as tg:
+            for member in members:
+                tg.start_soon(member.start)
+        yield members
+    finally:
+        for member in members:
+            await member.stop()
+
+
+async def jetstream_ready(conn: Connection) -> None:
+    """A new cluster elects its JetStream meta leader after the servers are up: wait for it (with a deadline)."""
+
+    async def answers() -> bool:
+        try:
+            await conn.js.account_info()
+        except nats.errors.Error:
+            return False
+        return True
+
+    await eventually(answers, within=30, what="JetStream to elect its meta leader")
+
+
+async def test_the_cluster_files_start_a_cluster_that_replicates_every_stream_three_times(tmp_path: Path) -> None:
+    async with nats_cluster(tmp_path) as members:
+        conn = await connect(",".join(m.url for m in members), name="test")
+        try:
+            await jetstream_ready(conn)
+            await ensure_layout(conn, Layout(), replicas=3)
+            streams = [info async for info in _streams(conn)]
+        finally:
+            await conn.aclose()
+    assert streams, "no stream created"
+    replicas = dict(streams)
+    assert replicas == dict.fromkeys(replicas, 3)
+    assert {"PARTITA_EVENTS", "PARTITA_TASKS", "KV_partita_workflows", "OBJ_partita_payloads"} <= replicas.keys()
+
+
+async def _streams(conn: Connection) -> AsyncIterator[tuple[str, int]]:
+    for info in await conn.js.streams_info():
+        yield info.config.name or "", info.config.num_replicas or 1
+
+
+async def test_workflows_complete_exactly_once_while_a_server_and_a_node_are_killed(tmp_path: Path) -> None:
+    steps = [
+        {"name": "step", "taskReferenceName": f"s{i}",
+         "inputParameters": {"marker_dir": "${workflow.input.dir}", "n": i}}
+        for i in range(STEPS)
+    ]  # fmt: skip
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    async with nats_cluster(tmp_path) as members:
+        urls = ",".join(m.url for m in members)
+        conn = await connect(urls, name="test")
+        processes: list[Process] = []
+        try:
+            await jetstream_ready(conn)
+            await ensure_layout(conn, Layout(), replicas=3)
+            client = await Client.over(conn, Layout())
+            await client.register_json(msgspec.json.encode({"name": "chain", "tasks": steps}))
+            for i in range(2):
+                log = tmp_path / f"node{i}.log"
+                processes.append(Process("--nats", urls, "node", "--replicas", "3", log_path=log))
+            processes.append(
+                Process("--nats", urls, "worker", "tests.integration.slow_workers", log_path=tmp_path / "w.log")
+            )
+            ids = [await client.start("chain", {"dir": str(markers)}) for _ in range(WORKFLOWS)]
+            await eventually(lambda: len(os.listdir(markers)) >= WORKFLOWS, within=120, what="a quarter of the steps")
+            await members[0].kill()  # SIGKILL: a replica (perhaps a leader) is gone; clients fail over
+            await eventually(lambda: len(os.listdir(markers)) >= 2 * WORKFLOWS, within=120, what="half the steps")
+            processes[0].kill()  # and one of the two nodes
+            with anyio.fail_after(180):
+                finals = [await client.wait(workflow_id) for workflow_id in ids]
+        finally:
+            for process in processes:
+                process.stop()
+            await conn.aclose()
+    assert [w.status for w in finals] == [WorkflowStatus.COMPLETED] * WORKFLOWS
+    for workflow in finals:
+        # Exactly once: each step scheduled once and completed once, in order, no duplicate instances.
+        assert [t.reference_task_name for t in workflow.tasks] == [f"s{i}" for i in range(STEPS)]
+        assert [t.status for t in workflow.tasks] == [TaskStatus.COMPLETED] * STEPS
+        assert workflow.output == {"n": STEPS}
+    # Workers are at-least-once: a step may run twice around a crash, never zero times.
+    assert len(os.listdir(markers)) >= WORKFLOWS * STEPS
