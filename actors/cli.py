@@ -39,6 +39,7 @@ from partita.transport.codec import encode_json, workflow_json
 
 from .health import HealthServer, parse_address
 from .logs import configure_logging
+from .membership import read_cluster
 from .node import Node
 from .worker import load_workers, run_workers
 
@@ -358,6 +359,27 @@ async def cmd_dlq_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_cluster(args: argparse.Namespace) -> int:
+    async with await _client(args) as client:
+        status = await read_cluster(client.conn, client.layout)
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(status)))
+        return EXIT_OK
+    live = [m for m in status.members if m.live]
+    print(f"members: {len(live)} live, {len(status.members) - len(live)} silent")
+    for m in status.members:
+        state = "live" if m.live else "silent"
+        print(f"  {m.name:<28} {state:<6} {m.host} pid {m.pid}, heartbeat {m.heartbeat_age_seconds} s ago, "
+              f"{len(m.partitions)} partitions, {m.in_flight} events in flight")  # fmt: skip
+    unowned = [p.partition for p in status.partitions if p.owner is None]
+    waiting = sum(p.waiting for p in status.partitions)
+    print(f"partitions: {len(status.partitions)}, unowned: {len(unowned)}, events waiting: {waiting}")
+    for part in status.partitions:
+        if args.all or part.owner is None or part.waiting:
+            print(f"  {part.partition:>4}  {part.owner or '(none)':<28} {part.waiting} waiting")
+    return EXIT_OK
+
+
 async def cmd_workflow_remove(args: argparse.Namespace) -> int:
     async with await _client(args) as client:
         await client.remove(args.workflow_id)
@@ -517,6 +539,10 @@ def build_parser() -> argparse.ArgumentParser:
     terminate.add_argument("workflow_id")
     terminate.add_argument("--reason", default=None)
     terminate.set_defaults(handler=cmd_workflow_terminate)
+    cluster = commands.add_parser("cluster", help="nodes, the partitions each owns, and the lag of each partition")
+    cluster.add_argument("--all", action="store_true", help="list every partition (default: unowned or lagging)")
+    cluster.set_defaults(handler=cmd_cluster)
+
     dlq = commands.add_parser("dlq", help="dead letters: messages nothing could process").add_subparsers(
         dest="dlq_command", required=True
     )

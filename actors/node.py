@@ -38,6 +38,7 @@ from partita.transport.provision import EVENTS_PROGRESS_SECONDS
 
 from .definition_cache import DefinitionCache
 from .effects import EffectPerformer
+from .membership import Membership
 from .presence import WorkerPresence
 from .system_tasks import system_task_workers
 from .worker import run_workers
@@ -47,6 +48,7 @@ log = structlog.get_logger(__name__)
 
 MAILBOX_SIZE: Final = 16
 FETCH_MAX_WAIT: Final = 1.0
+LAYOUT_PATIENCE_SECONDS: Final = 120.0  # a cluster electing leaders, a server restarting: wait, don't crash
 SCRIPT_THREADS: Final = 4  # decisions that may run scripts, at once, in worker threads
 
 
@@ -97,6 +99,7 @@ class Node:
         self._system_tasks = system_tasks
         self._history = history
         self._presence: WorkerPresence | None = None
+        self.membership: Membership | None = None
         # Environment variables expressions may read: an explicit allow-list, read once.
         self._environment = {name: os.environ[name] for name in expression_env if name in os.environ}
         self._actors: dict[str, _ActorSlot] = {}
@@ -123,6 +126,7 @@ class Node:
             "consuming": self._consuming,
             "connected": self.conn.is_connected,
             "stopping": self._stopping.is_set(),
+            "partitions": len(self.membership.owned) if self.membership else 0,
             "events_in_flight": len(self._in_flight),
             "actors_active": len(self._actors),
         }
@@ -134,7 +138,7 @@ class Node:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         structlog.contextvars.bind_contextvars(node=self.name)
-        await ensure_layout(self.conn, self.layout, replicas=self._replicas)
+        await ensure_layout(self.conn, self.layout, replicas=self._replicas, patience=LAYOUT_PATIENCE_SECONDS)
         definitions = DefinitionCache(DefinitionStore(await self.conn.kv(self.layout.definitions_bucket), self.layout))
         presence = self._presence = WorkerPresence(self.conn, self.layout)
         context = ActorContext(
@@ -150,11 +154,13 @@ class Node:
             history=self._history,
             payloads=PayloadStore(self.conn, self.layout),
         )
-        consumer = await self.conn.pull_consumer(self.layout.events_stream, self.layout.events_consumer)
+        membership = self.membership = Membership(self.conn, self.layout, self.name)
+        consumer = await self.conn.pull_consumer(self.layout.events_stream, membership.consumer)
         try:
             async with anyio.create_task_group() as services:
                 await services.start(definitions.run)
                 await services.start(presence.run)
+                await services.start(membership.run)
                 services.start_soon(self._progress_loop)
                 if self._system_tasks:
                     specs = system_task_workers(self.conn, self.layout)
@@ -164,7 +170,7 @@ class Node:
                     task_status.started()
                     self._consuming = True
                     try:
-                        await self._fetch_loop(consumer, actors, context)
+                        await self._fetch_loop(consumer, membership, actors, context)
                     finally:
                         self._consuming = False
                     await self._drain(actors)
@@ -173,10 +179,17 @@ class Node:
             with anyio.CancelScope(shield=True):
                 await self._nak_in_flight()
                 await consumer.aclose()
+                await membership.leave()  # hand our partitions over now, not after the lease
             log.info("node_stopped", events_received=self._received)
 
-    async def _fetch_loop(self, consumer: PullConsumer, actors: TaskGroup, context: ActorContext) -> None:
+    async def _fetch_loop(
+        self, consumer: PullConsumer, membership: Membership, actors: TaskGroup, context: ActorContext
+    ) -> None:
         while not self._stopping.is_set():
+            if not membership.owned:  # more nodes than partitions, or waiting for another node to let go
+                with anyio.move_on_after(FETCH_MAX_WAIT):
+                    await membership.wait_changed()
+                continue
             free = int(self._capacity.available_tokens)
             if free == 0:
                 async with self._capacity:  # wait for a slot to free up

@@ -586,7 +586,7 @@ async def run_workers(
     specs = list(specs if specs is not None else registered_workers())
     if not specs:
         raise ValueError("no workers to run: decorate functions with @worker_task and import their modules")
-    await ensure_layout(conn, layout)
+    await ensure_layout(conn, layout, patience=120.0)  # a cluster electing leaders: wait, don't crash
     workers = [TaskWorker(conn, spec, layout, stop_grace=stop_grace) for spec in specs]
     async with anyio.create_task_group() as tg:
         for worker in workers:

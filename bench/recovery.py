@@ -33,10 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _node(url: str, log: Path) -> subprocess.Popen[bytes]:
-    """``partita node`` as a child process (stopped by PID by the caller)."""
+    """``partita node --name bench-node`` as a child process (stopped by PID by the caller). The replacement
+    has the killed node's name, as a systemd unit (``--name %H-%i``) or a StatefulSet pod restarts under its
+    own: it takes the partitions over at once. (A node under a new name waits for the dead one's 5 s lease;
+    tests/integration/test_ownership.py covers that case.)"""
     with open(log, "ab") as sink:
         return subprocess.Popen(
-            [sys.executable, "-m", "partita.actors.cli", "--nats", url, "node"],
+            [sys.executable, "-m", "partita.actors.cli", "--nats", url, "node", "--name", "bench-node"],
             cwd=ROOT,
             env={**os.environ, "PARTITA_LOG_FORMAT": "json", "PARTITA_LOG_LEVEL": "WARNING"},
             stdin=subprocess.DEVNULL,

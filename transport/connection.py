@@ -63,6 +63,7 @@ class KvEntry:
     key: str
     value: bytes
     revision: int
+    deleted: bool = False  # a delete or purge marker (only from ``watch(deletes=True)``)
 
 
 class Delivery:
@@ -183,17 +184,21 @@ class KvBucket:
                 await watcher.stop()  # type: ignore[no-untyped-call]
         return keys
 
-    async def watch(self, keys: str = ">") -> AsyncIterator[KvEntry | None]:
+    async def watch(self, keys: str = ">", *, deletes: bool = False) -> AsyncIterator[KvEntry | None]:
         """Current values of matching keys, then ``None`` once, then every later update (push, not poll).
-        Deleted keys are skipped."""
+        Deleted keys are skipped, unless ``deletes`` (then they come as entries with ``deleted=True``)."""
         with translate_errors(f"kv watch {self.name}"):
             watcher = await self._kv.watch(keys)
         try:
             async for entry in watcher:
                 if entry is None:
                     yield None
-                elif entry.value is not None and entry.revision is not None and entry.operation is None:
+                elif entry.revision is None:
+                    continue
+                elif entry.operation is None and entry.value is not None:
                     yield KvEntry(entry.key, entry.value, entry.revision)
+                elif deletes and entry.operation is not None:
+                    yield KvEntry(entry.key, b"", entry.revision, deleted=True)
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await watcher.stop()  # type: ignore[no-untyped-call]

@@ -31,3 +31,7 @@ class CasConflict(TransportError):
 
 class ProvisioningError(TransportError):
     """A stream, consumer or bucket could not be created or updated as required."""
+
+
+class PartitionTaken(TransportError):
+    """An event partition a node tried to take is still filtered by another node's consumer."""

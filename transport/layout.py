@@ -29,6 +29,7 @@ from dataclasses import dataclass
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 NO_DOMAIN_TOKEN = "_"
+NODE_CONSUMER_PREFIX = "node_"
 
 
 def escape_token(value: str) -> str:
@@ -129,6 +130,11 @@ class Layout:
         return f"{self.prefix}_limits"
 
     @property
+    def members_bucket(self) -> str:
+        """Live nodes: one key per member, refreshed every second (partition ownership)."""
+        return f"{self.prefix}_members"
+
+    @property
     def definitions_bucket(self) -> str:
         return f"{self.prefix}_definitions"
 
@@ -174,9 +180,27 @@ class Layout:
     def events_filter(self) -> str:
         return f"{self.prefix}.wf.>"
 
+    def partition_filter(self, partition: int) -> str:
+        """Every event of one partition (a node's consumer filters on the partitions it owns)."""
+        return f"{self.prefix}.wf.{partition}.>"
+
     @property
     def events_consumer(self) -> str:
+        """The consumer all nodes shared before partitions were owned (removed when a node starts)."""
         return "nodes"
+
+    def node_consumer(self, member: str) -> str:
+        """The durable events consumer of one node (member name), filtered to the partitions it owns."""
+        return f"{NODE_CONSUMER_PREFIX}{escape_token(member)}"
+
+    def consumer_member(self, consumer: str) -> str | None:
+        """The member a node consumer belongs to, or None for any other consumer."""
+        if not consumer.startswith(NODE_CONSUMER_PREFIX):
+            return None
+        try:
+            return unescape_token(consumer[len(NODE_CONSUMER_PREFIX) :])
+        except ValueError:
+            return None
 
     def worker_announce_subject(self, task_type: str, domain: str | None) -> str:
         return f"{self.prefix}.workers.{escape_token(task_type)}.{domain_token(domain)}"

@@ -6,8 +6,13 @@ brings what exists to the required configuration.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
+
+import anyio
 import nats.errors
 import nats.js.errors
+import structlog
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -20,8 +25,10 @@ from nats.js.api import (
 )
 
 from .connection import Connection, translate_errors
-from .errors import ProvisioningError
+from .errors import PartitionTaken, ProvisioningError, TransportError
 from .layout import Layout
+
+log = structlog.get_logger(__name__)
 
 # How long an event fetched by a node that then died waits before another node gets it. A live node tells the
 # server it is still working (``+WPI``) on every event it has held for EVENTS_PROGRESS_SECONDS, so a slow event
@@ -108,13 +115,34 @@ async def _ensure_object_store(conn: Connection, bucket: str, replicas: int | No
         raise ProvisioningError(f"object store {bucket}: {exc}") from exc
 
 
-async def ensure_layout(conn: Connection, layout: Layout, *, replicas: int | None = None) -> None:
-    """Create what is missing: the task and event streams, the events consumer and the KV buckets.
+async def ensure_layout(
+    conn: Connection, layout: Layout, *, replicas: int | None = None, patience: float = 0.0
+) -> None:
+    """Create what is missing: the streams and the KV buckets (nodes make their own events consumers).
+
+    With ``patience`` (long-running nodes and workers), a JetStream that does not answer yet (a cluster electing
+    leaders after a server died, a server still starting) is asked again, backing off, for that many seconds
+    before the error is raised; a command-line client fails at once instead.
 
     ``replicas=None`` (clients, workers, nodes not told otherwise) creates missing pieces with one replica
     and leaves existing ones alone. A number (``partita node --replicas 3``) also brings existing streams and
     buckets to that replica count.
     """
+    deadline = time.monotonic() + patience
+    delay = 0.5
+    while True:
+        try:
+            await _ensure_layout(conn, layout, replicas)
+            return
+        except TransportError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("layout_unavailable", error=str(exc), retry_in=delay)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def _ensure_layout(conn: Connection, layout: Layout, replicas: int | None) -> None:
     day = 24 * 3600.0
     streams = (
         (layout.tasks_stream, "Partita task messages: one subject per task", ("task", "tsched"), None),
@@ -136,38 +164,60 @@ async def ensure_layout(conn: Connection, layout: Layout, *, replicas: int | Non
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
         )
         await _ensure_stream(conn, config, replicas)
-    await _ensure_events_consumer(conn, layout)
     await _ensure_bucket(conn, layout.workflows_bucket, 1, replicas)
+    await _ensure_bucket(conn, layout.members_bucket, 1, replicas, ttl=MEMBERS_TTL_SECONDS)
     await _ensure_bucket(conn, layout.definitions_bucket, 5, replicas)
     # Rate-limit windows: one counter per (task type, window); a day is longer than any sensible window.
     await _ensure_bucket(conn, layout.limits_bucket, 1, replicas, ttl=24 * 3600.0)
     await _ensure_object_store(conn, layout.payloads_bucket, replicas)
 
 
-async def _ensure_events_consumer(conn: Connection, layout: Layout) -> None:
+MEMBERS_TTL_SECONDS = 3600.0  # a member's key outlives its node by this much, for `partita cluster` to show it
+_CONSUMER_NOT_UNIQUE = 10100  # "filtered consumer not unique on workqueue stream": another node holds a partition
+
+
+async def set_node_consumer(conn: Connection, layout: Layout, member: str, partitions: Iterable[int]) -> None:
+    """Make ``member``'s durable events consumer filter exactly ``partitions`` (deleting it for none).
+
+    The events stream is a work queue, so the server lets only one consumer filter a partition: taking one that
+    another node's consumer still filters raises :class:`PartitionTaken`, and nothing changes. Dropping a
+    partition from the filter releases it at once, its unacknowledged events included.
+    """
+    name = layout.node_consumer(member)
+    subjects = [layout.partition_filter(p) for p in sorted(set(partitions))]
+    if not subjects:
+        await delete_consumer(conn, layout.events_stream, name)
+        return
+    config = ConsumerConfig(
+        durable_name=name,
+        filter_subjects=subjects,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=EVENTS_ACK_WAIT_SECONDS,
+        max_deliver=-1,
+        max_ack_pending=20_000,
+    )
     try:
-        info = await conn.js.consumer_info(layout.events_stream, layout.events_consumer)
-    except nats.js.errors.NotFoundError:
-        pass
+        await conn.js.add_consumer(layout.events_stream, config)  # creates, or updates the filter
+    except nats.js.errors.APIError as exc:
+        if exc.err_code == _CONSUMER_NOT_UNIQUE:
+            raise PartitionTaken(f"{name}: a partition among {len(subjects)} is still another node's") from exc
+        raise TransportError(
+            f"consumer {layout.events_stream}/{name}: {exc.description} (code {exc.err_code})"
+        ) from exc
     except nats.errors.Error as exc:
-        raise ProvisioningError(f"consumer {layout.events_consumer}: {exc}") from exc
-    else:
-        if info.config.ack_wait == EVENTS_ACK_WAIT_SECONDS:
-            return
-        # A deployment made by an older release (10 s): update it in place (AckWait is an editable field).
-    with translate_errors(f"consumer {layout.events_stream}/{layout.events_consumer}"):
-        await conn.js.add_consumer(
-            layout.events_stream,
-            ConsumerConfig(
-                durable_name=layout.events_consumer,
-                filter_subject=layout.events_filter,
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=EVENTS_ACK_WAIT_SECONDS,
-                max_deliver=-1,
-                max_ack_pending=20_000,
-            ),
-        )
+        raise TransportError(f"consumer {layout.events_stream}/{name}: {exc}") from exc
+
+
+async def delete_consumer(conn: Connection, stream: str, name: str) -> bool:
+    """Delete a consumer; False if there was none. Its unacknowledged messages go back to the stream at once."""
+    try:
+        await conn.js.delete_consumer(stream, name)
+    except nats.js.errors.NotFoundError:
+        return False
+    except nats.errors.Error as exc:
+        raise TransportError(f"delete consumer {stream}/{name}: {exc}") from exc
+    return True
 
 
 DEFAULT_MAX_IN_FLIGHT = 10_000  # a task consumer's max_ack_pending when the TaskDef sets no concurrentExecLimit

@@ -16,7 +16,7 @@ from pathlib import Path
 import anyio
 
 from partita.actors import Node, TaskWorker, WorkerSpec, run_workers
-from partita.transport import Connection
+from partita.transport import Connection, Layout
 
 REPO = Path(__file__).resolve().parents[2]
 PARTITA = str(Path(sys.executable).with_name("partita"))
@@ -47,6 +47,12 @@ async def running(
             stop.set()
             if the_node is not None:
                 the_node.request_stop()
+
+
+async def unprocessed_events(conn: Connection, layout: Layout) -> int:
+    """Workflow events still in the events stream (a work queue: an acknowledged event is removed)."""
+    info = await conn.js.stream_info(layout.events_stream, subjects_filter=layout.events_filter)
+    return sum((info.state.subjects or {}).values())
 
 
 async def eventually(

@@ -11,7 +11,7 @@ from partita.schemas import TaskResult, TaskResultStatus, TaskStatus, WorkflowDe
 from partita.transport import Client, Connection
 from partita.transport.codec import encode_json
 
-from .harness import eventually, running
+from .harness import eventually, running, unprocessed_events
 
 SEQUENCE = {
     "name": "sequence",
@@ -191,8 +191,7 @@ async def test_a_malformed_event_is_terminated_and_logged_and_the_node_carries_o
         assert env.node is not None
         assert env.node.statistics().events_rejected == 2
     assert workflow.status is WorkflowStatus.COMPLETED
-    info = await conn.js.consumer_info(client.layout.events_stream, client.layout.events_consumer)
-    assert info.num_ack_pending == 0  # nothing left hanging for redelivery
+    assert await unprocessed_events(conn, client.layout) == 0  # nothing left hanging for redelivery
 
 
 async def test_waiting_past_the_deadline_raises_workflow_timeout(conn: Connection, client: Client) -> None:
@@ -242,8 +241,7 @@ async def test_duplicate_and_forged_results_after_the_end_change_nothing(conn: C
         await conn.publish_durable(client.layout.result_subject(workflow.workflow_id, "describe"), encode_json(forged))
 
         async def all_acked() -> bool:
-            info = await conn.js.consumer_info(client.layout.events_stream, client.layout.events_consumer)
-            return info.num_pending == 0 and info.num_ack_pending == 0
+            return await unprocessed_events(conn, client.layout) == 0
 
         await eventually(all_acked, what="the late results to be processed")
         after = await before.get(workflow.workflow_id)

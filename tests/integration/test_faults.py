@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import anyio
 import msgspec
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from partita.actors import TaskMessage, WorkerSpec
 from partita.actors.decider.scripts import evaluate_javascript
 from partita.schemas import TaskStatus, Workflow, WorkflowStatus
-from partita.transport import Client, Connection, EmbeddedServer, Layout, connect, ensure_layout
+from partita.transport import Client, Connection, EmbeddedServer, Layout, connect
 from partita.transport.provision import EVENTS_ACK_WAIT_SECONDS
 
 from .harness import Process, eventually, running
@@ -189,24 +189,40 @@ async def test_a_live_node_keeps_an_event_that_takes_longer_than_the_ack_wait(co
         for i in range(8)
     ]  # fmt: skip
     await client.register_json(json.dumps({"name": "slow_scripts", "tasks": tasks}))
-    async with running(conn):
+    async with running(conn) as env:
         began = time.monotonic()
         workflow = await client.wait(await client.start("slow_scripts"), within=90)
         took = time.monotonic() - began
+        assert env.node is not None
+        consumer = client.layout.node_consumer(env.node.name)
+        events = await conn.js.consumer_info(client.layout.events_stream, consumer)
     assert workflow.status is WorkflowStatus.COMPLETED, workflow.reason_for_incompletion
     assert [t.output_data for t in workflow.tasks] == [{"result": True}] * 8
     assert took > EVENTS_ACK_WAIT_SECONDS  # else this test proves nothing
     # Every delivery is a first delivery: the consumer's delivery count equals the stream messages it covered.
-    events = await conn.js.consumer_info(client.layout.events_stream, client.layout.events_consumer)
     assert events.delivered is not None
     assert events.delivered.consumer_seq == events.delivered.stream_seq
 
 
-async def test_a_node_shortens_the_events_ack_wait_of_an_older_deployment(conn: Connection) -> None:
-    layout = Layout()
-    await ensure_layout(conn, layout)
-    info = await conn.js.consumer_info(layout.events_stream, layout.events_consumer)
-    await conn.js.add_consumer(layout.events_stream, replace(info.config, ack_wait=10.0))  # as releases up to 0.4
-    await ensure_layout(conn, layout)
-    info = await conn.js.consumer_info(layout.events_stream, layout.events_consumer)
-    assert info.config.ack_wait == EVENTS_ACK_WAIT_SECONDS
+async def test_a_node_replaces_the_shared_consumer_of_an_older_release_and_loses_no_event(
+    conn: Connection, client: Client
+) -> None:
+    # Releases before partition ownership had every node share one consumer over all partitions.
+    layout = client.layout
+    await client.register_json(b'{"name": "one", "tasks": [{"name": "t", "taskReferenceName": "t"}]}')
+    legacy = ConsumerConfig(durable_name=layout.events_consumer, filter_subject=layout.events_filter,
+                            ack_policy=AckPolicy.EXPLICIT, ack_wait=10.0)  # fmt: skip
+    await conn.js.add_consumer(layout.events_stream, legacy)
+    workflow_id = await client.start("one")  # waits in the stream, behind the old consumer
+
+    def t() -> dict[str, object]:
+        return {"ok": True}
+
+    async with running(conn, [WorkerSpec("t", t)]) as env:
+        workflow = await client.wait(workflow_id, within=30)
+        assert env.node is not None
+        assert env.node.membership is not None
+        assert env.node.membership.owned == frozenset(range(layout.partitions))
+        names = [info.name for info in await conn.js.consumers_info(layout.events_stream)]
+    assert names == [layout.node_consumer(env.node.name)]
+    assert workflow.status is WorkflowStatus.COMPLETED

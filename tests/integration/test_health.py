@@ -36,7 +36,7 @@ async def test_readiness_follows_the_node_from_start_to_shutdown(conn: Connectio
         assert ready.status_code == 200
         assert ready.json() == {
             "status": "ready", "node": node.name, "consuming": True, "connected": True, "stopping": False,
-            "events_in_flight": 0, "actors_active": 0,
+            "partitions": 64, "events_in_flight": 0, "actors_active": 0,
         }  # fmt: skip
         assert (await http.get(f"{base}/nothing")).status_code == 404
         assert (await http.post(f"{base}/readyz")).status_code == 405

@@ -62,9 +62,10 @@ async def test_provisioning_is_idempotent_and_builds_the_documented_layout(conn:
         info = await conn.js.stream_info(name)
         assert info.config.retention == RetentionPolicy.WORK_QUEUE
         assert info.config.allow_msg_schedules
-    consumer = await conn.js.consumer_info(layout.events_stream, layout.events_consumer)
-    assert consumer.config.filter_subject == "acme.wf.>"
     assert (await conn.kv(layout.workflows_bucket)).name == "acme_workflows"
+    assert (await conn.kv(layout.members_bucket)).name == "acme_members"
+    # Nodes make their own events consumers (partition ownership), so provisioning makes none.
+    assert await conn.js.consumers_info(layout.events_stream) == []
 
 
 async def test_a_stale_revision_loses_the_compare_and_set(conn: Connection) -> None:
