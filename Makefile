@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 TYPECHECK_LINKS := build/typecheck/partita
 
-.PHONY: demo test check lint typecheck unit bench bench-peers chaos dev clean
+.PHONY: demo test check lint typecheck unit bench bench-peers bench-scale chaos dev clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench: $(STAMP)
 bench-peers: $(STAMP)
 	bench/peers/setup
 	$(PY) -m bench.suite --peers all --update-docs
+
+## bench-scale: chain-3 with 1, 2 and 3 nodes on a 3-server JetStream cluster (docs/performance.md)
+bench-scale: $(STAMP)
+	$(PY) -m bench.scale --update-docs
 
 ## chaos: the fault-injection suite, three runs with different seeds (CI runs a short one in `make test`)
 chaos: $(STAMP)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from bench.scale import main as scale_main
+from bench.scale import parse as scale_parse
 from bench.suite import WORKLOADS, main, parse
 
 
@@ -28,3 +30,13 @@ async def test_the_benchmark_suite_runs_every_workload_against_raw_jetstream() -
     recovered = report["recovery"]
     assert recovered["wf_per_s_before"] > 0
     assert 0 < recovered["first_completion_s"] <= recovered["all_in_flight_done_s"]
+
+
+@pytest.mark.timeout(300)
+async def test_the_scaling_benchmark_runs_nodes_on_the_shipped_cluster_files() -> None:
+    rows = await scale_main(scale_parse(["--quick", "--nodes", "1,2"]))
+    assert [row["nodes"] for row in rows] == [1, 2]
+    for row in rows:
+        assert row["workflows"] == 40
+        assert row["wf_per_s"] > 0
+        assert row["cpu_ms_per_wf"] > 0

@@ -4,14 +4,16 @@ loopback ports), with replicated (R3) streams and buckets: servers and nodes kil
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 import anyio
 import msgspec
 import nats.errors
 
+from partita.actors.membership import LEASE_SECONDS, read_cluster
 from partita.schemas import TaskStatus, WorkflowStatus
 from partita.transport import Client, Connection, Layout, connect, ensure_layout, free_port
 from partita.transport.server import ClusterMember
@@ -122,3 +124,83 @@ async def test_workflows_complete_exactly_once_while_a_server_and_a_node_are_kil
         assert workflow.output == {"n": STEPS}
     # Workers are at-least-once: a step may run twice around a crash, never zero times.
     assert len(os.listdir(markers)) >= WORKFLOWS * STEPS
+
+
+async def test_partitions_spread_when_nodes_join_and_move_back_when_one_stops_without_stalling_workflows(
+    tmp_path: Path,
+) -> None:
+    steps = [{"name": "step", "taskReferenceName": f"s{i}",
+              "inputParameters": {"marker_dir": "${workflow.input.dir}", "n": i}} for i in range(2)]  # fmt: skip
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    async with nats_cluster(tmp_path) as members:
+        urls = ",".join(m.url for m in members)
+        conn = await connect(urls, name="test")
+        nodes: dict[str, Process] = {}
+        worker: Process | None = None
+        try:
+            await jetstream_ready(conn)
+            await ensure_layout(conn, Layout(), replicas=3)
+            client = await Client.over(conn, Layout())
+            await client.register_json(msgspec.json.encode({"name": "pair", "tasks": steps}))
+            worker_log = tmp_path / "w.log"
+            worker = Process("--nats", urls, "worker", "tests.integration.slow_workers", log_path=worker_log)
+
+            def start(name: str) -> None:
+                log = tmp_path / f"{name}.log"
+                nodes[name] = Process("--nats", urls, "node", "--name", name, "--replicas", "3", log_path=log)
+
+            async def owners() -> dict[str, int]:
+                status = await read_cluster(conn, client.layout)
+                return {m.name: len(m.partitions) for m in status.members if m.live}
+
+            async def spread(expected: dict[str, int]) -> bool:
+                return await owners() == expected
+
+            # Workflows run all along; each must finish within a few leases, whatever moves meanwhile.
+            done = anyio.Event()
+            finished = 0
+
+            async def load() -> None:
+                nonlocal finished
+                while not done.is_set():
+                    workflow = await client.wait(await client.start("pair", {"dir": str(markers)}),
+                                                 within=3 * LEASE_SECONDS)  # fmt: skip
+                    assert workflow.status is WorkflowStatus.COMPLETED
+                    finished += 1
+
+            start("a")
+            await eventually(partial(spread, {"a": 64}), within=60, what="node a to own every partition")
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+                    tg.start_soon(load)
+                start("b")
+                start("c")
+                await eventually(_three_way(owners), within=60, what="the partitions to spread over three nodes")
+                before_stop = finished
+                assert nodes["b"].stop() == 0  # SIGTERM: b finishes and hands its partitions over
+                await eventually(_two_way(owners, "a", "c"), within=3 * LEASE_SECONDS, what="b's share to move")
+                await eventually(lambda: finished >= before_stop + 20, within=60, what="workflows after the move")
+                done.set()
+        finally:
+            for process in [*nodes.values(), worker]:
+                if process is not None:
+                    process.stop()
+            await conn.aclose()
+    assert finished >= 20
+
+
+def _three_way(owners: Callable[[], Awaitable[dict[str, int]]]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        shares = await owners()
+        return sorted(shares) == ["a", "b", "c"] and sum(shares.values()) == 64 and min(shares.values()) >= 20
+
+    return check
+
+
+def _two_way(owners: Callable[[], Awaitable[dict[str, int]]], *names: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        shares = await owners()
+        return sorted(shares) == sorted(names) and sum(shares.values()) == 64
+
+    return check
