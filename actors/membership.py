@@ -88,17 +88,23 @@ class Membership:
         self._left = False
         self._members: KvBucket | None = None
         self._swept = 0.0  # when dead members' consumers were last looked for (monotonic)
+        self._healthy_since: float | None = None  # since when our heartbeats go through (monotonic)
+        self._shared_consumer_gone = False
+        self._caught_up = anyio.Event()  # the first watch delivered every stored key
+        self._own_seen = time.monotonic()  # when the watch last brought our own heartbeat back
+        self._watch_scope: anyio.CancelScope | None = None
+        self._trusted_live: set[str] = set()  # the live members as last seen with a trusted view
 
     async def wait_changed(self) -> None:
         await self._changed.wait()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         members = self._members = await self._conn.kv(self._layout.members_bucket)
-        await self._remove_shared_consumer()
-        await self._beat(members)
         async with anyio.create_task_group() as tg:
-            await tg.start(self._watch, members)
-            await self._tick(members, beat=False)
+            tg.start_soon(self._watch_forever, members)
+            with anyio.move_on_after(10):  # the other members as stored, before our first decision
+                await self._caught_up.wait()
+            await self._tick(members)
             task_status.started()
             while not self._left:
                 with anyio.move_on_after(self._heartbeat):
@@ -107,10 +113,26 @@ class Membership:
                 await self._tick(members)
             tg.cancel_scope.cancel()
 
-    async def _tick(self, members: KvBucket, *, beat: bool = True) -> None:
+    async def _tick(self, members: KvBucket) -> None:
         try:
-            if beat:
-                await self._beat(members)
+            await self._beat(members)
+        except TransportError as exc:  # the bucket does not answer (a cluster electing a leader): our view of
+            self._healthy_since = None  # the others' heartbeats is unreliable too, so change nothing now
+            log.warning("membership_failed", error=str(exc))
+            return
+        now = time.monotonic()
+        if self._healthy_since is None:
+            self._healthy_since = now
+        if now - self._own_seen > self._lease and self._watch_scope is not None:
+            # Our own heartbeats go through but the watch does not bring them back: it is stuck (its server
+            # went away). Until a fresh watch delivers, nobody is declared gone (see _trusted).
+            log.warning("member_watch_restarted", silent_for=round(now - self._own_seen, 1))
+            self._own_seen = now
+            self._watch_scope.cancel()
+        try:
+            if not self._shared_consumer_gone:
+                await self._remove_shared_consumer()
+                self._shared_consumer_gone = True
             await self._reconcile()
         except TransportError as exc:  # NATS busy or unavailable: keep what we have, try again next beat
             log.warning("membership_failed", error=str(exc))
@@ -149,13 +171,23 @@ class Membership:
         )
         await members.put(self._key, msgspec.json.encode(info))
 
-    async def _watch(self, members: KvBucket, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        caught_up = False
+    async def _watch_forever(self, members: KvBucket) -> None:
+        while not self._left:
+            with anyio.CancelScope() as scope:
+                self._watch_scope = scope
+                try:
+                    await self._watch(members)
+                except TransportError as exc:
+                    log.warning("member_watch_failed", error=str(exc))
+            self._watch_scope = None
+            await anyio.sleep(0.5)
+
+    async def _watch(self, members: KvBucket) -> None:
+        replaying = True  # the stored keys first: date each by its own heartbeat, not by when we read it
         async for entry in members.watch(deletes=True):
             if entry is None:
-                if not caught_up:
-                    caught_up = True
-                    task_status.started()
+                replaying = False
+                self._caught_up.set()
                 continue
             if entry.deleted:
                 self._last_seen.pop(entry.key, None)
@@ -166,16 +198,15 @@ class Membership:
             except msgspec.DecodeError:
                 log.warning("member_key_malformed", key=entry.key)
                 continue
-            heard = time.monotonic()
-            if not caught_up:  # a stored key may be old: date it by its own heartbeat, not by when we read it
-                heard -= max(0.0, (_now_ms() - info.heartbeat_at) / 1000)
-            is_new = entry.key not in self._last_seen or self._last_seen[entry.key] < time.monotonic() - self._lease
-            self._last_seen[entry.key] = heard
+            now = time.monotonic()
+            heard = now - max(0.0, (_now_ms() - info.heartbeat_at) / 1000) if replaying else now
+            if entry.key == self._key:
+                self._own_seen = max(self._own_seen, heard)
+            is_new = entry.key not in self._last_seen or self._last_seen[entry.key] < now - self._lease
+            self._last_seen[entry.key] = max(heard, self._last_seen.get(entry.key, heard))
             self._names[entry.key] = info.name
             if is_new:
                 self._dirty.set()
-        if not caught_up:  # the watch ended early (connection closing)
-            task_status.started()
 
     def live_members(self) -> list[str]:
         now = time.monotonic()
@@ -184,17 +215,28 @@ class Membership:
             live.add(self.name)
         return sorted(live)
 
+    def _trusted(self) -> bool:
+        """Whether our own heartbeats have gone through for a whole lease and come back through the watch: only
+        then does another member's silence mean it is gone, rather than the bucket or our watch failing."""
+        now = time.monotonic()
+        healthy = self._healthy_since is not None and now - self._healthy_since >= self._lease
+        return healthy and now - self._own_seen <= 2 * self._heartbeat + 1.0
+
     async def _reconcile(self) -> None:
         if self._left:
             return
         live = self.live_members()
+        if self._trusted():
+            self._trusted_live = set(live)
+        else:  # members may join now, but none is declared gone until the bucket has answered us for a lease
+            live = sorted(set(live) | self._trusted_live)
         target = assign(live, self._layout.partitions).get(self.name, frozenset())
         if target == self.owned and time.monotonic() - self._swept < self._lease / 2:
             return
         # Someone may hold what we should own (a dead member?), or it is time for the periodic sweep.
         self._swept = time.monotonic()
         consumers = await self._node_consumers()
-        if await self._remove_dead_consumers(consumers, set(live)):
+        if self._trusted() and await self._remove_dead_consumers(consumers, set(live)):
             consumers = await self._node_consumers()
         if target != self.owned:
             held = {p for member, (parts, _) in consumers.items() if member != self.name for p in parts}
@@ -239,13 +281,31 @@ class Membership:
         now = datetime.now(UTC)
         removed = False
         for member, (_, created) in consumers.items():
-            if member in live or (now - created).total_seconds() < self._lease:
+            if member in live or (now - created).total_seconds() < self._lease or await self._still_beating(member):
                 continue
             consumer = self._layout.node_consumer(member)
             if await delete_consumer(self._conn, self._layout.events_stream, consumer):
                 log.warning("dead_member_consumer_removed", member=member, consumer=consumer)
                 removed = True
         return removed
+
+    async def _still_beating(self, member: str) -> bool:
+        """Ask the bucket itself before declaring ``member`` gone (a watch may lag); remember what it says."""
+        if self._members is None:
+            return False
+        entry = await self._members.get(escape_token(member))
+        if entry is None:
+            return False
+        try:
+            info = msgspec.json.decode(entry.value, type=MemberInfo)
+        except msgspec.DecodeError:
+            return False
+        age = max(0.0, (_now_ms() - info.heartbeat_at) / 1000)
+        if age > self._lease:
+            return False
+        self._last_seen[entry.key] = time.monotonic() - age
+        self._names[entry.key] = info.name
+        return True
 
     async def _node_consumers(self) -> dict[str, tuple[list[int], datetime]]:
         """Every node consumer: its member -> (the partitions it filters, when it was created)."""

@@ -50,6 +50,8 @@ _IDEMPOTENCY_NAMESPACE = uuid.UUID("0b0c4a53-63f0-4e43-8a0f-3f3f1b8a7d52")
 # Completions are pushed on <prefix>.done.<id>; core NATS can drop a notice across a reconnect, so a waiter
 # also re-reads the record this often as a safety net.
 _WAIT_RECHECK_SECONDS = 5.0
+# A start is published with its id as Nats-Msg-Id, so retrying it is safe: ride out a cluster failover.
+START_PATIENCE_SECONDS = 15.0
 _IDEMPOTENCY_LOOKAHEAD = 3
 
 _history_decoder = msgspec.json.Decoder(HistoryEntry)
@@ -171,7 +173,8 @@ class Client:
         data = encode_json(message)
         if len(data) > self.conn.payload_limit:
             raise PayloadError(f"start message is {len(data)} bytes; the limit is {self.conn.payload_limit} bytes")
-        await self.conn.publish_durable(self.layout.start_subject(workflow_id), data, msg_id=f"start:{workflow_id}")
+        subject, msg_id = self.layout.start_subject(workflow_id), f"start:{workflow_id}"
+        await self.conn.publish_durable(subject, data, msg_id=msg_id, retry_for=START_PATIENCE_SECONDS)
         return workflow_id
 
     async def update_task(

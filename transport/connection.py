@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import math
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -336,15 +337,31 @@ class Connection:
         with translate_errors(f"publish {subject}"):
             await self._nc.publish(subject, data)
 
-    async def publish_durable(self, subject: str, data: bytes, *, msg_id: str | None = None) -> int:
+    async def publish_durable(
+        self, subject: str, data: bytes, *, msg_id: str | None = None, retry_for: float = 0.0
+    ) -> int:
         """Publish to JetStream and wait for the PubAck; returns the stream sequence.
 
-        ``msg_id`` sets ``Nats-Msg-Id``, so a repeat within the stream's duplicate window is dropped.
+        ``msg_id`` sets ``Nats-Msg-Id``, so a repeat within the stream's duplicate window is dropped; that makes
+        a retry safe, so with ``retry_for`` a failed publish (a cluster electing a leader, a reconnect) is tried
+        again with the same id, backing off, for that many seconds before the error is raised.
         """
         headers = {"Nats-Msg-Id": msg_id} if msg_id else None
-        with translate_errors(f"publish {subject}"):
-            ack = await self.js.publish(subject, data, headers=headers)
-        return ack.seq
+        deadline = time.monotonic() + (retry_for if msg_id else 0.0)
+        delay = 0.25
+        while True:
+            try:
+                with translate_errors(f"publish {subject}"):
+                    ack = await self.js.publish(subject, data, headers=headers)
+                return ack.seq
+            except PayloadError:
+                raise
+            except TransportError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("publish_retried", subject=subject, error=str(exc), retry_in=delay)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def publish_at(
         self, schedule_subject: str, target: str, at_ms: int, data: bytes, *, msg_id: str | None = None

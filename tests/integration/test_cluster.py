@@ -20,7 +20,8 @@ from partita.transport.server import ClusterMember
 
 from .harness import REPO, Process, eventually
 
-# The full run (`PARTITA_CLUSTER_WORKFLOWS=300`) is for a developer's machine; CI runs a trimmed one.
+# The full run (`PARTITA_CLUSTER_WORKFLOWS=300`) is for a developer's machine; CI runs a trimmed one. Both: three
+# servers from deploy/nats, R3 streams, three node processes, two worker processes, a server and a node killed.
 WORKFLOWS = int(os.environ.get("PARTITA_CLUSTER_WORKFLOWS", "40"))
 STEPS = 4
 
@@ -99,17 +100,20 @@ async def test_workflows_complete_exactly_once_while_a_server_and_a_node_are_kil
             await ensure_layout(conn, Layout(), replicas=3)
             client = await Client.over(conn, Layout())
             await client.register_json(msgspec.json.encode({"name": "chain", "tasks": steps}))
-            for i in range(2):
+            for i in range(3):
                 log = tmp_path / f"node{i}.log"
                 processes.append(Process("--nats", urls, "node", "--replicas", "3", log_path=log))
-            processes.append(
-                Process("--nats", urls, "worker", "tests.integration.slow_workers", log_path=tmp_path / "w.log")
-            )
-            ids = [await client.start("chain", {"dir": str(markers)}) for _ in range(WORKFLOWS)]
-            await eventually(lambda: len(os.listdir(markers)) >= WORKFLOWS, within=120, what="a quarter of the steps")
+            for i in range(2):  # a worker pool
+                log = tmp_path / f"w{i}.log"
+                processes.append(Process("--nats", urls, "worker", "tests.integration.slow_workers", log_path=log))
+            half = WORKFLOWS // 2
+            ids = [await client.start("chain", {"dir": str(markers)}) for _ in range(half)]
+            await eventually(lambda: len(os.listdir(markers)) >= half, within=120, what="a quarter of the steps")
             await members[0].kill()  # SIGKILL: a replica (perhaps a leader) is gone; clients fail over
+            # Starts during the failover: published with their id as message id, retried until stored once.
+            ids += [await client.start("chain", {"dir": str(markers)}) for _ in range(WORKFLOWS - half)]
             await eventually(lambda: len(os.listdir(markers)) >= 2 * WORKFLOWS, within=120, what="half the steps")
-            processes[0].kill()  # and one of the two nodes
+            processes[0].kill()  # and one of the three nodes
             with anyio.fail_after(180):
                 finals = [await client.wait(workflow_id) for workflow_id in ids]
         finally:
@@ -157,7 +161,8 @@ async def test_partitions_spread_when_nodes_join_and_move_back_when_one_stops_wi
             async def spread(expected: dict[str, int]) -> bool:
                 return await owners() == expected
 
-            # Workflows run all along; each must finish within a few leases, whatever moves meanwhile.
+            # Workflows run all along; none may stall longer than the lease (plus 2 s of slack for a loaded
+            # machine: the workflow itself takes about 50 ms), whatever moves meanwhile.
             done = anyio.Event()
             finished = 0
 
@@ -165,7 +170,7 @@ async def test_partitions_spread_when_nodes_join_and_move_back_when_one_stops_wi
                 nonlocal finished
                 while not done.is_set():
                     workflow = await client.wait(await client.start("pair", {"dir": str(markers)}),
-                                                 within=3 * LEASE_SECONDS)  # fmt: skip
+                                                 within=LEASE_SECONDS + 2)  # fmt: skip
                     assert workflow.status is WorkflowStatus.COMPLETED
                     finished += 1
 
