@@ -59,9 +59,9 @@ def _now_ms() -> int:
 
 @final
 class Membership:
-    """``await tg.start(membership.run)`` (started once this node owns its first share); :meth:`leave` on
-    a graceful stop. :attr:`owned` is what this node's consumer filters now; :meth:`wait_changed` wakes on a
-    change."""
+    """``await tg.start(membership.run)`` (started after the first heartbeat and reconciliation, which may
+    leave this node owning nothing yet); :meth:`leave` on a graceful stop. :attr:`owned` is what this node's
+    consumer filters now; :meth:`wait_changed` wakes on a change."""
 
     def __init__(
         self,

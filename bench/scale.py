@@ -26,8 +26,8 @@ import anyio
 
 from partita.actors import configure_logging
 from partita.actors.membership import read_cluster
-from partita.transport import Client, Connection, Layout, connect, ensure_layout, free_port
-from partita.transport.server import ClusterMember
+from partita.transport import Client, Connection, Layout, connect, ensure_layout
+from partita.transport.server import ClusterMember, local_cluster
 
 from .engine import ROOT, chain_definition
 from .measure import Completions, measure, tree_cpu_seconds
@@ -36,46 +36,17 @@ from .peers.common import spawned
 DOCS = ROOT / "docs" / "performance.md"
 BEGIN, END = "<!-- scale:begin -->", "<!-- scale:end -->"
 IN_FLIGHT = 50
-
-
-@asynccontextmanager
-async def cluster(scratch: Path) -> AsyncIterator[list[ClusterMember]]:
-    routes = [free_port() for _ in range(3)]
-    members = [
-        ClusterMember(ROOT / "deploy" / "nats" / f"cluster-{i + 1}.conf", scratch / f"nats-{i + 1}",
-                      name=f"partita-nats-{i + 1}", cluster_port=routes[i], routes=routes)
-        for i in range(3)
-    ]  # fmt: skip
-    try:
-        async with anyio.create_task_group() as tg:
-            for member in members:
-                tg.start_soon(member.start)
-        yield members
-    finally:
-        for member in members:
-            await member.stop()
-
-
-async def _jetstream_ready(conn: Connection) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            await conn.js.account_info()
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            await anyio.sleep(0.2)
+CLUSTER_FILES = sorted((ROOT / "deploy" / "nats").glob("cluster-*.conf"))
 
 
 async def run(nodes: int, count: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="partita-scale-") as scratch_dir:
         scratch = Path(scratch_dir)
-        async with cluster(scratch) as members:
+        async with local_cluster(CLUSTER_FILES, scratch) as members:
             urls = ",".join(m.url for m in members)
             conn = await connect(urls, name="bench-scale")
             try:
-                await _jetstream_ready(conn)
+                await conn.wait_for_jetstream()
                 await ensure_layout(conn, Layout(), replicas=3, patience=60)
                 return await _measure(conn, urls, scratch, members, nodes, count)
             finally:

@@ -420,6 +420,19 @@ class Connection:
                     await sub.unsubscribe()
         return found
 
+    async def wait_for_jetstream(self, within: float = 60.0) -> None:
+        """Return once JetStream answers (a new cluster elects its meta leader a moment after its servers are
+        up); :class:`TransportTimeout` after ``within`` seconds."""
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                await self.js.account_info()
+                return
+            except nats.errors.Error as exc:
+                if time.monotonic() > deadline:
+                    raise TransportTimeout(f"JetStream did not answer within {within:g} s: {exc}") from exc
+                await anyio.sleep(0.2)
+
     async def pull_consumer(self, stream: str, durable: str) -> PullConsumer:
         with translate_errors(f"bind consumer {stream}/{durable}"):
             sub = await self.js.pull_subscribe_bind(durable=durable, stream=stream)

@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -212,3 +214,26 @@ class ClusterMember(EmbeddedServer):
             "--name", self.name, "-a", self.host, "-p", str(self.port), "-m", "0",
             "--cluster", f"nats://{self.host}:{self.cluster_port}", "--routes", routes,
         ]  # fmt: skip
+
+
+@asynccontextmanager
+async def local_cluster(
+    configs: Sequence[Path], store_root: Path, host: str = "127.0.0.1"
+) -> AsyncIterator[list[ClusterMember]]:
+    """One :class:`ClusterMember` per configuration file (``deploy/nats/cluster-*.conf``), on free ports of
+    ``host``, routed to each other, stores under ``store_root``; all stopped (by PID) on exit. A new cluster
+    elects its JetStream meta leader after this returns: see :meth:`Connection.wait_for_jetstream`."""
+    routes = [free_port(host) for _ in configs]
+    members = [
+        ClusterMember(config, store_root / f"nats-{i + 1}", name=f"partita-nats-{i + 1}", cluster_port=routes[i],
+                      routes=routes, host=host)
+        for i, config in enumerate(configs)
+    ]  # fmt: skip
+    try:
+        async with anyio.create_task_group() as tg:
+            for member in members:
+                tg.start_soon(member.start)
+        yield members
+    finally:
+        for member in members:
+            await member.stop()

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from functools import partial
 from pathlib import Path
 
 import anyio
 import msgspec
-import nats.errors
 
 from partita.actors.membership import LEASE_SECONDS, read_cluster
 from partita.schemas import TaskStatus, WorkflowStatus
-from partita.transport import Client, Connection, Layout, connect, ensure_layout, free_port
-from partita.transport.server import ClusterMember
+from partita.transport import Client, Connection, Layout, connect, ensure_layout
+from partita.transport.server import ClusterMember, local_cluster
 
 from .harness import REPO, Process, eventually
 
@@ -26,41 +25,16 @@ WORKFLOWS = int(os.environ.get("PARTITA_CLUSTER_WORKFLOWS", "40"))
 STEPS = 4
 
 
-@asynccontextmanager
-async def nats_cluster(tmp_path: Path, size: int = 3) -> AsyncIterator[list[ClusterMember]]:
+CLUSTER_FILES = sorted((REPO / "deploy" / "nats").glob("cluster-*.conf"))
+
+
+def nats_cluster(tmp_path: Path) -> AbstractAsyncContextManager[list[ClusterMember]]:
     """The shipped cluster configuration, one server per file, on free loopback ports; stopped by PID."""
-    routes = [free_port() for _ in range(size)]
-    members = [
-        ClusterMember(
-            REPO / "deploy" / "nats" / f"cluster-{i + 1}.conf",
-            tmp_path / f"nats-{i + 1}",
-            name=f"partita-nats-{i + 1}",
-            cluster_port=routes[i],
-            routes=routes,
-        )
-        for i in range(size)
-    ]
-    try:
-        async with anyio.create_task_group() as tg:
-            for member in members:
-                tg.start_soon(member.start)
-        yield members
-    finally:
-        for member in members:
-            await member.stop()
+    return local_cluster(CLUSTER_FILES, tmp_path)
 
 
 async def jetstream_ready(conn: Connection) -> None:
-    """A new cluster elects its JetStream meta leader after the servers are up: wait for it (with a deadline)."""
-
-    async def answers() -> bool:
-        try:
-            await conn.js.account_info()
-        except nats.errors.Error:
-            return False
-        return True
-
-    await eventually(answers, within=30, what="JetStream to elect its meta leader")
+    await conn.wait_for_jetstream(within=30)
 
 
 async def test_the_cluster_files_start_a_cluster_that_replicates_every_stream_three_times(tmp_path: Path) -> None:
