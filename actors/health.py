@@ -72,6 +72,8 @@ class HealthServer:
                 f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
             )
+            if request.startswith("HEAD "):
+                body = b""  # the same head, no body
             try:
                 await stream.send(head.encode() + body)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):

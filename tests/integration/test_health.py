@@ -38,6 +38,8 @@ async def test_readiness_follows_the_node_from_start_to_shutdown(conn: Connectio
             "status": "ready", "node": node.name, "consuming": True, "connected": True, "stopping": False,
             "partitions": 64, "events_in_flight": 0, "actors_active": 0,
         }  # fmt: skip
+        head = await http.head(f"{base}/readyz")
+        assert (head.status_code, head.content) == (200, b"")
         assert (await http.get(f"{base}/nothing")).status_code == 404
         assert (await http.post(f"{base}/readyz")).status_code == 405
         node.request_stop()
