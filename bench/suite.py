@@ -185,10 +185,7 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "workload": row["workload"],
                 "variant": row["variant"],
                 "sync": row["sync"],
-                "cpu": _ratio(row["cpu_ms_per_wf"], base["cpu_ms_per_wf"]),
-                "throughput": _ratio(row["wf_per_s"], base["wf_per_s"]),
-                "p50": _ratio(row["p50_ms"], base["p50_ms"]),
-                "p99": _ratio(row["p99_ms"], base["p99_ms"]),
+                **_figure_ratios(row, base),
             }
         )
     return out
@@ -204,12 +201,17 @@ def against_peers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "workload": peer["workload"],
                     "peer": peer["variant"],
                     "sync": ours["sync"],
-                    "throughput": _ratio(ours["wf_per_s"], peer["wf_per_s"]),
-                    "cpu": _ratio(ours["cpu_ms_per_wf"], peer["cpu_ms_per_wf"]),
-                    "p50": _ratio(ours["p50_ms"], peer["p50_ms"]),
+                    **_figure_ratios(ours, peer),
                 }
             )
     return out
+
+
+_RATIO_FIGURES = {"cpu": "cpu_ms_per_wf", "throughput": "wf_per_s", "p50": "p50_ms", "p99": "p99_ms"}
+
+
+def _figure_ratios(row: dict[str, Any], base: dict[str, Any]) -> dict[str, float]:
+    return {name: _ratio(row[figure], base[figure]) for name, figure in _RATIO_FIGURES.items()}
 
 
 def _ratio(a: float, b: float) -> float:

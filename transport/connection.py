@@ -354,9 +354,7 @@ class Connection:
                 with translate_errors(f"publish {subject}"):
                     ack = await self.js.publish(subject, data, headers=headers)
                 return ack.seq
-            except PayloadError:
-                raise
-            except TransportError as exc:
+            except TransportError as exc:  # not PayloadError: a message too large stays too large
                 if time.monotonic() + delay > deadline:
                     raise
                 log.warning("publish_retried", subject=subject, error=str(exc), retry_in=delay)
