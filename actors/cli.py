@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -30,13 +31,17 @@ from partita.transport import (
     DEFAULT_URL,
     Client,
     ConnectionFailed,
+    Credentials,
     EmbeddedServer,
     Layout,
     connect,
     read_dead_letters,
 )
+from partita.transport.auth import AuthDirectory, Role
 from partita.transport.codec import encode_json, workflow_json
+from partita.transport.tls import local_ca
 
+from .auth_commands import add_auth_commands, add_connection_options, credentials
 from .health import HealthServer, parse_address
 from .logs import configure_logging
 from .membership import read_cluster
@@ -80,7 +85,7 @@ async def _wait_for_signal(on_first: Callable[[], None]) -> None:
 
 
 async def cmd_node(args: argparse.Namespace) -> int:
-    conn = await connect(args.nats, name="partita-node")
+    conn = await connect(args.nats, name="partita-node", credentials=credentials(args))
     try:
         node = Node(
             conn,
@@ -135,14 +140,41 @@ async def _run_until_signal(run: Callable[[], Awaitable[None]], request_stop: Ca
 
 async def cmd_dev(args: argparse.Namespace) -> int:
     data = Path(await anyio.Path(args.data).resolve())
-    server = EmbeddedServer(data, port=args.port)
+    extra, node_credentials = "", Credentials()
+    if args.tls:
+        files = local_ca(data.parent / "tls")
+        extra += files.server_block(verify_clients=True)
+        node_credentials = Credentials(
+            tls_ca=str(files.ca), tls_cert=str(files.client_cert), tls_key=str(files.client_key)
+        )
+        print(
+            "partita dev: TLS on (mutual); point clients at the local CA and client certificate:\n"
+            f"  export PARTITA_NATS_TLS_CA={files.ca} PARTITA_NATS_TLS_CERT={files.client_cert} "
+            f"PARTITA_NATS_TLS_KEY={files.client_key}",
+            file=sys.stderr,
+        )
+    if args.auth is not None:
+        directory = AuthDirectory(args.auth, Layout(prefix=args.prefix))
+        node_identity = next((i for i in directory.identities() if i.role is Role.NODE), None)
+        if node_identity is None:
+            print(
+                f"error: {args.auth} has no node identity: run `partita auth --dir {args.auth} init`", file=sys.stderr
+            )
+            return EXIT_USAGE
+        extra += directory.accounts_file.read_text()
+        node_credentials = dataclasses.replace(node_credentials, nkey=str(directory.seed_file(node_identity.name)))
+        print(
+            f"partita dev: authentication on (identities in {args.auth}; this node is {node_identity.name!r})",
+            file=sys.stderr,
+        )
+    server = EmbeddedServer(data, port=args.port, extra_config=extra)
     try:
         await server.start()
     except PartitaError as exc:
         print(f"error: cannot start the embedded nats-server on port {args.port}: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     try:
-        conn = await connect(server.url, name="partita-dev")
+        conn = await connect(server.url, name="partita-dev", credentials=node_credentials)
         try:
             print(f"partita dev: NATS with JetStream at {server.url} (data in {data}); Ctrl-C stops", file=sys.stderr)
             node = Node(conn, Layout(prefix=args.prefix), expression_env=_expression_env())
@@ -162,7 +194,7 @@ async def cmd_worker(args: argparse.Namespace) -> int:
     if not specs:
         print(f"error: no @worker_task functions found in {', '.join(args.modules)}", file=sys.stderr)
         return EXIT_USAGE
-    conn = await connect(args.nats, name="partita-worker")
+    conn = await connect(args.nats, name="partita-worker", credentials=credentials(args))
     try:
         stop = anyio.Event()
 
@@ -177,7 +209,7 @@ async def cmd_worker(args: argparse.Namespace) -> int:
 
 
 async def _client(args: argparse.Namespace) -> Client:
-    return await Client.connect(args.nats, prefix=args.prefix)
+    return await Client.connect(args.nats, prefix=args.prefix, credentials=credentials(args))
 
 
 async def cmd_def_register(args: argparse.Namespace) -> int:
@@ -440,11 +472,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default=os.environ.get("PARTITA_LOG_LEVEL", "INFO"), help="env PARTITA_LOG_LEVEL"
     )
+    add_connection_options(parser)
     commands = parser.add_subparsers(dest="command", required=True)
+    add_auth_commands(commands)
 
     dev = commands.add_parser("dev", help="embedded nats-server (JetStream) plus a node, in the foreground")
     dev.add_argument("--data", default=os.environ.get("PARTITA_DATA_DIR", ".partita/data"), help="JetStream store")
     dev.add_argument("--port", type=int, default=4222, help="NATS port on 127.0.0.1 (default %(default)s)")
+    dev.add_argument("--tls", action="store_true", help="TLS with a local CA (certificates next to --data)")
+    dev.add_argument("--auth", default=None, metavar="DIR", help="require the identities of `partita auth --dir DIR`")
     dev.set_defaults(handler=cmd_dev)
 
     node = commands.add_parser("node", help="run an actor node (workflow actors) against NATS")

@@ -117,7 +117,7 @@ class EffectPerformer:
             case _:
                 assert_never(effect)
 
-    async def _ensure_consumer(self, task_type: str, domain: str | None) -> None:
+    async def ensure_consumer(self, task_type: str, domain: str | None) -> None:
         """The consumer's AckWait is the *registered* TaskDef's responseTimeoutSeconds: one consumer serves
         every workflow, so an inline ``taskDefinition`` of one workflow must not change it for the others."""
         registered = await self._definitions.task_def(task_type)
@@ -132,7 +132,7 @@ class EffectPerformer:
 
     async def _dispatch(self, effect: DispatchTask) -> Publication:
         task = effect.task
-        await self._ensure_consumer(task.task_type, task.domain)
+        await self.ensure_consumer(task.task_type, task.domain)
         data = self.encode_dispatch(effect)
         target = self._layout.task_message_subject(task.task_type, task.domain, task.task_id)
         # One message id on both paths: a replay after the schedule was published is then a duplicate.

@@ -5,23 +5,36 @@ the last 10 s", reference §6). No consumer-info polling per task."""
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Final, final
 
 import anyio
+import structlog
 from anyio.abc import TaskStatus
 
-from partita.transport import Connection, Layout
+from partita.transport import Connection, Layout, TransportError
+
+log = structlog.get_logger(__name__)
 
 ANNOUNCE_INTERVAL_SECONDS: Final = 5.0
 ACTIVE_WITHIN_SECONDS: Final = 10.0  # Conductor's activeWorkerLastPollTimeout
 
 
+MAX_PAIRS: Final = 4096  # (type, domain) pairs remembered; announcements beyond are only logged
+Provision = Callable[[str, str | None], Awaitable[None]]
+
+
 @final
 class WorkerPresence:
-    def __init__(self, conn: Connection, layout: Layout) -> None:
+    """``provision`` (a node) is awaited the first time a pair is heard: it creates the pair's task consumer,
+    so a worker whose identity may not create consumers (``partita auth``) can bind as soon as it announces."""
+
+    def __init__(self, conn: Connection, layout: Layout, provision: Provision | None = None) -> None:
         self._conn = conn
         self._layout = layout
+        self._provision = provision
         self._last_seen: dict[tuple[str, str | None], float] = {}
+        self._provisioned: set[tuple[str, str | None]] = set()
 
     def is_active(self, task_type: str, domain: str) -> bool:
         seen = self._last_seen.get((task_type, domain))
@@ -36,8 +49,21 @@ class WorkerPresence:
         try:
             async for subject, _ in subscription.messages():
                 parsed = self._layout.parse_worker_subject(subject)
-                if parsed is not None:
-                    self.heard(*parsed)
+                if parsed is None:
+                    continue
+                if parsed not in self._last_seen and len(self._last_seen) >= MAX_PAIRS:
+                    log.warning("worker_pairs_full", subject=subject, limit=MAX_PAIRS)
+                    continue
+                self.heard(*parsed)
+                if self._provision is not None and parsed not in self._provisioned:
+                    try:
+                        await self._provision(*parsed)
+                    except TransportError as exc:  # heard again in a few seconds: try then
+                        log.warning(
+                            "worker_consumer_not_created", task_type=parsed[0], domain=parsed[1], error=str(exc)
+                        )
+                    else:
+                        self._provisioned.add(parsed)
         finally:
             with anyio.CancelScope(shield=True):
                 await subscription.aclose()

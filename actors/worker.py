@@ -45,6 +45,7 @@ from partita.transport import (
     dead_letter,
     ensure_layout,
     ensure_task_consumer,
+    find_task_consumer,
 )
 from partita.transport.codec import decode, encode_json, task_decoder, task_identity_decoder
 from partita.transport.payloads import PayloadStore
@@ -55,6 +56,8 @@ from .presence import ANNOUNCE_INTERVAL_SECONDS
 log = structlog.get_logger(__name__)
 
 FETCH_MAX_WAIT: Final = 1.0
+BIND_POLL_SECONDS: Final = 0.25  # an authenticated worker looks for its consumer this often until a node makes it
+BIND_WARNING_SECONDS: Final = 10.0
 RESULT_PUBLISH_ATTEMPTS: Final = 8  # backing off 0.5, 1, 2, then 4 s: about 20 s, a cluster failover included
 RESULT_PUBLISH_GRACE: Final = 30.0
 
@@ -211,10 +214,42 @@ class TaskWorker:
     def request_stop(self) -> None:
         self._stopping.set()
 
+    async def _bind(self) -> str | None:
+        """The consumer's name once it exists (None if asked to stop first). On an open server the worker
+        creates a missing consumer itself. An authenticated worker may not (``partita auth`` grants it fetch
+        and ack only): it announces itself, and a node that hears it creates the consumer."""
+        spec = self.spec
+        if self.conn.identity is None:
+            name, self._ack_wait = await ensure_task_consumer(
+                self.conn, self.layout, spec.task_type, spec.domain, ack_wait_seconds=None
+            )
+            return name
+        subject = self.layout.worker_announce_subject(spec.task_type, spec.domain)
+        payload = encode_json({"taskType": spec.task_type, "domain": spec.domain, "workerId": self.worker_id})
+        since, warned = time.monotonic(), False
+        while not self._stopping.is_set():
+            found = await find_task_consumer(self.conn, self.layout, spec.task_type, spec.domain)
+            if found is not None:
+                name, self._ack_wait = found
+                return name
+            with contextlib.suppress(TransportError):
+                await self.conn.publish(subject, payload)
+            if not warned and time.monotonic() - since > BIND_WARNING_SECONDS:
+                warned = True
+                self._log.warning(
+                    "worker_waiting_for_consumer",
+                    consumer=self.layout.task_consumer(spec.task_type, spec.domain),
+                    hint="a node creates it when it hears this worker: is a node running in this deployment?",
+                )
+            with anyio.move_on_after(BIND_POLL_SECONDS):
+                await self._stopping.wait()
+        return None
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        name, self._ack_wait = await ensure_task_consumer(
-            self.conn, self.layout, self.spec.task_type, self.spec.domain, ack_wait_seconds=None
-        )
+        name = await self._bind()
+        if name is None:
+            task_status.started()
+            return
         consumer = await self.conn.pull_consumer(self.layout.tasks_stream, name)
         self._limits = await self.conn.kv(self.layout.limits_bucket)
         self._log.info("worker_started", consumer=name, concurrency=self.spec.concurrency)

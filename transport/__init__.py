@@ -2,7 +2,17 @@
 the Python :class:`Client`. The only package importing ``nats``."""
 
 from .client import Client, workflow_id_for
-from .connection import DEFAULT_URL, MIN_SERVER_VERSION, Connection, Delivery, KvBucket, KvEntry, PullConsumer, connect
+from .connection import (
+    DEFAULT_URL,
+    MIN_SERVER_VERSION,
+    Connection,
+    Credentials,
+    Delivery,
+    KvBucket,
+    KvEntry,
+    PullConsumer,
+    connect,
+)
 from .deadletter import DeadLetter, dead_letter, read_dead_letters
 from .definitions import DefinitionStore
 from .errors import (
@@ -14,7 +24,7 @@ from .errors import (
     TransportTimeout,
 )
 from .layout import Layout, escape_token, partition_of, unescape_token
-from .provision import ensure_layout, ensure_task_consumer, purge_task
+from .provision import ensure_layout, ensure_task_consumer, find_task_consumer, purge_task
 from .server import EmbeddedServer, find_server_binary, free_port
 
 __all__ = [
@@ -24,6 +34,7 @@ __all__ = [
     "Client",
     "Connection",
     "ConnectionFailed",
+    "Credentials",
     "DeadLetter",
     "DefinitionStore",
     "Delivery",
@@ -42,6 +53,7 @@ __all__ = [
     "ensure_task_consumer",
     "escape_token",
     "find_server_binary",
+    "find_task_consumer",
     "free_port",
     "partition_of",
     "purge_task",

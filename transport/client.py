@@ -39,7 +39,7 @@ from partita.schemas import (
 )
 
 from .codec import decode_record, encode_json
-from .connection import DEFAULT_URL, Connection, KvBucket, connect
+from .connection import DEFAULT_URL, Connection, Credentials, KvBucket, connect
 from .definitions import DefinitionStore
 from .errors import TransportTimeout
 from .layout import Layout
@@ -83,9 +83,11 @@ class Client:
         prefix: str = "partita",
         provision: bool = True,
         name: str = "partita-client",
+        credentials: Credentials | None = None,
     ) -> Self:
-        """Connect and (unless ``provision=False``) make sure the streams and buckets exist."""
-        conn = await connect(servers, name=name)
+        """Connect and (unless ``provision=False``) make sure the streams and buckets exist (an identity that may
+        not create them, see ``partita auth``, only checks that they do)."""
+        conn = await connect(servers, name=name, credentials=credentials)
         try:
             return await cls.over(conn, Layout(prefix=prefix), provision=provision, owns=True)
         except BaseException:

@@ -8,9 +8,13 @@ are copied before publishing, reconnection never gives up, ``term`` carries a re
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
+import json
 import math
+import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
@@ -30,6 +34,7 @@ from nats.js.kv import KeyValue
 
 from partita.schemas.errors import PayloadError
 
+from .auth import AuthError, inbox_prefix_for, public_key_of
 from .errors import CasConflict, ConnectionFailed, ServerVersionError, TransportError, TransportTimeout
 
 log = structlog.get_logger(__name__)
@@ -281,10 +286,15 @@ def _publish_error(what: str, error: BaseException) -> TransportError:
 class Connection:
     """One NATS connection with JetStream. Open with :func:`connect`; close with :meth:`aclose`."""
 
-    def __init__(self, nc: NatsClient, js: JetStreamContext, request_timeout: float = 5.0) -> None:
+    def __init__(
+        self, nc: NatsClient, js: JetStreamContext, request_timeout: float = 5.0, identity: str | None = None
+    ) -> None:
         self._nc = nc
         self.js = js
         self._request_timeout = request_timeout
+        # Who we authenticated as (nkey public key or user), None for an open server. An identity may hold a
+        # restricted role (``partita auth``): such connections wait for nodes to create what they may not.
+        self.identity = identity
 
     async def publish_all(self, publications: Sequence[Publication]) -> list[TransportError | None]:
         """Publish every message to JetStream at once and wait for all the PubAcks together: one round trip
@@ -461,6 +471,120 @@ def check_server_version(found: tuple[int, int, int]) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """How to authenticate to NATS and whether to use TLS (all optional; none = an open local server).
+
+    * ``nkey``: a file holding an nkey seed (what ``partita auth`` writes per identity);
+    * ``creds``: a NATS ``.creds`` file (user JWT and seed, for operator-mode deployments);
+    * ``user`` / ``password``: plain user and password;
+    * ``tls_ca``: the CA that signed the server's certificate; ``tls_cert`` / ``tls_key``: this client's
+      certificate, for servers that verify clients.
+
+    ``inbox_prefix`` defaults to the one ``partita auth`` grants the identity: ``_INBOX_<public key>`` for an
+    nkey or creds file, ``_INBOX_<user>`` for a user; a server whose permissions expect another says so.
+    """
+
+    nkey: str | None = None
+    creds: str | None = None
+    user: str | None = None
+    password: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    inbox_prefix: str | None = None
+
+    def __post_init__(self) -> None:
+        if sum(x is not None for x in (self.nkey, self.creds, self.user)) > 1:
+            raise ConnectionFailed("give one of an nkey file, a creds file or a user, not several")
+        if (self.password is not None) != (self.user is not None):
+            raise ConnectionFailed("a user needs a password and a password needs a user")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConnectionFailed("a TLS client certificate needs its key, and a key its certificate")
+
+    @classmethod
+    def from_environment(cls) -> Credentials:
+        """From the environment: ``PARTITA_NATS_NKEY``, ``_CREDS``, ``_USER``, ``_PASSWORD``, ``_TLS_CA``,
+        ``_TLS_CERT`` and ``_TLS_KEY``."""
+        env = os.environ.get
+        return cls(
+            nkey=env("PARTITA_NATS_NKEY") or None,
+            creds=env("PARTITA_NATS_CREDS") or None,
+            user=env("PARTITA_NATS_USER") or None,
+            password=env("PARTITA_NATS_PASSWORD") or None,
+            tls_ca=env("PARTITA_NATS_TLS_CA") or None,
+            tls_cert=env("PARTITA_NATS_TLS_CERT") or None,
+            tls_key=env("PARTITA_NATS_TLS_KEY") or None,
+        )
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls_ca is not None or self.tls_cert is not None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.uses_tls:
+            return None
+        try:
+            context = ssl.create_default_context(cafile=self.tls_ca)
+            if self.tls_cert is not None and self.tls_key is not None:
+                context.load_cert_chain(self.tls_cert, self.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectionFailed(f"cannot load the TLS files: {exc}") from exc
+        return context
+
+    def principal(self) -> str | None:
+        """The nkey public key or user name these credentials authenticate as (None: anonymous)."""
+        if self.user is not None:
+            return self.user
+        try:
+            if self.nkey is not None:
+                with open(self.nkey) as seed_file:
+                    return public_key_of(seed_file.read())
+            if self.creds is not None:
+                return _creds_subject(self.creds)
+        except OSError as exc:
+            raise ConnectionFailed(f"cannot read the credentials file: {exc}") from exc
+        except AuthError as exc:
+            raise ConnectionFailed(f"{self.nkey}: {exc}") from exc
+        return None
+
+    def resolved_inbox_prefix(self) -> str | None:
+        if self.inbox_prefix is not None:
+            return self.inbox_prefix
+        principal = self.principal()
+        return None if principal is None else inbox_prefix_for(principal)
+
+    def options(self) -> dict[str, object]:
+        """Keyword arguments for ``nats.connect``."""
+        options: dict[str, object] = {}
+        if self.nkey is not None:
+            options["nkeys_seed"] = self.nkey
+        if self.creds is not None:
+            options["user_credentials"] = self.creds
+        if self.user is not None:
+            options["user"], options["password"] = self.user, self.password
+        context = self.ssl_context()
+        if context is not None:
+            options["tls"] = context
+        inbox = self.resolved_inbox_prefix()
+        if inbox is not None:
+            options["inbox_prefix"] = inbox
+        return options
+
+
+def _creds_subject(path: str) -> str:
+    """The user public key (``sub``) of the JWT in a NATS ``.creds`` file."""
+    with open(path) as creds_file:
+        text = creds_file.read()
+    try:
+        jwt = text.split("-----BEGIN NATS USER JWT-----", 1)[1].split("------END NATS USER JWT------", 1)[0].strip()
+        body = jwt.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        return str(claims["sub"])
+    except (IndexError, KeyError, ValueError) as exc:
+        raise ConnectionFailed(f"{path} is not a NATS .creds file (user JWT and seed)") from exc
+
+
 async def connect(
     servers: str | Sequence[str] = DEFAULT_URL,
     *,
@@ -468,14 +592,18 @@ async def connect(
     connect_timeout: float = 5.0,
     request_timeout: float = 5.0,
     connect_attempts: int = 3,
+    credentials: Credentials | None = None,
 ) -> Connection:
     """Connect to NATS, refusing a server older than :data:`MIN_SERVER_VERSION`.
 
     ``servers`` is one URL, a comma-separated list, or a sequence. The first connection tries each server
     ``connect_attempts`` times, then fails with :class:`ConnectionFailed`; once connected, reconnection never
     gives up (nats-py's default stops after 60 attempts) and pending publishes are buffered meanwhile.
+    ``credentials`` authenticate and set up TLS (see :class:`Credentials`).
     """
     urls = [u.strip() for u in servers.split(",")] if isinstance(servers, str) else list(servers)
+    credentials = credentials or Credentials()
+    options = credentials.options()
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats_error", error=str(exc), error_type=type(exc).__name__)
@@ -503,9 +631,13 @@ async def connect(
             error_cb=on_error,
             disconnected_cb=on_disconnected,
             reconnected_cb=on_reconnected,
+            **options,
         )
     except (nats.errors.Error, OSError, TimeoutError) as exc:
-        raise ConnectionFailed(f"cannot connect to NATS at {', '.join(urls)}: {exc}") from exc
+        hint = ""
+        if "authorization" in str(exc).lower():
+            hint = " (the server refused these credentials: check --nkey/--creds/--user and the server's accounts)"
+        raise ConnectionFailed(f"cannot connect to NATS at {', '.join(urls)}: {exc}{hint}") from exc
     opened.append(nc)
     nc.options["max_reconnect_attempts"] = -1  # connected: from now on, never give up on the cluster
     version = nc.connected_server_version
@@ -517,4 +649,4 @@ async def connect(
     if not nc._server_info.get("jetstream"):
         await nc.close()
         raise ServerVersionError("the NATS server has JetStream disabled; start it with -js")
-    return Connection(nc, nc.jetstream(timeout=request_timeout), request_timeout)
+    return Connection(nc, nc.jetstream(timeout=request_timeout), request_timeout, identity=credentials.principal())

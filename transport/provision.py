@@ -223,6 +223,20 @@ async def delete_consumer(conn: Connection, stream: str, name: str) -> bool:
 DEFAULT_MAX_IN_FLIGHT = 10_000  # a task consumer's max_ack_pending when the TaskDef sets no concurrentExecLimit
 
 
+async def find_task_consumer(
+    conn: Connection, layout: Layout, task_type: str, domain: str | None
+) -> tuple[str, float] | None:
+    """The (type, domain) consumer's ``(name, AckWait in seconds)``, or None while nobody has created it."""
+    name = layout.task_consumer(task_type, domain)
+    try:
+        info = await conn.js.consumer_info(layout.tasks_stream, name)
+    except nats.js.errors.NotFoundError:
+        return None
+    except nats.errors.Error as exc:
+        raise ProvisioningError(f"consumer {name}: {exc}") from exc
+    return name, float(info.config.ack_wait or 3600)
+
+
 async def ensure_task_consumer(
     conn: Connection,
     layout: Layout,
@@ -242,14 +256,9 @@ async def ensure_task_consumer(
     """
     name = layout.task_consumer(task_type, domain)
     if ack_wait_seconds is None:
-        try:
-            info = await conn.js.consumer_info(layout.tasks_stream, name)
-        except nats.js.errors.NotFoundError:
-            pass
-        except nats.errors.Error as exc:
-            raise ProvisioningError(f"consumer {name}: {exc}") from exc
-        else:
-            return name, float(info.config.ack_wait or 3600)
+        found = await find_task_consumer(conn, layout, task_type, domain)
+        if found is not None:
+            return found
     ack_wait = float(ack_wait_seconds or 3600)
     config = ConsumerConfig(
         durable_name=name,

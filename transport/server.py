@@ -64,8 +64,10 @@ class EmbeddedServer:
         max_payload: int = 1024 * 1024,
         ready_within: float = 15.0,
         stop_grace: float = 10.0,
+        extra_config: str = "",
     ) -> None:
         self.store_dir = Path(store_dir)
+        self.extra_config = extra_config  # appended to the config: accounts (``partita auth``), a tls block
         self.host = host
         self.port = port or free_port(host)
         self.sync_always = sync_always
@@ -76,7 +78,7 @@ class EmbeddedServer:
 
     @property
     def url(self) -> str:
-        return f"nats://{self.host}:{self.port}"
+        return f"nats://{self.host}:{self.port}"  # with a tls block, clients upgrade (server INFO says so)
 
     @property
     def pid(self) -> int | None:
@@ -94,6 +96,7 @@ class EmbeddedServer:
             f'listen: "{self.host}:{self.port}"\n'
             f"max_payload: {self.max_payload}\n"
             f'jetstream {{\n  store_dir: "{self.store_dir / "jetstream"}"{sync}\n}}\n'
+            f"{self.extra_config}\n"
         )
         return config
 

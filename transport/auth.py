@@ -1,0 +1,353 @@
+"""Least-privilege NATS identities for a deployment: who may publish and subscribe to what (design §9).
+
+NATS authenticates and authorises; Partita only writes the configuration. A deployment lives in its own NATS
+account (JetStream enabled), and every identity in it has a role:
+
+* ``node``: everything in the account (nodes provision streams, run workflows, own partitions);
+* ``admin``: what a client may do, plus registering definitions, removing workflows and reading the DLQ and
+  the members bucket;
+* ``client``: start workflows, send operator commands, read workflows, definitions and history, wait for ends;
+* ``worker``: fetch, ack and extend tasks of the (type, domain) queues it is granted, and nothing else: publish
+  results and start reports only for its task types, announce only its pairs, use the rate-limit counters of
+  its types, and (only if granted) the payload store and starting workflows.
+
+Every identity subscribes only under its own inbox prefix, so it cannot read other identities' replies.
+
+This module is pure: :func:`permissions` turns an :class:`Identity` into subject lists and
+:func:`render_accounts` writes the ``accounts {}`` block for ``nats-server``. Key generation uses nkeys
+(Ed25519 seeds the server never sees).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import Final
+
+import msgspec
+import nacl.signing
+import nkeys
+
+from partita.schemas.errors import PartitaError
+
+from .layout import Layout, escape_token
+
+INBOX_ROOT: Final = "_INBOX"
+_NKEY_USER_PREFIX: Final = "U"
+
+
+class AuthError(PartitaError):
+    """A bad identity, grant or credentials file; the message says which and why."""
+
+
+class Role(StrEnum):
+    NODE = "node"
+    ADMIN = "admin"
+    CLIENT = "client"
+    WORKER = "worker"
+
+
+class Identity(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    """One NATS user of a deployment. ``public_key`` is its nkey (``U...``); the seed stays with its owner."""
+
+    name: str
+    role: Role
+    public_key: str
+    tasks: tuple[str, ...] = ()  # workers: granted task types
+    domains: tuple[str | None, ...] = ()  # workers: granted domains; None = the queue without a domain
+    start_workflows: bool = False  # workers: may also start workflows
+    payloads: bool = False  # workers: may read and write the large-payload store
+
+    def __post_init__(self) -> None:
+        if not self.name or len(self.name) > 64 or not all(c.isalnum() or c in "-_." for c in self.name):
+            raise AuthError(f"identity name {self.name!r}: use 1..64 letters, digits, '-', '_' or '.'")
+        if not (self.public_key.startswith(_NKEY_USER_PREFIX) and len(self.public_key) == 56):
+            raise AuthError(f"identity {self.name!r}: {self.public_key!r} is not an nkey user public key")
+        if self.role is Role.WORKER:
+            if not self.tasks:
+                raise AuthError(f"worker {self.name!r} needs at least one task type (--task)")
+            if not self.domains:
+                raise AuthError(f"worker {self.name!r} needs at least one domain, or the no-domain queue")
+        elif self.tasks or self.domains or self.start_workflows or self.payloads:
+            raise AuthError(f"identity {self.name!r}: task, domain and grant options are for workers only")
+
+    @property
+    def inbox_prefix(self) -> str:
+        return inbox_prefix_for(self.public_key)
+
+
+class Permissions(msgspec.Struct, frozen=True):
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+
+
+def inbox_prefix_for(principal: str) -> str:
+    """The inbox prefix of an identity (its nkey public key, or its user name): the only place it may
+    subscribe besides what its role reads. The SDK derives the same prefix from the credentials it is given."""
+    return f"{INBOX_ROOT}_{escape_token(principal)}"
+
+
+def _reader(stream: str, *, ephemeral_reads: bool = True) -> list[str]:
+    """What reading a limits-retention stream needs: info, message gets, and ephemeral/ordered consumers
+    (KV watches and listings, object reads, history) with their flow control."""
+    api = "$JS.API"
+    subjects = [f"{api}.STREAM.MSG.GET.{stream}", f"{api}.DIRECT.GET.{stream}", f"{api}.DIRECT.GET.{stream}.>"]
+    if ephemeral_reads:
+        subjects += [
+            f"{api}.CONSUMER.CREATE.{stream}",
+            f"{api}.CONSUMER.CREATE.{stream}.>",
+            f"{api}.CONSUMER.INFO.{stream}.>",
+            f"{api}.CONSUMER.DELETE.{stream}.>",
+            f"{api}.CONSUMER.MSG.NEXT.{stream}.>",
+            f"$JS.FC.{stream}.>",
+            f"$JS.ACK.{stream}.>",
+        ]
+    return subjects
+
+
+def _streams(layout: Layout) -> list[str]:
+    return [
+        layout.tasks_stream,
+        layout.events_stream,
+        layout.emitted_stream,
+        layout.dead_letter_stream,
+        layout.history_stream,
+        f"KV_{layout.workflows_bucket}",
+        f"KV_{layout.members_bucket}",
+        f"KV_{layout.definitions_bucket}",
+        f"KV_{layout.limits_bucket}",
+        f"OBJ_{layout.payloads_bucket}",
+    ]
+
+
+def _base(identity: Identity, layout: Layout) -> tuple[list[str], list[str]]:
+    """Every restricted identity: check that the layout exists, and receive replies in its own inbox."""
+    publish = ["$JS.API.INFO", "$JS.API.STREAM.NAMES"]
+    publish += [f"$JS.API.STREAM.INFO.{stream}" for stream in _streams(layout)]
+    return publish, [f"{identity.inbox_prefix}.>"]
+
+
+def _payloads(layout: Layout) -> list[str]:
+    return [*_reader(f"OBJ_{layout.payloads_bucket}"), f"$O.{layout.payloads_bucket}.>"]
+
+
+def _client(layout: Layout) -> tuple[list[str], list[str]]:
+    p = layout.prefix
+    publish = [f"{p}.wf.*.start", f"{p}.wf.*.cmd"]
+    for stream in (f"KV_{layout.workflows_bucket}", f"KV_{layout.definitions_bucket}", layout.history_stream):
+        publish += _reader(stream)
+    publish += _payloads(layout)  # a large workflow input is stored before its start is published
+    return publish, [f"{p}.done.>"]
+
+
+def _admin(layout: Layout) -> tuple[list[str], list[str]]:
+    publish, subscribe = _client(layout)
+    publish += [f"$KV.{layout.definitions_bucket}.>", f"$KV.{layout.workflows_bucket}.>"]  # register; remove
+    for stream in (layout.dead_letter_stream, f"KV_{layout.members_bucket}", layout.emitted_stream):
+        publish += _reader(stream)
+    return publish, subscribe
+
+
+def _worker(identity: Identity, layout: Layout) -> tuple[list[str], list[str]]:
+    p, tasks = layout.prefix, layout.tasks_stream
+    publish: list[str] = []
+    for task_type in identity.tasks:
+        token = escape_token(task_type)
+        publish += [
+            f"{p}.wf.*.result.{token}",
+            f"{p}.wf.*.started.{token}",
+            f"$KV.{layout.limits_bucket}.rate.{token}.*",
+        ]
+        for domain in identity.domains:
+            consumer = layout.task_consumer(task_type, domain)
+            publish += [
+                f"$JS.API.CONSUMER.INFO.{tasks}.{consumer}",
+                f"$JS.API.CONSUMER.MSG.NEXT.{tasks}.{consumer}",
+                f"$JS.ACK.{tasks}.{consumer}.>",
+                layout.worker_announce_subject(task_type, domain),
+            ]
+    publish += _reader(f"KV_{layout.limits_bucket}", ephemeral_reads=False)
+    publish.append(f"{p}.dlq.task")  # a task message it cannot read is dead-lettered with the reason
+    if identity.payloads:
+        publish += _payloads(layout)
+    if identity.start_workflows:
+        publish.append(f"{p}.wf.*.start")
+    return publish, []
+
+
+def permissions(identity: Identity, layout: Layout) -> Permissions:
+    """The subjects ``identity`` may publish to and subscribe to, in the deployment's account."""
+    if identity.role is Role.NODE:
+        return Permissions(publish=(">",), subscribe=(">",))
+    publish, subscribe = _base(identity, layout)
+    if identity.role is Role.CLIENT:
+        more = _client(layout)
+    elif identity.role is Role.ADMIN:
+        more = _admin(layout)
+    else:
+        more = _worker(identity, layout)
+    return Permissions(publish=_unique(publish + more[0]), subscribe=_unique(subscribe + more[1]))
+
+
+def _unique(subjects: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(subjects))
+
+
+def account_name(layout: Layout) -> str:
+    return layout.prefix.upper().replace("-", "_")
+
+
+def render_accounts(identities: Sequence[Identity], layout: Layout) -> str:
+    """The ``accounts {}`` block of a nats-server configuration (include it from the server's file)."""
+    names = [identity.name for identity in identities]
+    if len(set(names)) != len(names):
+        raise AuthError("identity names must be unique")
+    lines = [
+        f"# Generated by `partita auth` for the deployment {layout.prefix!r}. Do not edit: re-run `partita auth`.",
+        "accounts {",
+        f"  {account_name(layout)}: {{",
+        "    jetstream: enabled",
+        "    users: [",
+    ]
+    for identity in identities:
+        perms = permissions(identity, layout)
+        lines += [
+            f"      # {identity.name} ({identity.role})",
+            f"      {{ nkey: {identity.public_key}",
+            "        permissions: {",
+            f"          publish: {{ allow: {_list(perms.publish)} }}",
+            f"          subscribe: {{ allow: {_list(perms.subscribe)} }}",
+            "        }",
+            "      }",
+        ]
+    lines += ["    ]", "  }", "}", ""]
+    return "\n".join(lines)
+
+
+def _list(subjects: Sequence[str]) -> str:
+    return "[" + ", ".join(json.dumps(subject) for subject in subjects) + "]"
+
+
+def new_nkey() -> tuple[str, str]:
+    """A fresh user nkey: ``(seed, public_key)``. The seed is the secret; the server only needs the key."""
+    raw = bytes(nacl.signing.SigningKey.generate())
+    seed = nkeys.encode_seed(raw, nkeys.PREFIX_BYTE_USER)
+    pair = nkeys.from_seed(bytearray(seed))
+    public_key = pair.public_key.decode()
+    pair.wipe()
+    return seed.decode(), public_key
+
+
+def public_key_of(seed: str) -> str:
+    """The public key of an nkey seed; :class:`AuthError` if it is not one."""
+    try:
+        pair = nkeys.from_seed(bytearray(seed.strip().encode()))
+    except Exception as exc:  # nkeys raises its own errors and binascii/ValueError for garbage
+        raise AuthError(f"not an nkey seed: {type(exc).__name__}") from exc
+    public_key = str(pair.public_key.decode())
+    pair.wipe()
+    return public_key
+
+
+IDENTITIES_FILE: Final = "identities.json"
+ACCOUNTS_FILE: Final = "accounts.conf"
+
+
+class _Stored(msgspec.Struct, kw_only=True, rename="camel"):
+    prefix: str
+    identities: list[Identity] = msgspec.field(default_factory=list)
+
+
+class AuthDirectory:
+    """What ``partita auth`` keeps in one directory: ``identities.json`` (names, roles, grants and public keys),
+    ``accounts.conf`` (generated from it, for nats-server) and one ``<name>.nk`` seed per identity (mode 0600;
+    hand each to its owner and delete it here if you like: only its public key is needed to regenerate)."""
+
+    def __init__(self, directory: str | os.PathLike[str], layout: Layout) -> None:
+        self.path = Path(directory)
+        self.layout = layout
+
+    @property
+    def accounts_file(self) -> Path:
+        return self.path / ACCOUNTS_FILE
+
+    def seed_file(self, name: str) -> Path:
+        return self.path / f"{name}.nk"
+
+    def identities(self) -> list[Identity]:
+        file = self.path / IDENTITIES_FILE
+        if not file.exists():
+            return []
+        try:
+            stored = msgspec.json.decode(file.read_bytes(), type=_Stored)
+        except (msgspec.DecodeError, AuthError) as exc:
+            raise AuthError(f"{file}: {exc}") from exc
+        if stored.prefix != self.layout.prefix:
+            raise AuthError(f"{file} is for the deployment {stored.prefix!r}, not {self.layout.prefix!r} (--prefix)")
+        return stored.identities
+
+    def get(self, name: str) -> Identity | None:
+        return next((identity for identity in self.identities() if identity.name == name), None)
+
+    def add(self, identity_of: Callable[[str], Identity], name: str, *, replace: bool = False) -> Identity:
+        """Add (or, with ``replace``, re-grant keeping the key) the identity ``identity_of(public_key)``."""
+        identities = self.identities()
+        existing = next((i for i in identities if i.name == name), None)
+        if existing is not None and not replace:
+            raise AuthError(f"identity {name!r} exists; remove it first, or pass --replace to change its grants")
+        if existing is None:
+            seed, public_key = new_nkey()
+            self.path.mkdir(parents=True, exist_ok=True)
+            _write_secret(self.seed_file(name), seed + "\n")
+        else:
+            public_key = existing.public_key
+        identity = identity_of(public_key)
+        identities = [i for i in identities if i.name != name] + [identity]
+        self._save(identities)
+        return identity
+
+    def remove(self, name: str) -> bool:
+        identities = self.identities()
+        kept = [i for i in identities if i.name != name]
+        if len(kept) == len(identities):
+            return False
+        self._save(kept)
+        self.seed_file(name).unlink(missing_ok=True)
+        return True
+
+    def _save(self, identities: list[Identity]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        accounts = render_accounts(identities, self.layout)  # first: refuses what nats-server would not load
+        stored = _Stored(prefix=self.layout.prefix, identities=identities)
+        _write_atomic(self.path / IDENTITIES_FILE, msgspec.json.format(msgspec.json.encode(stored)) + b"\n")
+        _write_atomic(self.accounts_file, accounts.encode())
+
+
+def _write_secret(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    partial.replace(path)
+
+
+__all__ = [
+    "AuthDirectory",
+    "AuthError",
+    "Identity",
+    "Permissions",
+    "Role",
+    "account_name",
+    "inbox_prefix_for",
+    "new_nkey",
+    "permissions",
+    "public_key_of",
+    "render_accounts",
+]
