@@ -18,6 +18,7 @@ from .definitions import DefinitionStore
 from .errors import (
     CasConflict,
     ConnectionFailed,
+    PermissionDenied,
     ProvisioningError,
     ServerVersionError,
     TransportError,
@@ -42,6 +43,7 @@ __all__ = [
     "KvBucket",
     "KvEntry",
     "Layout",
+    "PermissionDenied",
     "ProvisioningError",
     "PullConsumer",
     "ServerVersionError",

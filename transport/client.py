@@ -6,6 +6,7 @@ same; this is the convenient way from Python.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
@@ -41,7 +42,7 @@ from partita.schemas import (
 from .codec import decode_record, encode_json
 from .connection import DEFAULT_URL, Connection, Credentials, KvBucket, connect
 from .definitions import DefinitionStore
-from .errors import TransportTimeout
+from .errors import TransportError, TransportTimeout
 from .layout import Layout
 from .payloads import PayloadStore, hydrate
 from .provision import ensure_layout
@@ -120,9 +121,14 @@ class Client:
     # --- definitions --------------------------------------------------------------------------------
 
     async def register(self, *definitions: TaskDef | WorkflowDef) -> None:
-        """Validate and store definitions; raises :class:`DefinitionError` listing every problem."""
+        """Validate and store definitions; raises :class:`DefinitionError` listing every problem, and
+        :class:`PermissionDenied` for an identity that may not register (only ``admin`` and ``node`` may)."""
         for definition in definitions:
-            await self.definitions.put(definition)
+            started = time.monotonic()
+            try:
+                await self.definitions.put(definition)
+            except TransportError as exc:
+                raise self.conn.explain(exc, started, f"register {definition.name}") from exc
 
     async def register_json(self, data: bytes | str, *, source: str = "input") -> list[TaskDef | WorkflowDef]:
         """Register Conductor JSON (a WorkflowDef, a TaskDef, or a list of them); returns what was stored."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import datetime as dt
 import json
@@ -35,7 +36,14 @@ from nats.js.kv import KeyValue
 from partita.schemas.errors import PayloadError
 
 from .auth import AuthError, inbox_prefix_for, public_key_of
-from .errors import CasConflict, ConnectionFailed, ServerVersionError, TransportError, TransportTimeout
+from .errors import (
+    CasConflict,
+    ConnectionFailed,
+    PermissionDenied,
+    ServerVersionError,
+    TransportError,
+    TransportTimeout,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -287,11 +295,17 @@ class Connection:
     """One NATS connection with JetStream. Open with :func:`connect`; close with :meth:`aclose`."""
 
     def __init__(
-        self, nc: NatsClient, js: JetStreamContext, request_timeout: float = 5.0, identity: str | None = None
+        self,
+        nc: NatsClient,
+        js: JetStreamContext,
+        request_timeout: float = 5.0,
+        identity: str | None = None,
+        denials: collections.deque[tuple[float, str]] | None = None,
     ) -> None:
         self._nc = nc
         self.js = js
         self._request_timeout = request_timeout
+        self._denials = denials if denials is not None else collections.deque(maxlen=16)
         # Who we authenticated as (nkey public key or user), None for an open server. An identity may hold a
         # restricted role (``partita auth``): such connections wait for nodes to create what they may not.
         self.identity = identity
@@ -347,6 +361,21 @@ class Connection:
         with translate_errors(f"publish {subject}"):
             await self._nc.publish(subject, data)
 
+    def denied_since(self, since: float) -> str | None:
+        """The server's last "permissions violation" message after ``since`` (monotonic), if any. The server
+        reports a refused publish asynchronously, so a refused request otherwise looks like a timeout."""
+        return next((message for at, message in reversed(self._denials) if at >= since), None)
+
+    def explain(self, exc: TransportError, since: float, what: str) -> TransportError:
+        """``exc``, or a :class:`PermissionDenied` saying what was refused if the server refused something."""
+        denial = self.denied_since(since)
+        if denial is None or isinstance(exc, PermissionDenied):
+            return exc
+        return PermissionDenied(
+            f"{what}: the NATS server refused it ({denial.removeprefix('nats: ')}); this identity's role does "
+            "not allow it (`partita auth permissions <name>` lists what it may do)"
+        )
+
     async def publish_durable(
         self, subject: str, data: bytes, *, msg_id: str | None = None, retry_for: float = 0.0
     ) -> int:
@@ -357,7 +386,8 @@ class Connection:
         again with the same id, backing off, for that many seconds before the error is raised.
         """
         headers = {"Nats-Msg-Id": msg_id} if msg_id else None
-        deadline = time.monotonic() + (retry_for if msg_id else 0.0)
+        started = time.monotonic()
+        deadline = started + (retry_for if msg_id else 0.0)
         delay = 0.25
         while True:
             try:
@@ -365,6 +395,9 @@ class Connection:
                     ack = await self.js.publish(subject, data, headers=headers)
                 return ack.seq
             except TransportError as exc:  # not PayloadError: a message too large stays too large
+                explained = self.explain(exc, started, f"publish to {subject}")
+                if explained is not exc:
+                    raise explained from exc  # refused: retrying cannot help
                 if time.monotonic() + delay > deadline:
                     raise
                 log.warning("publish_retried", subject=subject, error=str(exc), retry_in=delay)
@@ -605,7 +638,14 @@ async def connect(
     credentials = credentials or Credentials()
     options = credentials.options()
 
+    denials: collections.deque[tuple[float, str]] = collections.deque(maxlen=16)
+
+    errors: list[str] = []
+
     async def on_error(exc: Exception) -> None:
+        errors.append(str(exc))
+        if "permissions violation" in str(exc).lower():
+            denials.append((time.monotonic(), str(exc)))
         log.warning("nats_error", error=str(exc), error_type=type(exc).__name__)
 
     opened: list[NatsClient] = []
@@ -618,24 +658,32 @@ async def connect(
     async def on_reconnected() -> None:
         log.info("nats_reconnected")
 
+    # nats-py can hang on a failed TLS verification (a TLS server, no --tls-ca): bound the whole attempt.
+    give_up_after = (connect_timeout + 1.0) * max(1, connect_attempts) * len(urls) + 2.0
     try:
-        nc = await nats.connect(
-            servers=urls,
-            name=name,
-            connect_timeout=connect_timeout,
-            allow_reconnect=True,
-            max_reconnect_attempts=connect_attempts,
-            reconnect_time_wait=0.5,
-            ping_interval=10,
-            max_outstanding_pings=3,
-            error_cb=on_error,
-            disconnected_cb=on_disconnected,
-            reconnected_cb=on_reconnected,
-            **options,
-        )
-    except (nats.errors.Error, OSError, TimeoutError) as exc:
+        with anyio.fail_after(give_up_after):
+            nc = await nats.connect(
+                servers=urls,
+                name=name,
+                connect_timeout=connect_timeout,
+                allow_reconnect=True,
+                max_reconnect_attempts=connect_attempts,
+                reconnect_time_wait=0.5,
+                ping_interval=10,
+                max_outstanding_pings=3,
+                error_cb=on_error,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected,
+                **options,
+            )
+    except TimeoutError as exc:
+        hint = "" if credentials.uses_tls else " (if the server requires TLS, give its CA: --tls-ca)"
+        raise ConnectionFailed(
+            f"cannot connect to NATS at {', '.join(urls)}: no answer within {give_up_after:g} s{hint}"
+        ) from exc
+    except (nats.errors.Error, OSError) as exc:
         hint = ""
-        if "authorization" in str(exc).lower():
+        if any("authorization" in text.lower() for text in (str(exc), *errors)):
             hint = " (the server refused these credentials: check --nkey/--creds/--user and the server's accounts)"
         raise ConnectionFailed(f"cannot connect to NATS at {', '.join(urls)}: {exc}{hint}") from exc
     opened.append(nc)
@@ -649,4 +697,5 @@ async def connect(
     if not nc._server_info.get("jetstream"):
         await nc.close()
         raise ServerVersionError("the NATS server has JetStream disabled; start it with -js")
-    return Connection(nc, nc.jetstream(timeout=request_timeout), request_timeout, identity=credentials.principal())
+    js = nc.jetstream(timeout=request_timeout)
+    return Connection(nc, js, request_timeout, identity=credentials.principal(), denials=denials)

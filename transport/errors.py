@@ -35,3 +35,7 @@ class ProvisioningError(TransportError):
 
 class PartitionTaken(TransportError):
     """An event partition a node tried to take is still filtered by another node's consumer."""
+
+
+class PermissionDenied(TransportError):
+    """The NATS server refused a publish or subscription: this identity's role does not allow it."""

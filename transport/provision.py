@@ -25,7 +25,7 @@ from nats.js.api import (
 )
 
 from .connection import Connection, translate_errors
-from .errors import PartitionTaken, ProvisioningError, TransportError
+from .errors import PartitionTaken, PermissionDenied, ProvisioningError, TransportError
 from .layout import Layout
 
 log = structlog.get_logger(__name__)
@@ -128,13 +128,17 @@ async def ensure_layout(
     and leaves existing ones alone. A number (``partita node --replicas 3``) also brings existing streams and
     buckets to that replica count.
     """
-    deadline = time.monotonic() + patience
+    started = time.monotonic()
+    deadline = started + patience
     delay = 0.5
     while True:
         try:
             await _ensure_layout(conn, layout, replicas)
             return
         except TransportError as exc:
+            explained = conn.explain(exc, started, "create the missing streams and buckets")
+            if explained is not exc:
+                raise PermissionDenied(f"{explained}; a node creates them when it first starts") from exc
             if time.monotonic() + delay > deadline:
                 raise
             log.warning("layout_unavailable", error=str(exc), retry_in=delay)

@@ -1,0 +1,102 @@
+"""The permissions `partita auth` generates, as pure data (the server-side tests are in
+tests/integration/test_security.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from partita.actors.cli import main
+from partita.transport import Layout
+from partita.transport.auth import AuthDirectory, AuthError, Identity, Role, new_nkey, permissions, render_accounts
+
+LAYOUT = Layout()
+
+
+def _worker(**grants: object) -> Identity:
+    fields: dict[str, object] = {"tasks": ("get-inventory",), "domains": ("john",), **grants}
+    return Identity(name="inventory-app", role=Role.WORKER, public_key=new_nkey()[1], **fields)  # type: ignore[arg-type]
+
+
+def test_a_worker_is_granted_exactly_its_pairs_and_its_own_inbox() -> None:
+    worker = _worker()
+    perms = permissions(worker, LAYOUT)
+    assert perms.subscribe == (f"_INBOX_{worker.public_key}.>",)
+    assert "$JS.API.CONSUMER.MSG.NEXT.PARTITA_TASKS.task@get-inventory@john" in perms.publish
+    assert "$JS.ACK.PARTITA_TASKS.task@get-inventory@john.>" in perms.publish
+    assert "partita.wf.*.result.get-inventory" in perms.publish
+    joined = " ".join(perms.publish)
+    for absent in ("CREATE.PARTITA_TASKS", "@_", ".start ", ".cmd", "$O.", "$KV.partita_definitions"):
+        assert absent not in f"{joined} ", absent
+    assert not any(subject in (">", "$JS.API.>") for subject in perms.publish)
+
+
+def test_grants_widen_a_worker_only_as_asked() -> None:
+    perms = permissions(_worker(domains=("john", None), start_workflows=True, payloads=True), LAYOUT)
+    assert "$JS.API.CONSUMER.MSG.NEXT.PARTITA_TASKS.task@get-inventory@_" in perms.publish
+    assert "partita.wf.*.start" in perms.publish
+    assert "$O.partita_payloads.>" in perms.publish
+
+
+def test_task_types_that_are_not_subject_tokens_are_escaped_in_every_grant() -> None:
+    perms = permissions(_worker(tasks=("a.b*c >",)), LAYOUT)
+    assert "partita.wf.*.result.a=2Eb=2Ac=20=3E" in perms.publish
+    assert all("a.b" not in subject for subject in perms.publish)
+
+
+def test_roles_differ_in_what_they_may_write() -> None:
+    key = new_nkey()[1]
+    client = permissions(Identity(name="c", role=Role.CLIENT, public_key=key), LAYOUT).publish
+    admin = permissions(Identity(name="a", role=Role.ADMIN, public_key=key), LAYOUT).publish
+    node = permissions(Identity(name="n", role=Role.NODE, public_key=key), LAYOUT).publish
+    assert "partita.wf.*.start" in client
+    assert "$KV.partita_definitions.>" not in client
+    assert "$KV.partita_definitions.>" in admin
+    assert node == (">",)
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"name": "has space", "role": Role.CLIENT}, "identity name"),
+        ({"name": "w", "role": Role.WORKER}, "at least one task type"),
+        ({"name": "w", "role": Role.WORKER, "tasks": ("t",)}, "at least one domain"),
+        ({"name": "c", "role": Role.CLIENT, "tasks": ("t",)}, "workers only"),
+    ],
+)
+def test_bad_identities_are_refused_with_the_reason(fields: dict[str, object], error: str) -> None:
+    with pytest.raises(AuthError, match=error):
+        Identity(public_key=new_nkey()[1], **fields)  # type: ignore[arg-type]
+
+
+def test_names_must_be_unique_in_one_account() -> None:
+    key = new_nkey()[1]
+    twice = [Identity(name="x", role=Role.CLIENT, public_key=key), Identity(name="x", role=Role.ADMIN, public_key=key)]
+    with pytest.raises(AuthError, match="unique"):
+        render_accounts(twice, LAYOUT)
+
+
+def test_the_auth_command_writes_seeds_identities_and_the_accounts_file(tmp_path: Path) -> None:
+    auth = tmp_path / "auth"
+    assert main(["auth", "--dir", str(auth), "init"]) == 0
+    assert main(["auth", "--dir", str(auth), "add-worker", "inv", "--task", "get-inventory", "--domain", "john"]) == 0
+    assert main(["auth", "--dir", str(auth), "add-worker", "inv", "--task", "x"]) == 2  # exists: not replaced
+    directory = AuthDirectory(auth, LAYOUT)
+    assert [(i.name, i.role) for i in directory.identities()] == [
+        ("node", Role.NODE),
+        ("admin", Role.ADMIN),
+        ("client", Role.CLIENT),
+        ("inv", Role.WORKER),
+    ]
+    seed = directory.seed_file("inv")
+    assert seed.stat().st_mode & 0o777 == 0o600
+    assert seed.read_text().startswith("SU")
+    accounts = directory.accounts_file.read_text()
+    assert accounts.count("nkey: U") == 4
+    assert "task@get-inventory@john" in accounts
+    assert main(["auth", "--dir", str(auth), "remove", "inv"]) == 0
+    assert not seed.exists()
+    assert "task@get-inventory@john" not in directory.accounts_file.read_text()
+    with pytest.raises(AuthError, match="not 'other'"):
+        AuthDirectory(auth, Layout(prefix="other")).identities()
