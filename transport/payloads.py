@@ -127,6 +127,10 @@ class PayloadStore:
         except nats.errors.Error as exc:
             raise TransportError(f"load payload {path}: {exc}") from exc
         data = result.data or b""
+        digest = path.rpartition("/")[2]
+        if len(digest) == 64 and hashlib.sha256(data).hexdigest() != digest:
+            # Content-addressed: whoever may write the store (a worker granted --payloads) cannot swap it.
+            raise PayloadError(f"the payload at {path!r} does not match its content hash: it was altered")
         try:
             payload = _decoder.decode(data)
         except msgspec.DecodeError as exc:

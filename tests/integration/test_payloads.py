@@ -142,3 +142,14 @@ async def test_storing_a_payload_again_leaves_the_stored_object_alone(client: Cl
     assert await client.payloads.load(first) == payload
     assert await client.payloads.delete_workflow("wf-1") == 1
     assert await client.payloads.delete_workflow("wf-1") == 0
+
+
+async def test_a_payload_altered_in_the_store_is_refused_not_used(client: Client) -> None:
+    """Whoever may write the object store (a node, a worker granted --payloads) could overwrite an object;
+    paths name the content's SHA-256, so a swapped payload is detected when it is loaded."""
+    path = await client.payloads.offload("wf-2", {"blob": "r" * 100_000}, "test payload")
+    assert path is not None
+    store = await client.conn.js.object_store(client.layout.payloads_bucket)
+    await store.put(path, b'{"blob": "forged"}')
+    with pytest.raises(PayloadError, match="does not match its content hash"):
+        await client.payloads.load(path)
