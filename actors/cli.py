@@ -451,7 +451,9 @@ async def cmd_task_update(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="partita", description="Conductor-compatible workflows on NATS JetStream")
+    parser = argparse.ArgumentParser(
+        prog="partita", description="Conductor-compatible workflows on NATS JetStream", allow_abbrev=False
+    )
     parser.add_argument(
         "--nats",
         default=os.environ.get("PARTITA_NATS_URL", DEFAULT_URL),

@@ -27,3 +27,10 @@ def configure_logging(*, json: bool | None = None, level: str = "INFO") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+    logging.getLogger("asyncio").addFilter(_drop_tls_eof_notice)
+
+
+def _drop_tls_eof_notice(record: logging.LogRecord) -> bool:
+    """asyncio warns on every TLS connection nats-py closes ("returning true from eof_received() has no effect
+    when using ssl"): noise about nats-py's protocol class, not about anything Partita or the user can act on."""
+    return "eof_received()" not in record.getMessage()

@@ -641,11 +641,14 @@ async def connect(
     denials: collections.deque[tuple[float, str]] = collections.deque(maxlen=16)
 
     errors: list[str] = []
+    untrusted = anyio.CancelScope()  # cancelled when the server's certificate fails verification
 
     async def on_error(exc: Exception) -> None:
         errors.append(str(exc))
         if "permissions violation" in str(exc).lower():
             denials.append((time.monotonic(), str(exc)))
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            untrusted.cancel()  # no retry can fix it, and nats-py would wait in vain
         log.warning("nats_error", error=str(exc), error_type=type(exc).__name__)
 
     opened: list[NatsClient] = []
@@ -658,10 +661,13 @@ async def connect(
     async def on_reconnected() -> None:
         log.info("nats_reconnected")
 
+    where = ", ".join(urls)
+    tls_hint = " (give the CA that signed the server's certificate: --tls-ca)"
     # nats-py can hang on a failed TLS verification (a TLS server, no --tls-ca): bound the whole attempt.
     give_up_after = (connect_timeout + 1.0) * max(1, connect_attempts) * len(urls) + 2.0
+    nc: NatsClient | None = None
     try:
-        with anyio.fail_after(give_up_after):
+        with untrusted, anyio.fail_after(give_up_after):
             nc = await nats.connect(
                 servers=urls,
                 name=name,
@@ -677,15 +683,19 @@ async def connect(
                 **options,
             )
     except TimeoutError as exc:
-        hint = "" if credentials.uses_tls else " (if the server requires TLS, give its CA: --tls-ca)"
+        hint = tls_hint if credentials.tls_ca is None else ""
         raise ConnectionFailed(
-            f"cannot connect to NATS at {', '.join(urls)}: no answer within {give_up_after:g} s{hint}"
+            f"cannot connect to NATS at {where}: no answer within {give_up_after:g} s{hint}"
         ) from exc
     except (nats.errors.Error, OSError) as exc:
         hint = ""
         if any("authorization" in text.lower() for text in (str(exc), *errors)):
             hint = " (the server refused these credentials: check --nkey/--creds/--user and the server's accounts)"
-        raise ConnectionFailed(f"cannot connect to NATS at {', '.join(urls)}: {exc}{hint}") from exc
+        raise ConnectionFailed(f"cannot connect to NATS at {where}: {exc}{hint}") from exc
+    if nc is None:  # the verification failure cancelled the attempt
+        raise ConnectionFailed(
+            f"cannot connect to NATS at {where}: the server's TLS certificate is not trusted{tls_hint}"
+        )
     opened.append(nc)
     nc.options["max_reconnect_attempts"] = -1  # connected: from now on, never give up on the cluster
     version = nc.connected_server_version

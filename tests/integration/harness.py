@@ -113,12 +113,14 @@ class Process:
         return self.popen.returncode
 
 
-def run_cli(*args: str, input_text: str | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    """Run ``partita ARGS`` to completion."""
+def run_cli(
+    *args: str, input_text: str | None = None, timeout: float = 60.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``partita ARGS`` to completion (``env``: extra environment variables)."""
     return subprocess.run(
         [PARTITA, *args],
         cwd=REPO,
-        env={**os.environ, "PARTITA_LOG_FORMAT": "json"},
+        env={**os.environ, "PARTITA_LOG_FORMAT": "json", **(env or {})},
         input=input_text,
         capture_output=True,
         text=True,
