@@ -35,6 +35,7 @@ import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
 from partita.schemas import PayloadError, TaskMessage, TaskResult, TaskResultStatus, TaskStarted
+from partita.schemas.limits import configured_limits
 from partita.transport import (
     Connection,
     Delivery,
@@ -228,7 +229,11 @@ class TaskWorker:
         payload = encode_json({"taskType": spec.task_type, "domain": spec.domain, "workerId": self.worker_id})
         since, warned = time.monotonic(), False
         while not self._stopping.is_set():
-            found = await find_task_consumer(self.conn, self.layout, spec.task_type, spec.domain)
+            try:
+                found = await find_task_consumer(self.conn, self.layout, spec.task_type, spec.domain)
+            except TransportError as exc:  # a cluster electing leaders, a reconnect: ask again
+                self._log.warning("consumer_lookup_failed", error=str(exc))
+                found = None
             if found is not None:
                 name, self._ack_wait = found
                 return name
@@ -456,6 +461,10 @@ class TaskWorker:
                 output = value
             elif value is not None:
                 output = {"result": value}
+            problem = configured_limits().payload_problem("task output", output)
+            if problem is not None:  # checked before encoding: a hostile depth would exhaust the stack there
+                output = {}
+                raise TerminalError(problem)
             encode_json(output)  # fail here, as the task, if the output is not JSON
         except TerminalError as exc:
             status, reason = TaskResultStatus.FAILED_WITH_TERMINAL_ERROR, str(exc) or type(exc).__name__

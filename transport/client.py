@@ -38,6 +38,7 @@ from partita.schemas import (
     WorkflowTimeout,
     parse_definitions,
 )
+from partita.schemas.limits import configured_limits
 
 from .codec import decode_record, encode_json
 from .connection import DEFAULT_URL, Connection, Credentials, KvBucket, connect
@@ -160,6 +161,7 @@ class Client:
         """
         if input is not None and not isinstance(input, Mapping):
             raise PayloadError(f"workflow input must be a JSON object, got {type(input).__name__}")
+        _check_depth("workflow input", input)
         if idempotency_key is None:
             workflow_id = str(uuid.uuid4())
         else:
@@ -199,6 +201,7 @@ class Client:
 
         Returns once the update is durable; the node applies it (or ignores it, logged, when no task with
         that reference is pending)."""
+        _check_depth("task output", output)
         message = UpdateTask(
             workflow_id=workflow_id,
             task_ref_name=task_ref_name,
@@ -235,6 +238,8 @@ class Client:
         task_output: Mapping[str, object] | None = None,
     ) -> None:
         """Skip a task of a RUNNING workflow before it is scheduled: it is recorded SKIPPED."""
+        _check_depth("task input", task_input)
+        _check_depth("task output", task_output)
         command = SkipTask(
             workflow_id=workflow_id,
             task_ref_name=task_ref_name,
@@ -252,6 +257,8 @@ class Client:
         task_input: Mapping[str, object] | None = None,
     ) -> None:
         """Run an ended workflow again from a task (later tasks dropped), or from the start."""
+        _check_depth("workflow input", workflow_input)
+        _check_depth("task input", task_input)
         command = RerunWorkflow(
             workflow_id=workflow_id,
             re_run_from_task_id=from_task_id,
@@ -404,3 +411,10 @@ class Client:
             yield workflow
             if workflow.status.is_terminal:
                 return
+
+
+def _check_depth(what: str, payload: Mapping[str, object] | None) -> None:
+    """Refuse here, clearly, what a node would refuse (and what would exhaust the encoder's stack first)."""
+    problem = None if payload is None else configured_limits().payload_problem(what, payload)
+    if problem is not None:
+        raise PayloadError(problem)

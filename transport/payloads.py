@@ -22,6 +22,7 @@ import nats.js.errors
 from nats.js.object_store import ObjectStore
 
 from partita.schemas import PayloadError, Workflow
+from partita.schemas.limits import configured_limits, json_text_depth
 
 from .codec import encode_json
 from .connection import Connection
@@ -131,6 +132,10 @@ class PayloadStore:
         if len(digest) == 64 and hashlib.sha256(data).hexdigest() != digest:
             # Content-addressed: whoever may write the store (a worker granted --payloads) cannot swap it.
             raise PayloadError(f"the payload at {path!r} does not match its content hash: it was altered")
+        # Measured on the text, before decoding: a hostile depth would exhaust msgspec's stack.
+        problem = configured_limits().payload_problem(f"the payload at {path!r}", None, depth=json_text_depth(data))
+        if problem is not None:
+            raise PayloadError(problem)
         try:
             payload = _decoder.decode(data)
         except msgspec.DecodeError as exc:
