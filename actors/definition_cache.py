@@ -8,7 +8,7 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
-from partita.schemas import TaskDef, WorkflowDef
+from partita.schemas import PayloadError, TaskDef, WorkflowDef
 from partita.transport import DefinitionStore
 
 log = structlog.get_logger(__name__)
@@ -48,17 +48,30 @@ class DefinitionCache:
             self._tasks[definition.name] = definition
 
     async def workflow_def(self, name: str, version: int | None) -> WorkflowDef | None:
+        """None when not registered, and when what is stored under the name cannot be read."""
+        if not name:
+            return None  # no definition can have it (and an empty name has no key)
         wanted = version if version is not None else self._latest.get(name)
         if wanted is not None and (name, wanted) in self._workflows:
             return self._workflows[(name, wanted)]
-        found = await self._store.workflow_def(name, version)
+        try:
+            found = await self._store.workflow_def(name, version)
+        except PayloadError as exc:  # written by something other than Partita: as good as absent, loudly
+            log.error("definition_unreadable", workflow_name=name, version=version, error=str(exc))
+            return None
         if found is not None:
             self._remember(found)
         return found
 
     async def task_def(self, name: str) -> TaskDef | None:
+        if not name:
+            return None
         if name in self._tasks:
             return self._tasks[name]
-        found = await self._store.task_def(name)
+        try:
+            found = await self._store.task_def(name)
+        except PayloadError as exc:  # as above; not cached, so a fixed definition is read on the next miss
+            log.error("definition_unreadable", task_name=name, error=str(exc))
+            return None
         self._tasks[name] = found  # None is cached too; a later registration arrives through the watch
         return found

@@ -42,7 +42,7 @@ from .membership import Membership
 from .presence import WorkerPresence
 from .system_tasks import system_task_workers
 from .worker import run_workers
-from .workflow_actor import ActorContext, Envelope, WorkflowActor, decode_event
+from .workflow_actor import ActorContext, ActorCounters, Envelope, WorkflowActor, decode_event
 
 log = structlog.get_logger(__name__)
 
@@ -55,9 +55,10 @@ SCRIPT_THREADS: Final = 4  # decisions that may run scripts, at once, in worker 
 class NodeStatistics(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     events_received: int
-    events_rejected: int
+    events_rejected: int  # poison events, dead-lettered
     actors_active: int
     events_in_flight: int
+    results_rejected: int = 0  # worker reports for another task type or an older delivery (acked, logged)
 
 
 @dataclass(slots=True)
@@ -109,6 +110,7 @@ class Node:
         self._consuming = False  # events are being fetched (for readiness)
         self._received = 0
         self._rejected = 0
+        self._counters = ActorCounters()  # shared with every actor through the ActorContext
 
     def statistics(self) -> NodeStatistics:
         return NodeStatistics(
@@ -117,6 +119,7 @@ class Node:
             events_rejected=self._rejected,
             actors_active=len(self._actors),
             events_in_flight=len(self._in_flight),
+            results_rejected=self._counters.results_rejected,
         )
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
@@ -140,19 +143,21 @@ class Node:
         structlog.contextvars.bind_contextvars(node=self.name)
         await ensure_layout(self.conn, self.layout, replicas=self._replicas, patience=LAYOUT_PATIENCE_SECONDS)
         definitions = DefinitionCache(DefinitionStore(await self.conn.kv(self.layout.definitions_bucket), self.layout))
-        presence = self._presence = WorkerPresence(self.conn, self.layout)
+        effects = EffectPerformer(self.conn, self.layout, definitions)
+        presence = self._presence = WorkerPresence(self.conn, self.layout, provision=effects.ensure_consumer)
         context = ActorContext(
             conn=self.conn,
             layout=self.layout,
             workflows=await self.conn.kv(self.layout.workflows_bucket),
             definitions=definitions,
-            effects=EffectPerformer(self.conn, self.layout, definitions),
+            effects=effects,
             idle_seconds=self._idle_seconds,
             script_threads=anyio.CapacityLimiter(SCRIPT_THREADS),
             presence=presence,
             environment=self._environment,
             history=self._history,
             payloads=PayloadStore(self.conn, self.layout),
+            counters=self._counters,
         )
         membership = self.membership = Membership(self.conn, self.layout, self.name)
         consumer = await self.conn.pull_consumer(self.layout.events_stream, membership.consumer)

@@ -18,6 +18,7 @@ from .errors import (
     WorkflowNotFound,
     WorkflowTimeout,
 )
+from .limits import Limits, configured_limits, json_depth, json_text_depth, prune_json
 from .messages import (
     CancelDispatch,
     ChildFinished,
@@ -77,6 +78,7 @@ __all__ = [
     "DispatchTask",
     "Effect",
     "HistoryEntry",
+    "Limits",
     "Operation",
     "PartitaError",
     "PauseWorkflow",
@@ -122,7 +124,11 @@ __all__ = [
     "WorkflowTask",
     "WorkflowTimeout",
     "WorkflowTimeoutPolicy",
+    "configured_limits",
+    "json_depth",
+    "json_text_depth",
     "parse_definitions",
+    "prune_json",
     "unsupported_problems",
     "validate",
     "validate_task_def",

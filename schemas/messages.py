@@ -92,6 +92,8 @@ class TaskStarted(Message, frozen=True, tag="TaskStarted"):
     worker_id: str | None = None
     poll_count: int | None = None
     start_time: int = 0
+    # Optional, as in a result: when present it must name the type of the subject it is published on.
+    task_type: str | None = None
 
 
 class TaskResultStatus(enum.StrEnum):

@@ -1,15 +1,20 @@
 """Parsing and registration-time validation of Conductor definitions.
 
 Validation reports every problem it finds (not just the first) with the field path, in Conductor's words
-where Conductor has words for it.
+where Conductor has words for it. It also enforces the definition limits of :mod:`.limits` (size, nesting,
+number of tasks, nesting of inputParameters); those are measured first and without recursion, because the
+other checks walk the definition recursively.
 """
 
 from __future__ import annotations
+
+import re
 
 import msgspec
 
 from .definitions import TaskDef, WorkflowDef, WorkflowTask, iter_workflow_tasks
 from .errors import DefinitionError
+from .limits import MAX_SAFE_DEPTH, Limits, configured_limits, json_depth, json_text_depth
 
 # Every task type Conductor OSS knows (TaskType.java) plus the SDK-only ones; anything else is USER_DEFINED.
 KNOWN_TASK_TYPES: frozenset[str] = frozenset(
@@ -43,14 +48,30 @@ IMPOSSIBLE_TASK_TYPES: dict[str, str] = {
 _TERMINATION_STATUSES = frozenset({"COMPLETED", "FAILED", "TERMINATED"})
 
 
-def parse_definitions(data: bytes | str, *, source: str = "input") -> list[TaskDef | WorkflowDef]:
+_LIST_START = re.compile(rb"\s*\[")
+
+
+def parse_definitions(
+    data: bytes | str, *, source: str = "input", limits: Limits | None = None
+) -> list[TaskDef | WorkflowDef]:
     """Decode Conductor JSON holding a WorkflowDef, a TaskDef, or a list mixing them.
 
     An object with a ``tasks`` key is a WorkflowDef, any other object a TaskDef. Raises
-    :class:`DefinitionError` naming the source and the offending element.
+    :class:`DefinitionError` naming the source and the offending element. Each definition may be at most
+    ``limits.max_definition_bytes`` as compact JSON (however the text is indented), and the text is measured
+    for nesting before it is decoded.
     """
+    limits = limits or configured_limits()
+    text = data.encode() if isinstance(data, str) else data
+    in_list = 1 if _LIST_START.match(text) else 0
+    # Measured before decoding: msgspec raises RecursionError, not DecodeError, on JSON nested ~1000 deep.
+    # One level of slack: an explicit empty map or list at the bottom is dropped when the definition is
+    # stored, and validation measures the stored form exactly.
+    problem = limits.definition_depth_problem(json_text_depth(text) - in_list, "the definition JSON", slack=1)
+    if problem:
+        raise DefinitionError(source, [problem])
     try:
-        raw = msgspec.json.decode(data)
+        raw = msgspec.json.decode(text)
     except msgspec.DecodeError as exc:
         raise DefinitionError(source, [f"not valid JSON: {exc}"]) from exc
     items = raw if isinstance(raw, list) else [raw]
@@ -60,6 +81,10 @@ def parse_definitions(data: bytes | str, *, source: str = "input") -> list[TaskD
         where = f"[{index}]" if isinstance(raw, list) else "$"
         if not isinstance(item, dict):
             problems.append(f"{where}: expected a JSON object, got {type(item).__name__}")
+            continue
+        problem = limits.definition_size_problem(len(msgspec.json.encode(item)))
+        if problem:
+            problems.append(f"{where} ({item.get('name', '?')!r}): {problem}")
             continue
         kind: type[TaskDef] | type[WorkflowDef] = WorkflowDef if "tasks" in item else TaskDef
         try:
@@ -71,9 +96,31 @@ def parse_definitions(data: bytes | str, *, source: str = "input") -> list[TaskD
     return parsed
 
 
-def task_def_problems(task_def: TaskDef, where: str = "") -> list[str]:
+def _measured(definition: TaskDef | WorkflowDef, limits: Limits) -> tuple[str | None, int]:
+    """(why it is nested too deeply, or None; its size as stored). Measured as the compact JSON it is stored
+    as, after a first look without recursion: encoding recurses, so a definition built in Python a thousand
+    levels deep must be refused before it is encoded."""
+    depth = json_depth(definition)
+    if depth > MAX_SAFE_DEPTH:
+        return limits.definition_depth_problem(depth), 0
+    stored = msgspec.json.encode(definition)
+    return limits.definition_depth_problem(json_text_depth(stored)), len(stored)
+
+
+def task_def_problems(task_def: TaskDef, where: str = "", limits: Limits | None = None) -> list[str]:
+    limits = limits or configured_limits()
     p = f"{where}." if where else ""
     problems: list[str] = []
+    if not where:  # a TaskDef of its own (an inline one is measured with its workflow)
+        too_deep, size = _measured(task_def, limits)
+        if too_deep:
+            return [too_deep]
+        too_large = limits.definition_size_problem(size)
+        if too_large:
+            problems.append(too_large)
+    problem = limits.payload_problem(f"{p}inputTemplate", task_def.input_template)
+    if problem:
+        problems.append(problem)
     if not task_def.name.strip():
         problems.append(f"{p}name: must not be empty")
     if task_def.retry_count < 0:
@@ -101,8 +148,8 @@ def task_def_problems(task_def: TaskDef, where: str = "") -> list[str]:
     return problems
 
 
-def validate_task_def(task_def: TaskDef) -> None:
-    problems = task_def_problems(task_def)
+def validate_task_def(task_def: TaskDef, limits: Limits | None = None) -> None:
+    problems = task_def_problems(task_def, limits=limits)
     if problems:
         raise DefinitionError(f"TaskDef {task_def.name!r}", problems)
 
@@ -129,9 +176,12 @@ def _script_problem(where: str, field: str, source: str | None, *, wrap: bool = 
     return [f"{where}.{field}: JavaScript syntax error: {error}"] if error else []
 
 
-def _task_problems(task: WorkflowTask, where: str) -> list[str]:
+def _task_problems(task: WorkflowTask, where: str, limits: Limits) -> list[str]:
     problems: list[str] = []
     kind = task.type
+    problem = limits.payload_problem(f"{where}.inputParameters", task.input_parameters)
+    if problem:
+        problems.append(problem)
     if not task.name.strip():
         problems.append(f"{where}.name: must not be empty")
     if not task.task_reference_name.strip():
@@ -210,7 +260,7 @@ def _task_problems(task: WorkflowTask, where: str) -> list[str]:
                 f"{sorted(_TERMINATION_STATUSES)}, got {status!r}"
             )
     if task.task_definition is not None:
-        problems.extend(task_def_problems(task.task_definition, f"{where}.taskDefinition"))
+        problems.extend(task_def_problems(task.task_definition, f"{where}.taskDefinition", limits))
     return problems
 
 
@@ -227,8 +277,23 @@ def _fork_join_problems(tasks: list[WorkflowTask]) -> list[str]:
     return problems
 
 
-def workflow_def_problems(workflow_def: WorkflowDef) -> list[str]:
-    problems: list[str] = []
+def workflow_def_problems(workflow_def: WorkflowDef, limits: Limits | None = None) -> list[str]:
+    limits = limits or configured_limits()
+    # The nesting first: every check below walks the definition recursively.
+    too_deep, size = _measured(workflow_def, limits)
+    if too_deep:
+        return [too_deep]
+    problems = [
+        found
+        for found in (
+            limits.definition_size_problem(size),
+            limits.definition_tasks_problem(len(workflow_def.iter_tasks())),
+            limits.payload_problem("outputParameters", workflow_def.output_parameters),
+            limits.payload_problem("inputTemplate", workflow_def.input_template),
+            limits.payload_problem("variables", workflow_def.variables),
+        )
+        if found
+    ]
     if not workflow_def.name.strip():
         problems.append("name: must not be empty")
     if workflow_def.version < 1:
@@ -243,7 +308,7 @@ def workflow_def_problems(workflow_def: WorkflowDef) -> list[str]:
     seen: dict[str, int] = {}
     for index, task in enumerate(workflow_def.iter_tasks()):
         where = f"tasks[{task.task_reference_name or index}]"
-        problems.extend(_task_problems(task, where))
+        problems.extend(_task_problems(task, where, limits))
         seen[task.task_reference_name] = seen.get(task.task_reference_name, 0) + 1
     for ref, count in seen.items():
         if count > 1 and ref:
@@ -251,17 +316,17 @@ def workflow_def_problems(workflow_def: WorkflowDef) -> list[str]:
     return problems
 
 
-def validate_workflow_def(workflow_def: WorkflowDef) -> None:
-    problems = workflow_def_problems(workflow_def)
+def validate_workflow_def(workflow_def: WorkflowDef, limits: Limits | None = None) -> None:
+    problems = workflow_def_problems(workflow_def, limits)
     if problems:
         raise DefinitionError(f"WorkflowDef {workflow_def.name!r} v{workflow_def.version}", problems)
 
 
-def validate(definition: TaskDef | WorkflowDef) -> None:
+def validate(definition: TaskDef | WorkflowDef, limits: Limits | None = None) -> None:
     if isinstance(definition, WorkflowDef):
-        validate_workflow_def(definition)
+        validate_workflow_def(definition, limits)
     else:
-        validate_task_def(definition)
+        validate_task_def(definition, limits)
 
 
 def unsupported_problems(workflow_def: WorkflowDef) -> list[str]:

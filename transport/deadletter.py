@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import time
+from typing import Final
 
 import msgspec
+
+from partita.schemas.errors import PayloadError
 
 from .codec import encode_json
 from .connection import Connection, Delivery
@@ -23,31 +26,67 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     data_encoding: str = "utf-8"
     time: int = 0
     seq: int = 0  # its own sequence in the dead-letter stream (filled when read back)
+    size: int = 0  # of the poison message, in bytes
+    truncated: bool = False  # ``data`` holds only the start of it (see ``encode_dead_letter``)
 
 
 _decoder = msgspec.json.Decoder(DeadLetter)
 
+MAX_REASON_LENGTH: Final = 4096
+
 
 async def dead_letter(conn: Connection, layout: Layout, delivery: Delivery, reason: str) -> None:
     """Keep ``delivery`` in the dead-letter stream, then terminate it. If it cannot be kept, it is not
-    terminated either: it comes back after its AckWait (nothing is lost)."""
-    try:
-        text, encoding = delivery.data.decode(), "utf-8"
-    except UnicodeDecodeError:
-        text, encoding = base64.b64encode(delivery.data).decode(), "base64"
-    letter = DeadLetter(
-        subject=delivery.subject,
-        stream_seq=delivery.stream_seq,
-        reason=reason,
-        data=text,
-        data_encoding=encoding,
-        time=time.time_ns() // 1_000_000,
-    )
+    terminated either: it comes back after its AckWait (nothing is lost). Raises only
+    :class:`TransportError`."""
+    msg_id = f"dlq:{delivery.subject}:{delivery.stream_seq}"
+    # The server counts headers against max_payload too, and this one holds a subject of up to 4 KiB.
+    limit = conn.payload_limit - len(msg_id.encode())
+    now = time.time_ns() // 1_000_000
+    letter = encode_dead_letter(delivery.subject, delivery.stream_seq, delivery.data, reason, now, limit)
     kind = delivery.subject.split(".")[1] if "." in delivery.subject else "unknown"
-    await conn.publish_durable(
-        f"{layout.prefix}.dlq.{kind}", encode_json(letter), msg_id=f"dlq:{delivery.subject}:{delivery.stream_seq}"
-    )
+    subject = f"{layout.prefix}.dlq.{kind}"
+    try:
+        await conn.publish_durable(subject, letter, msg_id=msg_id)
+    except PayloadError as exc:  # cannot happen with the letter cut to the limit; a caller handles only this
+        raise TransportError(f"dead letter for {delivery.subject}: {exc}") from exc
     await delivery.term(reason)
+
+
+def encode_dead_letter(subject: str, stream_seq: int, data: bytes, reason: str, at: int, limit: int) -> bytes:
+    """The dead letter's JSON, at most ``limit`` bytes.
+
+    The poison message may have filled a message on its own, and its letter is larger still (base64 adds a
+    third, JSON escapes a control character in six bytes): a letter that would not fit keeps only the start
+    of the data, with ``truncated`` set and ``size`` the whole. Publishing it whole would fail, and the
+    message would never be terminated.
+    """
+    if len(reason) > MAX_REASON_LENGTH:
+        reason = reason[:MAX_REASON_LENGTH] + "..."
+
+    def encode(kept: bytes) -> bytes:
+        try:
+            text, encoding = kept.decode(), "utf-8"
+        except UnicodeDecodeError:  # binary, or text cut inside a character: keep the bytes exactly
+            text, encoding = base64.b64encode(kept).decode(), "base64"
+        letter = DeadLetter(
+            subject=subject,
+            stream_seq=stream_seq,
+            reason=reason,
+            data=text,
+            data_encoding=encoding,
+            time=at,
+            size=len(data),
+            truncated=len(kept) < len(data),
+        )
+        return encode_json(letter)
+
+    encoded = encode(data)
+    kept = len(data)
+    while len(encoded) > limit and kept > 0:
+        kept = kept * limit // len(encoded) * 9 // 10  # shrink in proportion, with a margin
+        encoded = encode(data[:kept])
+    return encoded
 
 
 async def read_dead_letters(conn: Connection, layout: Layout, limit: int = 100) -> list[DeadLetter]:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import structlog
 
-from partita.schemas import PayloadError, TaskDef, WorkflowDef, validate
+from partita.schemas import PayloadError, TaskDef, WorkflowDef, configured_limits, json_text_depth, validate
 
 from .codec import decode, encode_json, task_def_decoder, workflow_def_decoder
 from .connection import KvBucket
@@ -24,7 +24,8 @@ class DefinitionStore:
         self._layout = layout
 
     async def put(self, definition: TaskDef | WorkflowDef) -> None:
-        """Validate, then store (overwriting the same name, or name and version)."""
+        """Validate (the definition limits included), then store (overwriting the same name, or name and
+        version)."""
         validate(definition)
         if isinstance(definition, WorkflowDef):
             key = self._layout.workflow_def_key(definition.name, definition.version)
@@ -34,7 +35,7 @@ class DefinitionStore:
 
     async def task_def(self, name: str) -> TaskDef | None:
         entry = await self._bucket.get(self._layout.task_def_key(name))
-        return decode(task_def_decoder, entry.value, "TaskDef") if entry else None
+        return _task_def(entry.value) if entry else None
 
     async def workflow_def(self, name: str, version: int | None = None) -> WorkflowDef | None:
         """The definition of ``name`` at ``version``, or its latest version when ``version`` is None."""
@@ -44,7 +45,7 @@ class DefinitionStore:
                 return None
             version = max(versions)
         entry = await self._bucket.get(self._layout.workflow_def_key(name, version))
-        return decode(workflow_def_decoder, entry.value, "WorkflowDef") if entry else None
+        return _workflow_def(entry.value) if entry else None
 
     async def versions(self, name: str) -> list[int]:
         pattern = self._layout.workflow_def_key(name, 0).rsplit(".", 1)[0] + ".*"
@@ -62,10 +63,7 @@ class DefinitionStore:
             entry = await self._bucket.get(key)
             if parsed is None or entry is None:
                 continue
-            if parsed[0] == "task":
-                found.append(decode(task_def_decoder, entry.value, "TaskDef"))
-            else:
-                found.append(decode(workflow_def_decoder, entry.value, "WorkflowDef"))
+            found.append(_task_def(entry.value) if parsed[0] == "task" else _workflow_def(entry.value))
         return found
 
     async def watch(self) -> AsyncIterator[TaskDef | WorkflowDef | None]:
@@ -78,9 +76,24 @@ class DefinitionStore:
             if parsed is None:
                 continue
             try:
-                if parsed[0] == "task":
-                    yield decode(task_def_decoder, entry.value, "TaskDef")
-                else:
-                    yield decode(workflow_def_decoder, entry.value, "WorkflowDef")
+                yield _task_def(entry.value) if parsed[0] == "task" else _workflow_def(entry.value)
             except PayloadError as exc:  # written by something other than Partita: skip it, loudly
                 log.error("definition_unreadable", key=entry.key, error=str(exc))
+
+
+def _unnested(data: bytes, what: str) -> bytes:
+    """``data``, unless it nests deeper than any valid definition: the bucket may hold what something other
+    than Partita wrote, and msgspec raises RecursionError (not a DecodeError) on JSON ~1000 levels deep."""
+    limit = configured_limits().max_message_depth
+    depth = json_text_depth(data)
+    if depth > limit:
+        raise PayloadError(f"malformed {what}: nested {depth} levels deep; no definition nests deeper than {limit}")
+    return data
+
+
+def _task_def(data: bytes) -> TaskDef:
+    return decode(task_def_decoder, _unnested(data, "TaskDef"), "TaskDef")
+
+
+def _workflow_def(data: bytes) -> WorkflowDef:
+    return decode(workflow_def_decoder, _unnested(data, "WorkflowDef"), "WorkflowDef")

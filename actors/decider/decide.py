@@ -29,6 +29,7 @@ from partita.schemas import (
     ChildFinished,
     DeciderEvent,
     DispatchTask,
+    Limits,
     PauseWorkflow,
     RerunWorkflow,
     RestartRequested,
@@ -59,6 +60,7 @@ from partita.schemas import (
     WorkflowStatus,
     WorkflowTask,
     WorkflowTimeoutPolicy,
+    configured_limits,
     unsupported_problems,
 )
 from partita.schemas.messages import TERMINAL_RESULT_STATUSES
@@ -74,13 +76,14 @@ _INT_MAX = 2**31 - 1
 
 @dataclass(frozen=True, slots=True)
 class _Context:
-    """What a decision may know of the world besides the event: both passed in, never read."""
+    """What a decision may know of the world besides the event: all passed in, never read."""
 
     domain_active: DomainActive
     environment: Mapping[str, str]
+    limits: Limits
 
     def begin(self, workflow: Workflow, now: int) -> DecisionState:
-        return DecisionState(workflow, now, self.domain_active, self.environment)
+        return DecisionState(workflow, now, self.domain_active, self.environment, self.limits)
 
 
 NO_DOMAIN = "NO_DOMAIN"
@@ -93,11 +96,13 @@ def decide(
     *,
     domain_active: DomainActive = no_active_domains,
     environment: Mapping[str, str] | None = None,
+    limits: Limits | None = None,
 ) -> Decision:
     """``domain_active(taskType, domain)`` says whether a worker of that domain announced itself recently (for
     comma-separated taskToDomain fallback lists); ``environment`` holds the allow-listed values expressions
-    may read (``${workflow.env.NAME}``)."""
-    active = _Context(domain_active, environment or {})
+    may read (``${workflow.env.NAME}``); ``limits`` what a workflow may grow to (default: this process's
+    :func:`~partita.schemas.configured_limits`, read once at import, never here)."""
+    active = _Context(domain_active, environment or {}, limits or configured_limits())
     match event:
         case WorkflowStartRequested():
             return _start(state, event, now, active)
@@ -188,6 +193,14 @@ def _start(state: Workflow | None, event: WorkflowStartRequested, now: int, acti
     if definition is not None:
         for key, value in definition.input_template.items():
             workflow_input.setdefault(key, value)
+        # A registered definition passed these at registration, but perhaps under other limits.
+        too_many = active.limits.definition_tasks_problem(len(definition.iter_tasks()))
+        if too_many:
+            problems.append(too_many)
+    too_deep = active.limits.payload_problem("workflow input", workflow_input)
+    if too_deep:  # recorded FAILED without it: stored, it could be too deep to encode or read back
+        problems.append(f"{too_deep}; the input was not kept")
+        workflow_input = {}
     workflow = Workflow(
         workflow_id=request.workflow_id,
         workflow_name=request.name,
@@ -228,12 +241,13 @@ def _task_result(state: Workflow | None, event: TaskResultReceived, now: int, ac
     if task is None:
         return Decision(None, note="result for an unknown task")
     if event.subject_task_type != task.task_type:
-        return Decision(None, note=f"result published for type {event.subject_task_type!r}, task is {task.task_type!r}")
+        mismatch = f"result published for type {event.subject_task_type!r}, task is {task.task_type!r}"
+        return Decision(None, note=mismatch, rejected=True)
     if task.status.is_terminal:
         return Decision(None, note=f"late or duplicate result: task is already {task.status}")
     if result.poll_count is not None and result.poll_count != task.poll_count:
         stale = f"stale result: it answers delivery {result.poll_count}, the task is at {task.poll_count}"
-        return Decision(None, note=stale)
+        return Decision(None, note=stale, rejected=True)
 
     st = active.begin(state, now)
     _apply_report(
@@ -256,10 +270,14 @@ def _task_started(state: Workflow | None, event: TaskStartedReceived, now: int, 
     task = state.task_by_id(started.task_id) if state is not None else None
     if state is None or task is None or state.status.is_terminal:
         return Decision(None, note="start report for an unknown task or an ended workflow")
-    if task.status is not TaskStatus.SCHEDULED or event.subject_task_type != task.task_type:
+    if event.subject_task_type != task.task_type:
+        mismatch = f"start report published for type {event.subject_task_type!r}, task is {task.task_type!r}"
+        return Decision(None, note=mismatch, rejected=True)
+    if task.status is not TaskStatus.SCHEDULED:
         return Decision(None, note=f"start report for a task that is {task.status}")
     if started.poll_count is not None and started.poll_count != task.poll_count:
-        return Decision(None, note="start report for an older delivery")
+        stale = f"stale start report: it answers delivery {started.poll_count}, the task is at {task.poll_count}"
+        return Decision(None, note=stale, rejected=True)
     st = active.begin(state, now)
     start_time = started.start_time or now
     running = structs.replace(
@@ -329,12 +347,16 @@ def _child_finished(state: Workflow | None, event: ChildFinished, now: int, acti
     if status is None:
         return Decision(None, note=f"child reported non-terminal status {event.status}")
     st = active.begin(state, now)
+    output, reason = event.output, event.reason_for_incompletion
+    too_deep = st.limits.payload_problem("sub-workflow output", output)
+    if too_deep:  # as a worker's output that is too deep: the same child would end the same way again
+        status, output, reason = TaskStatus.FAILED_WITH_TERMINAL_ERROR, {}, too_deep
     finished = structs.replace(
         task,
         status=status,
-        output_data={**task.output_data, **event.output},
+        output_data={**task.output_data, **output},
         end_time=now,
-        reason_for_incompletion=event.reason_for_incompletion,
+        reason_for_incompletion=reason,
     )
     st.replace(finished)
     if not status.is_successful:
@@ -467,7 +489,15 @@ def _apply_report(
     start_time: int = 0,
     end_time: int = 0,
 ) -> None:
-    """Apply a worker's or an operator's report to ``task``."""
+    """Apply a worker's or an operator's report to ``task``.
+
+    An output nested deeper than the limit is not kept: the task fails with FAILED_WITH_TERMINAL_ERROR and
+    the reason, whatever the report said. Terminal, as Conductor fails a task whose output is over its hard
+    payload limit: a worker that produced it will almost always produce it again, and a retry only repeats the
+    failure (an optional task still just completes with errors)."""
+    too_deep = st.limits.payload_problem("task output", output_data)
+    if too_deep:
+        status, output_data, reason = TaskResultStatus.FAILED_WITH_TERMINAL_ERROR, {}, too_deep
     output = {**task.output_data, **output_data}
     started = task.start_time or start_time or task.scheduled_time
     if status is TaskResultStatus.IN_PROGRESS:
@@ -632,6 +662,9 @@ def schedule(
     for key, value in template.items():
         if resolved.get(key) is None:
             resolved[key] = value
+    # Measured here, where payloads combine: a task's input can nest another's (even its own previous
+    # iteration's), so depth could otherwise grow by a level per task without bound.
+    too_deep = st.limits.payload_problem("task input", resolved, depth=st.payload_depth(resolved))
     if delay_ms is None:
         delay_ms = workflow_task.start_delay * 1000
     task_type, task_name = operators.task_type_and_name(workflow_task, resolved)
@@ -652,7 +685,7 @@ def schedule(
         workflow_type=st.workflow.workflow_name,
         status=TaskStatus.SCHEDULED,
         seq=seq,
-        input_data=resolved,
+        input_data={} if too_deep else resolved,  # not kept: it could be too deep to encode
         retry_count=retry_of.retry_count + 1 if retry_of else 0,
         retried_task_id=retry_of.task_id if retry_of else None,
         domain=domain_for(st.workflow.task_to_domain, task_name, st.domain_active) if routed else None,
@@ -666,7 +699,13 @@ def schedule(
         reason_for_incompletion=retry_of.reason_for_incompletion if retry_of else None,
         iteration=iteration,
     )
+    refused = st.limits.workflow_tasks_problem(len(st.tasks), task.reference_task_name)
+    if refused:
+        st.end(WorkflowStatus.FAILED, refused)
+        return task  # never added: the workflow ends in this decision, before the task could run
     st.add(task)
+    if too_deep:
+        return operators.fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, too_deep, {})
     if is_worker_task:
         st.effects.append(dispatch(st, task, task_id, st.now + delay_ms if delay_ms else 0))
         if task_def is not None and task_def.total_timeout_seconds > 0 and retry_of is None:
@@ -747,6 +786,9 @@ def _finish(st: DecisionState) -> None:
             output = dict(finished[-1].output_data) if finished else {}
         else:
             output = dict(st.workflow.output)
+    too_deep = st.limits.payload_problem("workflow output", output) if status is WorkflowStatus.COMPLETED else None
+    if too_deep:  # outputParameters can nest task outputs that are each within the limit
+        status, reason, output = WorkflowStatus.FAILED, too_deep, {}
     changes: dict[str, object] = {
         "status": status,
         "reason_for_incompletion": reason,

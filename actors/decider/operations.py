@@ -152,6 +152,9 @@ def _skip(state: Workflow, event: SkipTask, begin: Begin, now: int) -> Decision:
     from .decide import task_id_for  # imported late: decide imports this module
 
     st = begin(state, now)
+    too_deep = _payload_problem(st, ("taskInput", event.task_input), ("taskOutput", event.task_output))
+    if too_deep:
+        return Decision(None, note=f"skip refused: {too_deep}")
     seq = st.next_seq()
     st.add(
         Task(
@@ -174,11 +177,25 @@ def _skip(state: Workflow, event: SkipTask, begin: Begin, now: int) -> Decision:
     return _reconcile(st)
 
 
+def _payload_problem(st: DecisionState, *payloads: tuple[str, dict[str, object]]) -> str | None:
+    """Why one of the named payloads an operator sent is nested too deeply (the command is then refused)."""
+    for what, payload in payloads:
+        too_deep = st.limits.payload_problem(what, payload)
+        if too_deep:
+            return too_deep
+    return None
+
+
 def _rerun(state: Workflow, event: RerunWorkflow, begin: Begin, now: int) -> Decision:
     """From the start (new input optional) like a restart; or from a task: later tasks are dropped and the task
     runs again with its id (a worker task is dispatched again; an operator is simply scheduled anew)."""
     if not state.status.is_terminal:
         return Decision(None, note=f"cannot rerun a {state.status} workflow (only ended ones)")
+    too_deep = _payload_problem(
+        begin(state, now), ("workflowInput", event.workflow_input or {}), ("taskInput", event.task_input or {})
+    )
+    if too_deep:
+        return Decision(None, note=f"rerun refused: {too_deep}")
     if event.workflow_input is not None:
         state = structs.replace(state, input=dict(event.workflow_input))
     if event.re_run_from_task_id is None:

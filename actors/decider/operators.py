@@ -18,6 +18,7 @@ import msgspec
 from msgspec import structs
 
 from partita.schemas import (
+    Limits,
     ScheduleTimer,
     StartChild,
     StartWorkflow,
@@ -29,9 +30,11 @@ from partita.schemas import (
     WorkflowTask,
 )
 from partita.schemas.definitions import iter_workflow_tasks
+from partita.schemas.limits import MAX_SAFE_DEPTH, json_depth
 
 from .expressions import resolve
-from .scripts import ScriptError, evaluate_javascript, evaluate_jq, to_case
+from .scripts import ScriptError, evaluate_jq, to_case
+from .scripts import evaluate_javascript as _evaluate_javascript
 from .state import DecisionState, definition_ref, loop_ref
 from .waits import parse_duration, parse_until
 
@@ -78,13 +81,28 @@ def uses_scripts(definition: WorkflowDef | None) -> bool:
     return False
 
 
+def evaluate_javascript(expression: str, bindings: dict[str, object], *, now: int, seed: str = "") -> object:
+    """:func:`.scripts.evaluate_javascript`, with a result too deep to work with made a :class:`ScriptError`
+    like any other script failure. QuickJS refuses only JSON nested deeper than its own stack allows; what it
+    returns is converted with the stdlib ``json`` module, which raises ``RecursionError`` from about a
+    thousand levels (fewer in a deep stack), and a SWITCH encodes its result again to pick a case. Either
+    must fail the task, not the decision."""
+    try:
+        value = _evaluate_javascript(expression, bindings, now=now, seed=seed)
+    except RecursionError:  # the bindings are within the payload limits: it is the result that is too deep
+        raise ScriptError("the script's result is nested too deeply to read") from None
+    if json_depth(value) > MAX_SAFE_DEPTH:
+        raise ScriptError("the script's result is nested too deeply to read")
+    return value
+
+
 def _walk(st: DecisionState, tasks: list[WorkflowTask], iteration: int) -> bool:
     from .decide import walk  # imported late: decide imports this module
 
     return walk(st, tasks, iteration=iteration)
 
 
-def _fail(st: DecisionState, task: Task, status: TaskStatus, reason: str, output: dict[str, object]) -> Task:
+def fail(st: DecisionState, task: Task, status: TaskStatus, reason: str, output: dict[str, object]) -> Task:
     failed = structs.replace(
         task, status=status, reason_for_incompletion=reason, output_data=output, end_time=st.now, start_time=st.now
     )
@@ -155,9 +173,9 @@ def execute(st: DecisionState, workflow_task: WorkflowTask, task: Task) -> Task:
                 f"Cannot map a dynamic task based on the parameter and input. "
                 f"Parameter= {parameter}, input= {json.dumps(task.input_data, default=str)}"
             )
-            return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
+            return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
         case other:
-            return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, f"task type {other} cannot run here", {})
+            return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, f"task type {other} cannot run here", {})
 
 
 def _start(st: DecisionState, task: Task, output: dict[str, object]) -> Task:
@@ -172,7 +190,7 @@ def _execute_wait(st: DecisionState, task: Task) -> Task:
     duration, until = task.input_data.get("duration"), task.input_data.get("until")
     if duration is not None and until is not None:
         reason = "WAIT task cannot have both 'duration' and 'until'"
-        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
+        return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
     try:
         if duration is not None:
             at: int | None = st.now + parse_duration(str(duration)) * 1000
@@ -181,7 +199,7 @@ def _execute_wait(st: DecisionState, task: Task) -> Task:
         else:
             at = None
     except ValueError as exc:
-        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, str(exc), {})
+        return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, str(exc), {})
     started = _start(st, task, {})
     if at is not None:
         fired = TimerFired(workflow_id=st.workflow.workflow_id, task_id=task.task_id)
@@ -217,16 +235,16 @@ def _execute_sub_workflow(st: DecisionState, workflow_task: WorkflowTask, task: 
     IN_PROGRESS and mirrors the child when it ends (``ChildFinished``)."""
     params = workflow_task.sub_workflow_param
     if params is None:
-        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, "SUB_WORKFLOW requires subWorkflowParam", {})
+        return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, "SUB_WORKFLOW requires subWorkflowParam", {})
     document = st.document()
     inline = params.workflow_definition
     try:
         definition = _inline_definition(resolve(inline, document) if isinstance(inline, str) else inline)
     except ValueError as exc:
-        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, str(exc), {})
+        return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, str(exc), {})
     name = resolve(params.name, document) if params.name else (definition.name if definition else None)
     if not isinstance(name, str) or not name:
-        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, "subWorkflowParam.name resolved to nothing", {})
+        return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, "subWorkflowParam.name resolved to nothing", {})
     child_id = _child_id(st, task)
     request = StartWorkflow(
         workflow_id=child_id,
@@ -252,7 +270,7 @@ def _execute_start_workflow(st: DecisionState, task: Task) -> Task:
     spec = task.input_data.get("startWorkflow")
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
         reason = "START_WORKFLOW requires inputParameters.startWorkflow with a name"
-        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
+        return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
     try:
         definition = _inline_definition(spec.get("workflowDef"))
         version = spec.get("version")
@@ -267,7 +285,7 @@ def _execute_start_workflow(st: DecisionState, task: Task) -> Task:
             priority=int(spec.get("priority") or 0),
         )
     except (ValueError, TypeError) as exc:
-        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, f"invalid startWorkflow: {exc}", {})
+        return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, f"invalid startWorkflow: {exc}", {})
     st.effects.append(StartChild(request=request))
     return _complete(st, task, {"workflowId": request.workflow_id})
 
@@ -280,7 +298,7 @@ def _execute_switch(st: DecisionState, workflow_task: WorkflowTask, task: Task) 
     try:
         case = to_case(_case_value(st, workflow_task, task))
     except ScriptError as exc:
-        return _fail(st, task, TaskStatus.FAILED, f"evaluation failed: {exc}", {"error": str(exc)})
+        return fail(st, task, TaskStatus.FAILED, f"evaluation failed: {exc}", {"error": str(exc)})
     if workflow_task.type == "DECISION":
         done = structs.replace(task, input_data={**task.input_data, "case": case})
         return _complete(st, done, {"caseOutput": [case]})
@@ -324,14 +342,14 @@ def _execute_dynamic_fork(st: DecisionState, workflow_task: WorkflowTask, task: 
     sub-workflow, per item, refs ``_<name>_<i>``, input ``__index``), or ``dynamicForkTasksParam`` (a list of
     WorkflowTasks) with ``dynamicForkTasksInputParamName`` (a map ref → input)."""
     try:
-        branches = _forked_tasks(workflow_task, task)
+        branches = _forked_tasks(workflow_task, task, st.limits)
     except ValueError as exc:
-        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, str(exc), {})
+        return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, str(exc), {})
     seen = {t.reference_task_name for t in st.tasks} | {wt.task_reference_name for wt in _all_defined(st)}
     clashes = [b.task_reference_name for b in branches if b.task_reference_name in seen]
     if clashes:
         reason = f"dynamically forked references clash with existing ones: {clashes}"
-        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
+        return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
     output: dict[str, object] = {
         "forkedTasks": [b.task_reference_name for b in branches],
         "forkedTaskDefs": msgspec.to_builtins(branches),
@@ -344,10 +362,13 @@ def _all_defined(st: DecisionState) -> list[WorkflowTask]:
     return definition.iter_tasks() if definition is not None else []
 
 
-def _forked_tasks(workflow_task: WorkflowTask, task: Task) -> list[WorkflowTask]:
+def _forked_tasks(workflow_task: WorkflowTask, task: Task, limits: Limits) -> list[WorkflowTask]:
+    """The branches to fork; raises :class:`ValueError` with the reason, also for more than the limit allows
+    (counted before any branch is built)."""
     data = task.input_data
     items = data.get("forkTaskInputs")
     if isinstance(items, list):
+        _check_width(len(items), limits)
         workflow_name = data.get("forkTaskWorkflow")
         name = data.get("forkTaskName") or workflow_name
         if not isinstance(name, str) or not name:
@@ -373,6 +394,7 @@ def _forked_tasks(workflow_task: WorkflowTask, task: Task) -> list[WorkflowTask]
     listed = data.get(tasks_key or "")
     if not isinstance(listed, list):
         raise ValueError(f"input {tasks_key!r} must be a list of tasks to fork (or give forkTaskInputs)")
+    _check_width(len(listed), limits)
     inputs = data.get(workflow_task.dynamic_fork_tasks_input_param_name or "", {})
     if not isinstance(inputs, dict):
         raise ValueError("Input to the dynamically forked tasks is not a map")
@@ -388,12 +410,18 @@ def _forked_tasks(workflow_task: WorkflowTask, task: Task) -> list[WorkflowTask]
     return forked
 
 
+def _check_width(branches: int, limits: Limits) -> None:
+    too_wide = limits.fork_width_problem(branches)
+    if too_wide:
+        raise ValueError(too_wide)
+
+
 def _execute_set_variable(st: DecisionState, task: Task) -> Task:
     variables = {**st.workflow.variables, **task.input_data}
     size = len(json.dumps(variables, default=str).encode())
     if size > MAX_VARIABLES_BYTES:
         reason = f"variables would be {size} bytes; the limit is {MAX_VARIABLES_BYTES} bytes"
-        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
+        return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
     st.set_variables(variables)
     return _complete(st, task, {})
 
@@ -411,7 +439,7 @@ def _execute_terminate(st: DecisionState, task: Task) -> Task:
         reason = (
             f"terminationStatus must be one of {sorted(_TERMINATION)}, got {task.input_data.get('terminationStatus')!r}"
         )
-        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
+        return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
     workflow_output = task.input_data.get("workflowOutput")
     if workflow_output is None:
         output: dict[str, object] = {}
@@ -434,28 +462,37 @@ def _execute_script(st: DecisionState, workflow_task: WorkflowTask, task: Task) 
         expression = str(task.input_data.get("expression") or "")
         evaluator = str(task.input_data.get("evaluatorType") or "javascript").lower()
         if not expression:
-            return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, "INLINE task requires 'expression'", {})
+            return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, "INLINE task requires 'expression'", {})
     if evaluator == "value-param":
         return _complete(st, task, {"result": task.input_data.get(expression)})
     if evaluator not in JAVASCRIPT_EVALUATORS:
         reason = f"evaluatorType {evaluator!r} is not supported (javascript, graaljs, value-param)"
-        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
+        return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
     try:
         value = evaluate_javascript(expression, _script_bindings(task), now=st.now, seed=task.task_id)
     except ScriptError as exc:
-        return _fail(st, task, TaskStatus.FAILED, str(exc), {"error": str(exc)})
-    return _complete(st, task, {"result": value})
+        return fail(st, task, TaskStatus.FAILED, str(exc), {"error": str(exc)})
+    return _complete_computed(st, task, {"result": value})
 
 
 def _execute_jq(st: DecisionState, task: Task) -> Task:
     program = task.input_data.get("queryExpression")
     if not isinstance(program, str) or not program:
-        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, "queryExpression is required", {})
+        return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, "queryExpression is required", {})
     try:
         values = evaluate_jq(program, task.input_data)
     except ScriptError as exc:
-        return _fail(st, task, TaskStatus.FAILED, str(exc), {"error": str(exc)})
-    return _complete(st, task, {"result": values[0] if values else None, "resultList": values})
+        return fail(st, task, TaskStatus.FAILED, str(exc), {"error": str(exc)})
+    return _complete_computed(st, task, {"result": values[0] if values else None, "resultList": values})
+
+
+def _complete_computed(st: DecisionState, task: Task, output: dict[str, object]) -> Task:
+    """Complete a script task with what its script computed, unless that is nested deeper than the limit: then
+    FAILED_WITH_TERMINAL_ERROR (the same script on the same input computes the same again)."""
+    too_deep = st.limits.payload_problem("task output", output)
+    if too_deep:
+        return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, too_deep, {})
+    return _complete(st, task, output)
 
 
 # --- progress: has it finished, with everything it contains? ---------------------------------------------
@@ -536,7 +573,10 @@ def _start_loop(st: DecisionState, workflow_task: WorkflowTask, task: Task) -> T
     items = resolve(workflow_task.items, st.document(), task_id=task.task_id)
     if not isinstance(items, list):
         reason = f"DO_WHILE items must resolve to a list, got {type(items).__name__}"
-        return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
+        return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
+    too_many = st.limits.loop_items_problem(len(items))
+    if too_many:  # known at once: fail before the first iteration, not after the thousandth
+        return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, too_many, {})
     task = structs.replace(task, input_data={**task.input_data, "items": items})
     if not items:
         return _complete(st, task, {"iteration": 0})
@@ -595,7 +635,10 @@ def _progress_loop(st: DecisionState, workflow_task: WorkflowTask, task: Task) -
             again = _loop_again(st, workflow_task, task, iteration, bindings)
         except ScriptError as exc:
             reason = f"loopCondition failed: {exc}"
-            return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, output)
+            return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, output)
+        if again and iteration >= st.limits.max_loop_iterations:
+            # A runaway loop (a loopCondition that never turns false) ends here; built-ins are never retried.
+            return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, st.limits.loop_problem(iteration), output)
         keep = task.input_data.get("keepLastN")
         if isinstance(keep, int) and keep > 0:
             output = _keep_last(st, output, iteration, keep, set(body_refs))
@@ -608,7 +651,7 @@ def _progress_loop(st: DecisionState, workflow_task: WorkflowTask, task: Task) -
         task = structs.replace(task, output_data=following, iteration=iteration + 1)
         st.replace(task)
     reason = f"DO_WHILE ran {MAX_ITERATIONS_PER_DECISION} iterations without waiting for anything; stopped"
-    return _fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, dict(task.output_data))
+    return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, dict(task.output_data))
 
 
 def _keep_last(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import msgspec
 from msgspec import structs
 
-from partita.schemas import Effect, Task, Workflow, WorkflowStatus, WorkflowTask
+from partita.schemas import Effect, Limits, Task, Workflow, WorkflowStatus, WorkflowTask, configured_limits, json_depth
 from partita.schemas.definitions import iter_workflow_tasks
 
 from .expressions import ENVIRONMENT_KEY
@@ -41,11 +41,17 @@ def no_active_domains(task_type: str, domain: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """``workflow`` is the new state, or ``None`` when the event changes nothing (``note`` says why)."""
+    """``workflow`` is the new state, or ``None`` when the event changes nothing (``note`` says why).
+
+    ``rejected`` marks an event ignored because it cannot be what it claims (a worker report published under
+    another task type's subject, or answering a delivery the task is past), as opposed to ordinary
+    at-least-once noise such as a late duplicate: the shell logs it as a warning and counts it.
+    """
 
     workflow: Workflow | None
     effects: tuple[Effect, ...] = ()
     note: str | None = None
+    rejected: bool = False
 
 
 class DecisionState:
@@ -55,11 +61,13 @@ class DecisionState:
         now: int,
         domain_active: DomainActive = no_active_domains,
         environment: Mapping[str, str] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.workflow = workflow
         self.now = now
         self.domain_active = domain_active
         self.environment = environment or {}
+        self.limits = limits or configured_limits()
         self.tasks: list[Task] = list(workflow.tasks)
         self.effects: list[Effect] = []
         self.ending: tuple[WorkflowStatus, str | None, dict[str, object] | None] | None = None
@@ -74,6 +82,8 @@ class DecisionState:
         self._forks: dict[str, tuple[dict[str, object], list[WorkflowTask], dict[str, WorkflowTask]]] = {}
         # The references a FORK_JOIN_DYNAMIC forked, for the JOIN that follows it in the same walk.
         self.dynamic_join_on: list[str] | None = None
+        # id -> (value, its json_depth): see payload_depth. The value is kept so that its id stays its own.
+        self._depths: dict[int, tuple[object, int]] = {}
 
     # --- tasks -------------------------------------------------------------------------------------
 
@@ -138,6 +148,21 @@ class DecisionState:
             by_reference = {wt.task_reference_name: wt for wt in iter_workflow_tasks(branches)}
             cached = self._forks[fork.task_id] = (fork.output_data, branches, by_reference)
         return cached
+
+    def payload_depth(self, payload: dict[str, object]) -> int:
+        """``json_depth(payload)``, remembering the depth of each value by identity for the rest of the
+        decision: resolved inputs share their values (``${workflow.input}`` in every branch of a fork), and a
+        large one is then measured once, not once per task."""
+        deepest = 0
+        for value in payload.values():
+            if not isinstance(value, dict | list):
+                deepest = max(deepest, json_depth(value))  # a scalar (0), or a rare tuple or Struct
+                continue
+            known = self._depths.get(id(value))
+            if known is None or known[0] is not value:
+                known = self._depths[id(value)] = (value, json_depth(value))
+            deepest = max(deepest, known[1])
+        return deepest + 1
 
     # --- workflow ----------------------------------------------------------------------------------
 
