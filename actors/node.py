@@ -144,7 +144,11 @@ class Node:
         await ensure_layout(self.conn, self.layout, replicas=self._replicas, patience=LAYOUT_PATIENCE_SECONDS)
         definitions = DefinitionCache(DefinitionStore(await self.conn.kv(self.layout.definitions_bucket), self.layout))
         effects = EffectPerformer(self.conn, self.layout, definitions)
-        presence = self._presence = WorkerPresence(self.conn, self.layout, provision=effects.ensure_consumer)
+        # Authenticated deployments (``partita auth``): workers may not create their consumers, and may announce
+        # only the pairs they are granted, so the node creates what it hears. On an open server workers create
+        # their own, and anyone could announce anything: the node does not act on announcements there.
+        provision = effects.ensure_consumer if self.conn.identity is not None else None
+        presence = self._presence = WorkerPresence(self.conn, self.layout, provision=provision)
         context = ActorContext(
             conn=self.conn,
             layout=self.layout,

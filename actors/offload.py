@@ -67,6 +67,8 @@ class Offloader:
                 return structs.replace(event, input=await self._load(path))
             case TaskResult(external_output_payload_storage_path=str(path)) if not event.output_data:
                 try:
+                    if not path.startswith(f"{self._workflow_id}/"):  # a worker stores under the workflow's id
+                        raise PayloadError(f"{path!r} is not a payload of this workflow")
                     output = await self._load(path)
                 except PayloadError as exc:
                     reason = f"the task's output could not be read: {exc}"

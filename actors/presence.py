@@ -40,6 +40,15 @@ class WorkerPresence:
         seen = self._last_seen.get((task_type, domain))
         return seen is not None and time.monotonic() - seen <= ACTIVE_WITHIN_SECONDS
 
+    def _forget_silent(self) -> bool:
+        """Drop pairs not heard within the activity window; whether any room was made."""
+        cutoff = time.monotonic() - ACTIVE_WITHIN_SECONDS
+        silent = [pair for pair, seen in self._last_seen.items() if seen < cutoff]
+        for pair in silent:
+            del self._last_seen[pair]
+            self._provisioned.discard(pair)  # provisioning again later is harmless (idempotent)
+        return bool(silent)
+
     def heard(self, task_type: str, domain: str | None) -> None:
         self._last_seen[(task_type, domain)] = time.monotonic()
 
@@ -51,7 +60,7 @@ class WorkerPresence:
                 parsed = self._layout.parse_worker_subject(subject)
                 if parsed is None:
                     continue
-                if parsed not in self._last_seen and len(self._last_seen) >= MAX_PAIRS:
+                if parsed not in self._last_seen and len(self._last_seen) >= MAX_PAIRS and not self._forget_silent():
                     log.warning("worker_pairs_full", subject=subject, limit=MAX_PAIRS)
                     continue
                 self.heard(*parsed)

@@ -474,7 +474,7 @@ class TaskWorker:
         return TaskResult(
             workflow_instance_id=task.workflow_instance_id,
             task_id=task.task_id,
-            task_type=task.task_type,
+            task_type=self.spec.task_type,
             status=status,
             output_data=output,
             reason_for_incompletion=reason,
@@ -509,6 +509,11 @@ class TaskWorker:
         )
         await self._report_without_running(delivery, task, TaskResultStatus.TIMED_OUT, reason)
 
+    def _result_subject(self, workflow_id: str) -> str:
+        """Where this worker reports: computed, never taken from the task message, so a forged message cannot
+        point a report at another subject (and it is the subject its NATS permissions allow)."""
+        return self.layout.result_subject(workflow_id, self.spec.task_type)
+
     async def _report_undecodable(self, delivery: Delivery, reason: str) -> None:
         """A task this worker cannot read still gets an answer, so its workflow does not wait forever."""
         try:
@@ -518,27 +523,29 @@ class TaskWorker:
         result = TaskResult(
             workflow_instance_id=identity.workflow_instance_id,
             task_id=identity.task_id,
-            task_type=identity.task_type,
+            task_type=self.spec.task_type,
             status=TaskResultStatus.FAILED_WITH_TERMINAL_ERROR,
             reason_for_incompletion=f"the worker could not read the task: {reason}",
             worker_id=self.worker_id,
         )
         with contextlib.suppress(TransportError):
-            await self.conn.publish_durable(identity.result_subject, encode_json(result))
+            await self.conn.publish_durable(self._result_subject(identity.workflow_instance_id), encode_json(result))
 
     async def _report_start(self, task: TaskMessage, started: int) -> None:
         """The task's TaskDef has timeouts that count from the start: say when work began."""
-        assert task.started_subject is not None
         report = TaskStarted(
             workflow_instance_id=task.workflow_instance_id,
             task_id=task.task_id,
+            task_type=self.spec.task_type,
             worker_id=self.worker_id,
             poll_count=task.poll_count,
             start_time=started,
         )
         try:
             await self.conn.publish_durable(
-                task.started_subject, encode_json(report), msg_id=f"started:{task.task_id}:{task.poll_count}"
+                self.layout.started_subject(task.workflow_instance_id, self.spec.task_type),
+                encode_json(report),
+                msg_id=f"started:{task.task_id}:{task.poll_count}",
             )
         except TransportError as exc:  # the task still runs; only its timeout clock starts late or not at all
             self._log.warning("task_start_unreported", task_id=task.task_id, error=str(exc))
@@ -551,7 +558,7 @@ class TaskWorker:
         result = TaskResult(
             workflow_instance_id=task.workflow_instance_id,
             task_id=task.task_id,
-            task_type=task.task_type,
+            task_type=self.spec.task_type,
             status=status,
             reason_for_incompletion=reason,
             worker_id=self.worker_id,
@@ -588,7 +595,9 @@ class TaskWorker:
                 if ready is None:
                     ready = self._fitting(await self._offload_output(task, result))
                 msg_id = f"result:{task.task_id}:{task.poll_count}:{ready.status}"
-                await self.conn.publish_durable(task.result_subject, encode_json(ready), msg_id=msg_id)
+                await self.conn.publish_durable(
+                    self._result_subject(task.workflow_instance_id), encode_json(ready), msg_id=msg_id
+                )
                 return True
             except TransportError as exc:
                 self._log.warning("result_publish_failed", task_id=task.task_id, attempt=attempt, error=str(exc))

@@ -177,6 +177,20 @@ def _env(field: str) -> str:
     return ENV_VARS[field]
 
 
+MAX_NAME_TOKEN: Final = 1024  # bytes of a task or workflow name once escaped into a subject token
+_TOKEN_SAFE: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def name_problem(what: str, name: str) -> str | None:
+    """Why ``name`` cannot be part of a subject, or None. Names become subject tokens (escaped: every byte
+    outside ``[A-Za-z0-9_-]`` takes three characters), and nats-server drops a connection whose protocol line
+    passes 4 KiB, so a name is capped well below that."""
+    size = sum(1 if char in _TOKEN_SAFE else 3 * len(char.encode()) for char in name)
+    if size <= MAX_NAME_TOKEN:
+        return None
+    return f"{what} {name[:40]!r}... is {size} bytes as a subject token; the limit is {MAX_NAME_TOKEN}"
+
+
 _LIMITS: Limits = Limits.from_env(os.environ)
 
 

@@ -14,7 +14,7 @@ import msgspec
 
 from .definitions import TaskDef, WorkflowDef, WorkflowTask, iter_workflow_tasks
 from .errors import DefinitionError
-from .limits import MAX_SAFE_DEPTH, Limits, configured_limits, json_depth, json_text_depth
+from .limits import MAX_SAFE_DEPTH, Limits, configured_limits, json_depth, json_text_depth, name_problem
 
 # Every task type Conductor OSS knows (TaskType.java) plus the SDK-only ones; anything else is USER_DEFINED.
 KNOWN_TASK_TYPES: frozenset[str] = frozenset(
@@ -123,6 +123,8 @@ def task_def_problems(task_def: TaskDef, where: str = "", limits: Limits | None 
         problems.append(problem)
     if not task_def.name.strip():
         problems.append(f"{p}name: must not be empty")
+    elif too_long := name_problem("name", task_def.name):
+        problems.append(f"{p}{too_long}")
     if task_def.retry_count < 0:
         problems.append(f"{p}retryCount: must be >= 0, got {task_def.retry_count}")
     if task_def.retry_delay_seconds < 0:
@@ -169,7 +171,12 @@ def javascript_syntax_error(source: str, *, wrap: bool = False) -> str | None:
     return None
 
 
+MAX_SCRIPT_BYTES = 64 * 1024  # QuickJS compiles some shapes in quadratic time and cannot be interrupted then
+
+
 def _script_problem(where: str, field: str, source: str | None, *, wrap: bool = False) -> list[str]:
+    if source and len(source.encode()) > MAX_SCRIPT_BYTES:  # checked before compiling it, here on the caller
+        return [f"{where}.{field}: script is {len(source.encode())} bytes; the limit is {MAX_SCRIPT_BYTES}"]
     if not source or "${" in source:  # an expression resolved at run time cannot be checked here
         return []
     error = javascript_syntax_error(source, wrap=wrap)
@@ -184,6 +191,8 @@ def _task_problems(task: WorkflowTask, where: str, limits: Limits) -> list[str]:
         problems.append(problem)
     if not task.name.strip():
         problems.append(f"{where}.name: must not be empty")
+    elif too_long := name_problem("name", task.name):
+        problems.append(f"{where}.{too_long}")
     if not task.task_reference_name.strip():
         problems.append(f"{where}.taskReferenceName: must not be empty")
     if task.start_delay < 0:
@@ -296,6 +305,8 @@ def workflow_def_problems(workflow_def: WorkflowDef, limits: Limits | None = Non
     ]
     if not workflow_def.name.strip():
         problems.append("name: must not be empty")
+    elif too_long := name_problem("name", workflow_def.name):
+        problems.append(too_long)
     if workflow_def.version < 1:
         problems.append(f"version: must be >= 1, got {workflow_def.version}")
     if workflow_def.schema_version != 2:

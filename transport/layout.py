@@ -215,9 +215,13 @@ class Layout:
         if len(parts) != 4 or parts[0] != self.prefix or parts[1] != "workers":
             return None
         try:
-            return unescape_token(parts[2]), None if parts[3] == NO_DOMAIN_TOKEN else unescape_token(parts[3])
+            task_type = unescape_token(parts[2])
+            domain = None if parts[3] == NO_DOMAIN_TOKEN else unescape_token(parts[3])
         except ValueError:
             return None
+        if escape_token(task_type) != parts[2] or domain_token(domain) != parts[3]:
+            return None  # not how Partita writes names (`*`, `>`, `=61`): nobody announces that
+        return task_type, domain
 
     def done_subject(self, workflow_id: str) -> str:
         return f"{self.prefix}.done.{escape_token(workflow_id)}"

@@ -24,7 +24,7 @@ from nats.js.object_store import ObjectStore
 from partita.schemas import PayloadError, Workflow
 from partita.schemas.limits import configured_limits, json_text_depth
 
-from .codec import encode_json
+from .codec import decode, encode_json
 from .connection import Connection
 from .errors import TransportError
 from .layout import Layout
@@ -136,11 +136,7 @@ class PayloadStore:
         problem = configured_limits().payload_problem(f"the payload at {path!r}", None, depth=json_text_depth(data))
         if problem is not None:
             raise PayloadError(problem)
-        try:
-            payload = _decoder.decode(data)
-        except msgspec.DecodeError as exc:
-            raise PayloadError(f"the payload at {path!r} is not a JSON object: {exc}") from exc
-        return payload
+        return decode(_decoder, data, f"payload at {path!r} (a JSON object)")
 
     async def delete_workflow(self, workflow_id: str) -> int:
         """Delete every payload stored for ``workflow_id`` (those of all its runs, and its children's inputs

@@ -63,6 +63,7 @@ from partita.schemas import (
     configured_limits,
     unsupported_problems,
 )
+from partita.schemas.limits import name_problem
 from partita.schemas.messages import TERMINAL_RESULT_STATUSES
 
 from . import operations, operators
@@ -664,11 +665,13 @@ def schedule(
             resolved[key] = value
     # Measured here, where payloads combine: a task's input can nest another's (even its own previous
     # iteration's), so depth could otherwise grow by a level per task without bound.
-    too_deep = st.limits.payload_problem("task input", resolved, depth=st.payload_depth(resolved))
+    unfit = st.limits.payload_problem("task input", resolved, depth=st.payload_depth(resolved))
     if delay_ms is None:
         delay_ms = workflow_task.start_delay * 1000
     task_type, task_name = operators.task_type_and_name(workflow_task, resolved)
     is_worker_task = task_type not in operators.SYSTEM_TASK_TYPES
+    if is_worker_task and not unfit:  # a DYNAMIC name comes from input: it must still fit a subject
+        unfit = name_problem("task type", task_type)
     if task_type in operators.NODE_TASK_TYPES:
         # What the node's executor needs from the definition travels in the input, as Conductor reads it.
         if workflow_task.async_complete:
@@ -685,7 +688,7 @@ def schedule(
         workflow_type=st.workflow.workflow_name,
         status=TaskStatus.SCHEDULED,
         seq=seq,
-        input_data={} if too_deep else resolved,  # not kept: it could be too deep to encode
+        input_data={} if unfit else resolved,  # not kept: it could be too deep to encode
         retry_count=retry_of.retry_count + 1 if retry_of else 0,
         retried_task_id=retry_of.task_id if retry_of else None,
         domain=domain_for(st.workflow.task_to_domain, task_name, st.domain_active) if routed else None,
@@ -704,8 +707,8 @@ def schedule(
         st.end(WorkflowStatus.FAILED, refused)
         return task  # never added: the workflow ends in this decision, before the task could run
     st.add(task)
-    if too_deep:
-        return operators.fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, too_deep, {})
+    if unfit:
+        return operators.fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, unfit, {})
     if is_worker_task:
         st.effects.append(dispatch(st, task, task_id, st.now + delay_ms if delay_ms else 0))
         if task_def is not None and task_def.total_timeout_seconds > 0 and retry_of is None:

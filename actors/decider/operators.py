@@ -480,7 +480,7 @@ def _execute_jq(st: DecisionState, task: Task) -> Task:
     if not isinstance(program, str) or not program:
         return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, "queryExpression is required", {})
     try:
-        values = evaluate_jq(program, task.input_data)
+        values = evaluate_jq(program, task.input_data, now=st.now)  # jq's `now` too replays the same
     except ScriptError as exc:
         return fail(st, task, TaskStatus.FAILED, str(exc), {"error": str(exc)})
     return _complete_computed(st, task, {"result": values[0] if values else None, "resultList": values})

@@ -414,3 +414,22 @@ async def test_partita_dev_with_tls_and_auth_runs_a_workflow_from_the_command_li
         if workers is not None:
             workers.stop()
         assert dev.stop() == 0
+
+
+async def test_a_user_and_password_identity_gets_its_own_inbox_prefix(tmp_path: Path) -> None:
+    """A hand-written user may subscribe only under `_INBOX_<user>`: JetStream works through it, which it
+    could not if the SDK used the shared `_INBOX` prefix."""
+    accounts = """
+accounts {
+  PARTITA: {
+    jetstream: enabled
+    users: [ { user: ops, password: "s3cret", permissions: { publish: ">", subscribe: "_INBOX_ops.>" } } ]
+  }
+}
+"""
+    async with EmbeddedServer(tmp_path / "nats", extra_config=accounts) as server:
+        async with await Client.connect(server.url, credentials=Credentials(user="ops", password="s3cret")) as ops:
+            await ops.register_json(json.dumps(INVENTORY))
+            assert [d.name for d in await ops.definitions.all()] == ["inventory_check"]
+        with pytest.raises(ConnectionFailed, match="refused these credentials"):
+            await connect(server.url, credentials=Credentials(user="ops", password="wrong"), connect_attempts=1)

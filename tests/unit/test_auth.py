@@ -100,3 +100,30 @@ def test_the_auth_command_writes_seeds_identities_and_the_accounts_file(tmp_path
     assert "task@get-inventory@john" not in directory.accounts_file.read_text()
     with pytest.raises(AuthError, match="not 'other'"):
         AuthDirectory(auth, Layout(prefix="other")).identities()
+
+
+def test_credentials_name_their_identity_and_its_inbox_prefix(tmp_path: Path) -> None:
+    import base64
+    import json
+
+    from partita.transport import ConnectionFailed, Credentials
+
+    seed, public_key = new_nkey()
+    seed_file = tmp_path / "w.nk"
+    seed_file.write_text(seed + "\n")
+    assert Credentials(nkey=str(seed_file)).resolved_inbox_prefix() == f"_INBOX_{public_key}"
+    assert Credentials(user="ops.team", password="x").resolved_inbox_prefix() == "_INBOX_ops=2Eteam"
+    assert Credentials().resolved_inbox_prefix() is None
+    claims = base64.urlsafe_b64encode(json.dumps({"sub": public_key}).encode()).decode().rstrip("=")
+    creds = tmp_path / "u.creds"
+    creds.write_text(
+        f"-----BEGIN NATS USER JWT-----\neyJ0eXAiOiJKV1QifQ.{claims}.c2ln\n------END NATS USER JWT------\n\n"
+        f"-----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+    )
+    assert Credentials(creds=str(creds)).principal() == public_key
+    for bad in ({"nkey": "a", "user": "u", "password": "p"}, {"user": "u"}, {"tls_cert": "c.pem"}):
+        with pytest.raises(ConnectionFailed):
+            Credentials(**bad)  # type: ignore[arg-type]
+    (tmp_path / "garbage.nk").write_text("not a seed")
+    with pytest.raises(ConnectionFailed, match="not an nkey seed"):
+        Credentials(nkey=str(tmp_path / "garbage.nk")).principal()

@@ -649,3 +649,41 @@ def test_a_wide_fork_sharing_one_large_input_measures_it_once(monkeypatch: pytes
     assert workflow.status is WorkflowStatus.RUNNING
     assert len(workflow.tasks) == 102
     assert sum(1 for value in measured if value is workflow.input["big"]) == 1
+
+
+def test_a_task_type_too_long_for_a_subject_fails_its_task_and_is_refused_at_registration() -> None:
+    from partita.schemas.limits import MAX_NAME_TOKEN, name_problem
+
+    assert name_problem("task type", "a" * MAX_NAME_TOKEN) is None
+    assert name_problem("task type", "é" * 200) is not None  # 2 bytes each, 3 characters per byte escaped
+    definition = {
+        "name": "dyn",
+        "tasks": [{"name": "dyn", "taskReferenceName": "dyn", "type": "DYNAMIC", "dynamicTaskNameParam": "which",
+                   "inputParameters": {"which": "${workflow.input.which}"}}],
+    }  # fmt: skip
+    snapshot = snapshot_definition(msgspec.convert(definition, WorkflowDef), {})
+    request = StartWorkflow(workflow_id="wf", name="dyn", input={"which": "x" * 5000})
+    workflow = decide(None, WorkflowStartRequested(request=request, definition=snapshot), 1_700_000_000_000).workflow
+    assert workflow is not None
+    (task,) = workflow.tasks
+    assert task.status is TaskStatus.FAILED_WITH_TERMINAL_ERROR
+    assert "5000 bytes as a subject token; the limit is 1024" in (task.reason_for_incompletion or "")
+    assert workflow.status is WorkflowStatus.FAILED
+    (long_named,) = parse_definitions(json.dumps({"name": "t" * 2000}).encode())
+    with pytest.raises(DefinitionError) as refused:
+        validate(long_named)
+    assert any("as a subject token" in problem for problem in refused.value.problems)
+
+
+def test_a_script_too_large_to_compile_quickly_is_refused_before_it_is_compiled() -> None:
+    # QuickJS compiles many private class fields in quadratic time (40,000 took 6 s) and cannot be interrupted.
+    fields = " ".join(f"#f{i};" for i in range(40_000))
+    definition = {
+        "name": "slow_compile",
+        "tasks": [{"name": "js", "taskReferenceName": "js", "type": "INLINE",
+                   "inputParameters": {"evaluatorType": "javascript", "expression": f"class C {{ {fields} }} 1"}}],
+    }  # fmt: skip
+    (parsed,) = parse_definitions(json.dumps(definition).encode())
+    with pytest.raises(DefinitionError) as refused:
+        validate(parsed)
+    assert any("script is" in p and "the limit is 65536" in p for p in refused.value.problems)

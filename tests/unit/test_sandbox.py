@@ -6,12 +6,16 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
+import msgspec
 import pytest
+import quickjs
 
-from partita.actors.decider import jq_sandbox
+from partita.actors.decider import decide, sandbox, snapshot_definition
 from partita.actors.decider.scripts import ScriptError, ScriptLimits, evaluate_javascript, evaluate_jq
+from partita.schemas import StartWorkflow, WorkflowDef, WorkflowStartRequested
 
 MiB = 1024 * 1024
 NOW = 1_700_000_000_000  # 2023-11-14T22:13:20Z
@@ -27,6 +31,9 @@ JAVASCRIPT_ATTACKS = [
     pytest.param("(async function () { while (true) {} })()", SHORT, "time limit", id="async-loop"),
     pytest.param("/(a+)+$/.test('a'.repeat(40) + 'b')", SHORT, "time limit", id="regex-backtracking"),
     pytest.param("eval('while (true) {}')", SHORT, "time limit", id="eval-loop"),
+    pytest.param(  # compiling is quadratic in private names, and QuickJS cannot interrupt its compiler
+        "class C {" + "".join(f"#f{i};" for i in range(40000)) + "}", SHORT, "time limit", id="slow-compile"
+    ),
     pytest.param("new Proxy({}, { ownKeys() { while (true) {} } })", SHORT, "time limit", id="proxy-trap-result"),
     pytest.param("({ toJSON() { while (true) {} } })", SHORT, "time limit", id="tojson-result"),
     pytest.param("({ get x() { while (true) {} } })", SHORT, "time limit", id="getter-result"),
@@ -63,9 +70,12 @@ JAVASCRIPT_ATTACKS = [
 
 @pytest.mark.parametrize(("script", "limits", "reason"), JAVASCRIPT_ATTACKS)
 def test_a_javascript_attack_fails_only_its_evaluation(script: str, limits: ScriptLimits, reason: str) -> None:
+    zombies = set(_zombies())
     with pytest.raises(ScriptError, match=reason):
         evaluate_javascript(script, {"n": 1}, now=NOW, limits=limits)
     assert evaluate_javascript("$.n + 1", {"n": 1}, now=NOW) == 2
+    assert set(_zombies()) <= zombies  # a failed helper was killed and reaped
+    assert len(_helpers()) <= sandbox.POOL_SIZE
 
 
 def test_a_script_sees_nothing_of_the_host() -> None:
@@ -139,6 +149,50 @@ def test_the_output_limit_counts_utf8_bytes_of_the_result(expression: str, fits:
             evaluate_javascript(expression, {}, now=NOW, limits=limits)
 
 
+def test_concurrent_scripts_each_have_their_own_time_limit() -> None:
+    # QuickJS's time limit counts the CPU time of the process it runs in: in one process, three scripts of 0.6 s
+    # would spend a limit of 1 s together and all fail. Each helper runs one script at a time.
+    assert sandbox.POOL_SIZE >= 4  # all four run at once
+    limits = ScriptLimits(time_seconds=1.0)
+    busy = _busy_script(0.6)
+    scripts = {"busy0": busy, "busy1": busy, "busy2": busy, "spin": "while (true) {}"}
+    together = threading.Barrier(len(scripts))
+    outcomes: dict[str, object] = {}
+
+    def evaluate(name: str) -> None:
+        together.wait()
+        try:
+            outcomes[name] = evaluate_javascript(scripts[name], {}, now=NOW, limits=limits)
+        except ScriptError as exc:
+            outcomes[name] = str(exc)
+
+    threads = [threading.Thread(target=evaluate, args=(name,)) for name in scripts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == {"busy0": True, "busy1": True, "busy2": True, "spin": "script exceeded the time limit of 1 s"}
+
+
+def test_a_script_whose_helper_stops_responding_fails_at_the_deadline_and_the_helper_is_replaced() -> None:
+    # QuickJS interrupts a script that spends its time; one that makes no progress at all (here: its helper is
+    # stopped) is the parent's to stop, at its wall-clock deadline, by killing the helper
+    assert evaluate_javascript("1", {}, now=NOW) == 1
+    zombies = set(_zombies())
+    stopped = _helpers()
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(ScriptError, match=r"^script exceeded the time limit of 0\.3 s$"):
+            evaluate_javascript("2", {}, now=NOW, limits=SHORT)
+    finally:
+        for pid in set(stopped) & set(_helpers()):
+            os.kill(pid, signal.SIGCONT)
+    assert len(set(stopped) - set(_helpers())) == 1  # the one the script met was killed
+    assert set(_zombies()) <= zombies  # and reaped
+    assert evaluate_javascript("3", {}, now=NOW) == 3
+
+
 JQ_ATTACKS = [
     pytest.param("def f: f; f", SHORT, r"^jq program exceeded the time limit of 0\.3 s$", id="tail-recursion"),
     pytest.param("def f(x): x | f(x); f(.)", SHORT, "time limit", id="recursion-with-closure"),
@@ -173,7 +227,7 @@ def test_a_jq_attack_fails_only_its_evaluation(program: str, limits: ScriptLimit
         evaluate_jq(program, {"n": 1}, limits=limits)
     assert evaluate_jq(".n + 1", {"n": 1}) == [2]
     assert set(_zombies()) <= zombies  # a failed helper was killed and reaped
-    assert len(_helpers()) <= jq_sandbox.POOL_SIZE
+    assert len(_helpers()) <= sandbox.POOL_SIZE
 
 
 @pytest.mark.parametrize(
@@ -195,6 +249,22 @@ def test_a_jq_program_sees_nothing_of_the_environment(monkeypatch: pytest.Monkey
 
 def test_jq_now_is_the_decision_clock_when_given() -> None:
     assert evaluate_jq("now, (now | todate)", {}, now=NOW) == [NOW / 1000, "2023-11-14T22:13:20Z"]
+
+
+def test_a_jq_task_reads_the_decision_clock_so_replays_decide_the_same() -> None:
+    task = {"name": "q", "taskReferenceName": "q", "type": "JSON_JQ_TRANSFORM",
+            "inputParameters": {"queryExpression": "now | todate"}}  # fmt: skip
+    snapshot = snapshot_definition(msgspec.convert({"name": "clock", "tasks": [task]}, WorkflowDef), {})
+    started = WorkflowStartRequested(request=StartWorkflow(workflow_id="wf", name="clock"), definition=snapshot)
+
+    def output(now: int) -> dict[str, object]:
+        workflow = decide(None, started, now).workflow
+        assert workflow is not None
+        return workflow.tasks[0].output_data
+
+    today = {"result": "2023-11-14T22:13:20Z", "resultList": ["2023-11-14T22:13:20Z"]}
+    assert output(NOW) == output(NOW) == today
+    assert output(NOW + 86_400_000)["result"] == "2023-11-15T22:13:20Z"
 
 
 def test_jq_results_are_the_programs_values() -> None:
@@ -225,7 +295,7 @@ def test_concurrent_jq_evaluations_each_get_their_own_results_while_one_spins() 
         thread.join()
     assert outcomes == {k: [k * 2] * 20 for k in range(8)}
     assert failures == ["jq program exceeded the time limit of 0.3 s"]
-    assert len(_helpers()) <= jq_sandbox.POOL_SIZE
+    assert len(_helpers()) <= sandbox.POOL_SIZE
 
 
 def test_a_helper_killed_while_idle_is_replaced_without_failing_the_program() -> None:
@@ -239,10 +309,25 @@ def test_a_helper_killed_while_idle_is_replaced_without_failing_the_program() ->
     assert set(_helpers()).isdisjoint(helpers)
     # the helper the evaluation met was reaped; the others are, too, when an evaluation next meets them
     assert len(set(_zombies()) & set(helpers)) == len(helpers) - 1
-    jq_sandbox.close()
+    sandbox.close()
     assert set(_zombies()) & set(helpers) == set()
     assert _helpers() == []
     assert evaluate_jq(". + 2", 1) == [3]
+
+
+def _busy_script(cpu_seconds: float) -> str:
+    """A script that keeps QuickJS busy for about ``cpu_seconds`` of CPU time (the sandbox's clock is frozen, so
+    the loop counts), calibrated here in process by this thread's CPU clock, which no other work advances."""
+    loop = "(function () {{ var x = 0; for (var i = 0; i < {}; i++) {{ x += i % 7; }} return x > -1; }})()"
+    n = 100_000
+    while True:
+        context = quickjs.Context()
+        began = time.thread_time()
+        context.eval(loop.format(n))
+        took = time.thread_time() - began
+        if took > 0.1:
+            return loop.format(int(n * cpu_seconds / took))
+        n *= 4
 
 
 def _children() -> dict[int, str]:
@@ -260,7 +345,7 @@ def _children() -> dict[int, str]:
 
 
 def _helpers() -> list[int]:
-    """This process's running jq helpers, by PID."""
+    """This process's running sandbox helpers, by PID."""
     return [pid for pid, state in _children().items() if state != "Z" and _is_helper(pid)]
 
 
@@ -272,6 +357,6 @@ def _zombies() -> list[int]:
 def _is_helper(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            return b"jq_sandbox.py" in cmdline.read()
+            return b"decider/sandbox.py" in cmdline.read()
     except FileNotFoundError:  # reaped since the listing
         return False
