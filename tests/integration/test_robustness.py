@@ -257,7 +257,8 @@ async def test_a_task_message_a_worker_cannot_read_fails_its_task_instead_of_han
         raise AssertionError("an unreadable task must not run")
 
     await client.register_json(b'{"name": "hold", "tasks": [{"name": "h", "taskReferenceName": "h", "type": "HUMAN"}]}')
-    async with running(conn, [WorkerSpec("weird", never)]):
+    # A worker for HUMAN's queue (nodes never dispatch HUMAN tasks to workers): it reports on HUMAN's subject.
+    async with running(conn, [WorkerSpec("HUMAN", never)]):
         workflow_id = await client.start("hold")
 
         async def started() -> bool:
@@ -271,7 +272,7 @@ async def test_a_task_message_a_worker_cannot_read_fails_its_task_instead_of_han
             "taskId": human.task_id, "workflowInstanceId": workflow_id, "taskType": "HUMAN",
             "resultSubject": client.layout.result_subject(workflow_id, "HUMAN"), "inputData": "oops",
         }  # fmt: skip
-        await conn.publish_durable(client.layout.task_message_subject("weird", None, "x1"), encode(bogus))
+        await conn.publish_durable(client.layout.task_message_subject("HUMAN", None, "x1"), encode(bogus))
         final = await client.wait(workflow_id, within=30)
     assert final.status is WorkflowStatus.FAILED
     assert "could not read the task" in (final.tasks[0].reason_for_incompletion or "")
