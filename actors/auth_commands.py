@@ -73,7 +73,7 @@ def add_auth_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     worker.add_argument(
         NO_DOMAIN_FLAG, action="store_true", help="also the queues without a domain (the default if no --domain)"
     )
-    worker.add_argument("--start-workflows", action="store_true", help="it may also start workflows")
+    worker.add_argument("--start-workflows", action="store_true", help="it may also start workflows and read them")
     worker.add_argument("--payloads", action="store_true", help="it may read and write large payloads")
     worker.add_argument("--replace", action="store_true", help="change an existing identity's grants, keep its key")
     worker.set_defaults(handler=cmd_auth_add, role=Role.WORKER)

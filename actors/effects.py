@@ -47,10 +47,9 @@ class EffectPerformer:
     def encode_dispatch(self, effect: DispatchTask) -> bytes:
         """The task message exactly as a worker will receive it (its subjects filled in)."""
         task = effect.task
-        subject = self._layout.result_subject(task.workflow_instance_id, task.task_type)
-        started = (
-            self._layout.started_subject(task.workflow_instance_id, task.task_type) if effect.report_start else None
-        )
+        workflow_id, task_type, domain = task.workflow_instance_id, task.task_type, task.domain
+        subject = self._layout.result_subject(workflow_id, task_type, domain)
+        started = self._layout.started_subject(workflow_id, task_type, domain) if effect.report_start else None
         return encode_json(structs.replace(task, result_subject=subject, started_subject=started))
 
     async def perform(self, effects: Sequence[Effect]) -> None:

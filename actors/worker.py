@@ -20,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import math
 import os
+import secrets
 import socket
 import time
 import traceback
@@ -343,6 +345,9 @@ class TaskWorker:
         delivered again (the ack was lost) runs an attempt the workflow has already moved past: its result is
         ignored.
         """
+        if self.conn.identity is not None:
+            await self._hand_back_in_progress(delivery, delay)
+            return
         msg_id = f"handback:{delivery.stream_seq}"
         try:
             if not await self.conn.stream_has_message(self.layout.tasks_stream, delivery.stream_seq):
@@ -363,6 +368,29 @@ class TaskWorker:
             return
         with contextlib.suppress(TransportError):
             await delivery.ack()
+
+    async def _hand_back_in_progress(self, delivery: Delivery, delay: float) -> None:
+        """An authenticated worker may not republish task messages (that grant would let it write into any
+        queue) nor read the task stream: it hands a task back as Conductor's workers do, reporting IN_PROGRESS
+        with ``callbackAfterSeconds``; the node delivers the task again then (``pollCount`` + 1)."""
+        try:
+            task = decode(task_decoder, delivery.data, "task message")
+        except PayloadError:
+            task = None
+        published = task is not None and await self._publish_result(
+            task,
+            TaskResult(
+                workflow_instance_id=task.workflow_instance_id,
+                task_id=task.task_id,
+                task_type=self.spec.task_type,
+                status=TaskResultStatus.IN_PROGRESS,
+                callback_after_seconds=math.ceil(delay),
+                worker_id=self.worker_id,
+                poll_count=task.poll_count,
+            ),
+        )
+        with contextlib.suppress(TransportError):
+            await (delivery.ack() if published else delivery.nak(delay or None))
 
     async def _execute_one(self, delivery: Delivery) -> None:
         try:
@@ -387,11 +415,18 @@ class TaskWorker:
 
     async def _run(self, delivery: Delivery, task: TaskMessage) -> None:
         if task.external_input_payload_storage_path and not task.input_data:
+            started = time.monotonic()
             try:
-                task = msgspec.structs.replace(
-                    task, input_data=await self._payloads.load(task.external_input_payload_storage_path)
-                )
-            except PayloadError as exc:  # the input is gone: no attempt can ever run
+                try:
+                    loaded = await self._payloads.load(task.external_input_payload_storage_path)
+                except TransportError as exc:
+                    store = f"OBJ_{self.layout.payloads_bucket}"
+                    denied = self.conn.explain(exc, started, "read the task's large input", store)
+                    if denied is exc:
+                        raise
+                    raise PayloadError(f"{denied} (grant this worker --payloads)") from exc
+                task = msgspec.structs.replace(task, input_data=loaded)
+            except PayloadError as exc:  # the input is gone, or out of this identity's reach: no attempt can run
                 self._log.error("task_input_unreadable", task_id=task.task_id, error=str(exc))
                 reason = f"the task's input could not be read: {exc}"
                 await self._report_without_running(delivery, task, TaskResultStatus.FAILED_WITH_TERMINAL_ERROR, reason)
@@ -512,7 +547,7 @@ class TaskWorker:
     def _result_subject(self, workflow_id: str) -> str:
         """Where this worker reports: computed, never taken from the task message, so a forged message cannot
         point a report at another subject (and it is the subject its NATS permissions allow)."""
-        return self.layout.result_subject(workflow_id, self.spec.task_type)
+        return self.layout.result_subject(workflow_id, self.spec.task_type, self.spec.domain)
 
     async def _report_undecodable(self, delivery: Delivery, reason: str) -> None:
         """A task this worker cannot read still gets an answer, so its workflow does not wait forever."""
@@ -543,9 +578,9 @@ class TaskWorker:
         )
         try:
             await self.conn.publish_durable(
-                self.layout.started_subject(task.workflow_instance_id, self.spec.task_type),
+                self.layout.started_subject(task.workflow_instance_id, self.spec.task_type, self.spec.domain),
                 encode_json(report),
-                msg_id=f"started:{task.task_id}:{task.poll_count}",
+                msg_id=f"started:{task.task_id}:{task.poll_count}:{secrets.token_hex(8)}",
             )
         except TransportError as exc:  # the task still runs; only its timeout clock starts late or not at all
             self._log.warning("task_start_unreported", task_id=task.task_id, error=str(exc))
@@ -573,8 +608,16 @@ class TaskWorker:
     async def _offload_output(self, task: TaskMessage, result: TaskResult) -> TaskResult:
         """A large output goes to the payloads object store and the result carries its path (Conductor's
         externalOutputPayloadStoragePath); one over the maximum size fails the task for good."""
+        started = time.monotonic()
         try:
-            path = await self._payloads.offload(task.workflow_instance_id, result.output_data, "task output")
+            try:
+                path = await self._payloads.offload(task.workflow_instance_id, result.output_data, "task output")
+            except TransportError as exc:
+                store = f"OBJ_{self.layout.payloads_bucket}"
+                denied = self.conn.explain(exc, started, "store the task's large output", store)
+                if denied is exc:
+                    raise  # unreachable for now: _publish_result tries again
+                raise PayloadError(f"{denied} (grant this worker --payloads)") from exc
         except PayloadError as exc:
             return msgspec.structs.replace(
                 result,
@@ -590,11 +633,14 @@ class TaskWorker:
         """Store a large output, then publish the result durably; both retried with back-off."""
         ready: TaskResult | None = None
         delay = 0.5
+        # The message id makes this worker's retries harmless; the nonce makes it unguessable, because JetStream
+        # drops a repeated id whatever its subject, and another identity must not be able to pre-empt ours.
+        nonce = secrets.token_hex(8)
         for attempt in range(1, RESULT_PUBLISH_ATTEMPTS + 1):
             try:
                 if ready is None:
                     ready = self._fitting(await self._offload_output(task, result))
-                msg_id = f"result:{task.task_id}:{task.poll_count}:{ready.status}"
+                msg_id = f"result:{task.task_id}:{task.poll_count}:{ready.status}:{nonce}"
                 await self.conn.publish_durable(
                     self._result_subject(task.workflow_instance_id), encode_json(ready), msg_id=msg_id
                 )
@@ -639,7 +685,8 @@ async def run_workers(
     specs = list(specs if specs is not None else registered_workers())
     if not specs:
         raise ValueError("no workers to run: decorate functions with @worker_task and import their modules")
-    await ensure_layout(conn, layout, patience=120.0)  # a cluster electing leaders: wait, don't crash
+    if conn.identity is None:  # authenticated workers may not provision: binding waits for a node instead
+        await ensure_layout(conn, layout, patience=120.0)  # a cluster electing leaders: wait, don't crash
     workers = [TaskWorker(conn, spec, layout, stop_grace=stop_grace) for spec in specs]
     async with anyio.create_task_group() as tg:
         for worker in workers:

@@ -99,6 +99,7 @@ class Envelope:
     event: WireEvent
     subject_task_type: str | None
     problem: str | None = None  # a start that cannot run, found while decoding
+    subject_domain: tuple[str | None] | None = None  # (domain,) when a report's subject names one
     release: Callable[[], None] = lambda: None
 
 
@@ -398,9 +399,21 @@ class WorkflowActor:
                     return WorkflowStartRequested(request=event, problem=envelope.problem)
                 return await self._start_requested(event)
             case TaskResult():
-                return TaskResultReceived(result=event, subject_task_type=envelope.subject_task_type or "")
+                named, domain = (True, envelope.subject_domain[0]) if envelope.subject_domain else (False, None)
+                return TaskResultReceived(
+                    result=event,
+                    subject_task_type=envelope.subject_task_type or "",
+                    subject_names_domain=named,
+                    subject_domain=domain,
+                )
             case TaskStarted():
-                return TaskStartedReceived(started=event, subject_task_type=envelope.subject_task_type or "")
+                named, domain = (True, envelope.subject_domain[0]) if envelope.subject_domain else (False, None)
+                return TaskStartedReceived(
+                    started=event,
+                    subject_task_type=envelope.subject_task_type or "",
+                    subject_names_domain=named,
+                    subject_domain=domain,
+                )
             case RestartWorkflow():
                 return await self._restart_requested(event)
             case (
@@ -493,6 +506,7 @@ class DecodedEvent(NamedTuple):
     event: WireEvent
     subject_task_type: str | None
     problem: str | None  # a start that cannot run, found while decoding
+    subject_domain: tuple[str | None] | None = None  # (domain,) when a report's subject names one
 
 
 def decode_event(layout: Layout, delivery: Delivery) -> Envelope:
@@ -514,6 +528,7 @@ def decode_event(layout: Layout, delivery: Delivery) -> Envelope:
         event=decoded.event,
         subject_task_type=decoded.subject_task_type,
         problem=decoded.problem,
+        subject_domain=decoded.subject_domain,
     )
 
 
@@ -531,6 +546,13 @@ def decode_event_data(layout: Layout, subject: str, data: bytes) -> DecodedEvent
     if task_type is not None and (not task_type or escape_token(task_type) != subject.split(".")[4]):
         # Unescapes, but is not how Partita escapes a name (a bare "*" or ">", "=61" for "a"): no node wrote it.
         kind = "unknown"
+    subject_domain: tuple[str | None] | None = None
+    if kind in ("result", "started"):
+        stated = layout.report_domain(subject)
+        if stated is None:
+            kind = "unknown"  # a domain token Partita never writes
+        elif stated[0]:
+            subject_domain = (stated[1],)
     problem: str | None = None
     event: WireEvent
     if kind == "start":
@@ -570,7 +592,7 @@ def decode_event_data(layout: Layout, subject: str, data: bytes) -> DecodedEvent
             f"published on partition {_clip(partition)}, but workflow {_clip(workflow_id)!r} is on partition "
             f"{layout.partition(workflow_id)}"
         )
-    return DecodedEvent(workflow_id, event, task_type, problem)
+    return DecodedEvent(workflow_id, event, task_type, problem, subject_domain)
 
 
 def _start_problem(start: StartWorkflow) -> str | None:

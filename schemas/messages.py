@@ -249,13 +249,18 @@ class WorkflowStartRequested(Message, frozen=True, tag="WorkflowStartRequested")
 class TaskStartedReceived(Message, frozen=True, tag="TaskStartedReceived"):
     started: TaskStarted
     subject_task_type: str
+    subject_names_domain: bool = False
+    subject_domain: str | None = None
 
 
 class TaskResultReceived(Message, frozen=True, tag="TaskResultReceived"):
-    """A worker result as the decider sees it: the result plus the task type its subject named."""
+    """A worker result as the decider sees it: the result plus the task type (and, on current subjects, the
+    domain; None = no domain) its subject named."""
 
     result: TaskResult
     subject_task_type: str
+    subject_names_domain: bool = False
+    subject_domain: str | None = None
 
 
 class DispatchTask(Message, frozen=True, tag="DispatchTask"):

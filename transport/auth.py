@@ -33,7 +33,7 @@ import nkeys
 
 from partita.schemas.errors import PartitaError
 
-from .layout import Layout, escape_token
+from .layout import Layout, domain_token, escape_token
 
 INBOX_ROOT: Final = "_INBOX"
 _NKEY_USER_PREFIX: Final = "U"
@@ -58,7 +58,7 @@ class Identity(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_d
     public_key: str
     tasks: tuple[str, ...] = ()  # workers: granted task types
     domains: tuple[str | None, ...] = ()  # workers: granted domains; None = the queue without a domain
-    start_workflows: bool = False  # workers: may also start workflows
+    start_workflows: bool = False  # workers: may also start workflows (and read them)
     payloads: bool = False  # workers: may read and write the large-payload store
 
     def __post_init__(self) -> None:
@@ -91,16 +91,21 @@ def inbox_prefix_for(principal: str) -> str:
 
 
 def _reader(stream: str, *, ephemeral_reads: bool = True) -> list[str]:
-    """What reading a limits-retention stream needs: info, message gets, and ephemeral/ordered consumers
-    (KV watches and listings, object reads, history) with their flow control."""
+    """What reading a limits-retention stream needs: its info, message gets, and ephemeral or ordered
+    consumers (KV watches and listings, object reads, history) with their flow control. No consumer deletion:
+    ephemeral consumers go away on their own, and durable ones (an application's on EMITTED) are not ours."""
     api = "$JS.API"
-    subjects = [f"{api}.STREAM.MSG.GET.{stream}", f"{api}.DIRECT.GET.{stream}", f"{api}.DIRECT.GET.{stream}.>"]
+    subjects = [
+        f"{api}.STREAM.INFO.{stream}",
+        f"{api}.STREAM.MSG.GET.{stream}",
+        f"{api}.DIRECT.GET.{stream}",
+        f"{api}.DIRECT.GET.{stream}.>",
+    ]
     if ephemeral_reads:
         subjects += [
             f"{api}.CONSUMER.CREATE.{stream}",
             f"{api}.CONSUMER.CREATE.{stream}.>",
             f"{api}.CONSUMER.INFO.{stream}.>",
-            f"{api}.CONSUMER.DELETE.{stream}.>",
             f"{api}.CONSUMER.MSG.NEXT.{stream}.>",
             f"$JS.FC.{stream}.>",
             f"$JS.ACK.{stream}.>",
@@ -108,26 +113,11 @@ def _reader(stream: str, *, ephemeral_reads: bool = True) -> list[str]:
     return subjects
 
 
-def _streams(layout: Layout) -> list[str]:
-    return [
-        layout.tasks_stream,
-        layout.events_stream,
-        layout.emitted_stream,
-        layout.dead_letter_stream,
-        layout.history_stream,
-        f"KV_{layout.workflows_bucket}",
-        f"KV_{layout.members_bucket}",
-        f"KV_{layout.definitions_bucket}",
-        f"KV_{layout.limits_bucket}",
-        f"OBJ_{layout.payloads_bucket}",
-    ]
-
-
-def _base(identity: Identity, layout: Layout) -> tuple[list[str], list[str]]:
-    """Every restricted identity: check that the layout exists, and receive replies in its own inbox."""
-    publish = ["$JS.API.INFO", "$JS.API.STREAM.NAMES"]
-    publish += [f"$JS.API.STREAM.INFO.{stream}" for stream in _streams(layout)]
-    return publish, [f"{identity.inbox_prefix}.>"]
+def _base(identity: Identity) -> tuple[list[str], list[str]]:
+    """Every restricted identity: account info, stream lookup by subject, and replies in its own inbox only.
+    Each role adds the streams it uses; nobody else gets a stream's info (its subjects would list every
+    workflow id, task id or definition name in it)."""
+    return ["$JS.API.INFO", "$JS.API.STREAM.NAMES"], [f"{identity.inbox_prefix}.>"]
 
 
 def _payloads(layout: Layout) -> list[str]:
@@ -156,14 +146,13 @@ def _worker(identity: Identity, layout: Layout) -> tuple[list[str], list[str]]:
     publish: list[str] = []
     for task_type in identity.tasks:
         token = escape_token(task_type)
-        publish += [
-            f"{p}.wf.*.result.{token}",
-            f"{p}.wf.*.started.{token}",
-            f"$KV.{layout.limits_bucket}.rate.{token}.*",
-        ]
+        publish.append(f"$KV.{layout.limits_bucket}.rate.{token}.*")
         for domain in identity.domains:
             consumer = layout.task_consumer(task_type, domain)
+            pair = f"{token}.{domain_token(domain)}"
             publish += [
+                f"{p}.wf.*.result.{pair}",
+                f"{p}.wf.*.started.{pair}",
                 f"$JS.API.CONSUMER.INFO.{tasks}.{consumer}",
                 f"$JS.API.CONSUMER.MSG.NEXT.{tasks}.{consumer}",
                 f"$JS.ACK.{tasks}.{consumer}.>",
@@ -173,8 +162,9 @@ def _worker(identity: Identity, layout: Layout) -> tuple[list[str], list[str]]:
     publish.append(f"{p}.dlq.task")  # a task message it cannot read is dead-lettered with the reason
     if identity.payloads:
         publish += _payloads(layout)
-    if identity.start_workflows:
+    if identity.start_workflows:  # and read them, as the client it then is (not operate them)
         publish.append(f"{p}.wf.*.start")
+        publish += _reader(f"KV_{layout.workflows_bucket}") + _reader(f"KV_{layout.definitions_bucket}")
     return publish, []
 
 
@@ -182,7 +172,7 @@ def permissions(identity: Identity, layout: Layout) -> Permissions:
     """The subjects ``identity`` may publish to and subscribe to, in the deployment's account."""
     if identity.role is Role.NODE:
         return Permissions(publish=(">",), subscribe=(">",))
-    publish, subscribe = _base(identity, layout)
+    publish, subscribe = _base(identity)
     if identity.role is Role.CLIENT:
         more = _client(layout)
     elif identity.role is Role.ADMIN:

@@ -43,7 +43,7 @@ from partita.schemas.limits import configured_limits
 from .codec import decode_record, encode_json
 from .connection import DEFAULT_URL, Connection, Credentials, KvBucket, connect
 from .definitions import DefinitionStore
-from .errors import TransportError, TransportTimeout
+from .errors import ProvisioningError, TransportError, TransportTimeout
 from .layout import Layout
 from .payloads import PayloadStore, hydrate
 from .provision import ensure_layout
@@ -99,11 +99,21 @@ class Client:
 
     @classmethod
     async def over(cls, conn: Connection, layout: Layout, *, provision: bool = True, owns: bool = False) -> Self:
-        """A client on an existing connection (closing the client then leaves the connection open)."""
-        if provision:
+        """A client on an existing connection (closing the client then leaves the connection open).
+
+        On an open server the client creates missing streams and buckets (``provision``). An authenticated
+        connection never does (``partita auth`` gives that to nodes, and the check alone would read streams a
+        client may not): a bucket that is not there yet is a :class:`ProvisioningError` saying so."""
+        if provision and conn.identity is None:
             await ensure_layout(conn, layout)
-        workflows = await conn.kv(layout.workflows_bucket)
-        definitions = DefinitionStore(await conn.kv(layout.definitions_bucket), layout)
+        try:
+            workflows = await conn.kv(layout.workflows_bucket)
+            definitions = DefinitionStore(await conn.kv(layout.definitions_bucket), layout)
+        except ProvisioningError as exc:
+            raise ProvisioningError(
+                f"{exc}: the deployment's streams and buckets do not exist yet; a node creates them when it first "
+                "starts"
+            ) from exc
         return cls(conn, layout, workflows, definitions, owns=owns)
 
     async def aclose(self) -> None:
@@ -129,7 +139,8 @@ class Client:
             try:
                 await self.definitions.put(definition)
             except TransportError as exc:
-                raise self.conn.explain(exc, started, f"register {definition.name}") from exc
+                bucket = f"$KV.{self.layout.definitions_bucket}."
+                raise self.conn.explain(exc, started, f"register {definition.name}", bucket) from exc
 
     async def register_json(self, data: bytes | str, *, source: str = "input") -> list[TaskDef | WorkflowDef]:
         """Register Conductor JSON (a WorkflowDef, a TaskDef, or a list of them); returns what was stored."""

@@ -40,6 +40,7 @@ from .errors import (
     CasConflict,
     ConnectionFailed,
     PermissionDenied,
+    ProvisioningError,
     ServerVersionError,
     TransportError,
     TransportTimeout,
@@ -361,14 +362,17 @@ class Connection:
         with translate_errors(f"publish {subject}"):
             await self._nc.publish(subject, data)
 
-    def denied_since(self, since: float) -> str | None:
-        """The server's last "permissions violation" message after ``since`` (monotonic), if any. The server
-        reports a refused publish asynchronously, so a refused request otherwise looks like a timeout."""
-        return next((message for at, message in reversed(self._denials) if at >= since), None)
+    def denied_since(self, since: float, about: str = "") -> str | None:
+        """The server's last "permissions violation" message after ``since`` (monotonic) naming a subject that
+        contains ``about``, if any. The server reports a refused publish asynchronously (and lower-cases the
+        subject), so a refused request otherwise looks like a timeout."""
+        about = about.lower()
+        return next((m for at, m in reversed(self._denials) if at >= since and about in m.lower()), None)
 
-    def explain(self, exc: TransportError, since: float, what: str) -> TransportError:
-        """``exc``, or a :class:`PermissionDenied` saying what was refused if the server refused something."""
-        denial = self.denied_since(since)
+    def explain(self, exc: TransportError, since: float, what: str, about: str) -> TransportError:
+        """``exc``, or a :class:`PermissionDenied` saying what was refused if, since ``since``, the server refused
+        a subject containing ``about`` (the operation's own subject, so an unrelated refusal is not blamed)."""
+        denial = self.denied_since(since, about)
         if denial is None or isinstance(exc, PermissionDenied):
             return exc
         return PermissionDenied(
@@ -395,7 +399,7 @@ class Connection:
                     ack = await self.js.publish(subject, data, headers=headers)
                 return ack.seq
             except TransportError as exc:  # not PayloadError: a message too large stays too large
-                explained = self.explain(exc, started, f"publish to {subject}")
+                explained = self.explain(exc, started, f"publish to {subject}", subject)
                 if explained is not exc:
                     raise explained from exc  # refused: retrying cannot help
                 if time.monotonic() + delay > deadline:
@@ -480,8 +484,16 @@ class Connection:
         return PullConsumer(sub, durable)
 
     async def kv(self, bucket: str) -> KvBucket:
-        with translate_errors(f"open bucket {bucket}"):
-            kv = await self.js.key_value(bucket)
+        """Open a KV bucket; :class:`ProvisioningError` if it does not exist, :class:`PermissionDenied` if this
+        identity may not read it."""
+        started = time.monotonic()
+        try:
+            with translate_errors(f"open bucket {bucket}"):
+                kv = await self.js.key_value(bucket)
+        except TransportError as exc:
+            if isinstance(exc.__cause__, nats.js.errors.NotFoundError):
+                raise ProvisioningError(f"bucket {bucket} does not exist") from exc
+            raise self.explain(exc, started, f"open bucket {bucket}", f"KV_{bucket}") from exc
         return KvBucket(kv, bucket)
 
     async def aclose(self) -> None:

@@ -7,8 +7,8 @@ Subjects::
     <prefix>.task.<type>.<domain>.<taskId>   task messages (work-queue stream <PREFIX>_TASKS); domain "_" = none
     <prefix>.tsched.<dispatchId>             schedules that publish a task message later (same stream)
     <prefix>.wf.<partition>.start            StartWorkflow            (stream <PREFIX>_EVENTS)
-    <prefix>.wf.<partition>.result.<type>    TaskResult from workers  (stream <PREFIX>_EVENTS)
-    <prefix>.wf.<partition>.started.<type>   TaskStarted from workers (only when the task asks for it)
+    <prefix>.wf.<partition>.result.<type>.<domain>    TaskResult from workers  (stream <PREFIX>_EVENTS)
+    <prefix>.wf.<partition>.started.<type>.<domain>   TaskStarted from workers (only when the task asks for it)
     <prefix>.wf.<partition>.cmd              UpdateTask (and later operator commands) from clients
     <prefix>.wf.<partition>.timer            TimerFired, published by schedules on <prefix>.esched.<timerId>
     <prefix>.esched.<id>                     schedules that publish an event later (same stream)
@@ -161,8 +161,11 @@ class Layout:
     def start_subject(self, workflow_id: str) -> str:
         return f"{self.prefix}.wf.{self.partition(workflow_id)}.start"
 
-    def started_subject(self, workflow_id: str, task_type: str) -> str:
-        return f"{self.prefix}.wf.{self.partition(workflow_id)}.started.{escape_token(task_type)}"
+    def started_subject(self, workflow_id: str, task_type: str, domain: str | None) -> str:
+        """Where a worker of (type, domain) reports that it started a task of the workflow."""
+        return (
+            f"{self.prefix}.wf.{self.partition(workflow_id)}.started.{escape_token(task_type)}.{domain_token(domain)}"
+        )
 
     def command_subject(self, workflow_id: str) -> str:
         return f"{self.prefix}.wf.{self.partition(workflow_id)}.cmd"
@@ -173,8 +176,11 @@ class Layout:
     def timer_schedule_subject(self, timer_id: str) -> str:
         return f"{self.prefix}.esched.{escape_token(timer_id)}"
 
-    def result_subject(self, workflow_id: str, task_type: str) -> str:
-        return f"{self.prefix}.wf.{self.partition(workflow_id)}.result.{escape_token(task_type)}"
+    def result_subject(self, workflow_id: str, task_type: str, domain: str | None) -> str:
+        """Where a worker of (type, domain) reports a result: naming both lets NATS permissions confine a worker
+        application to the task types and domains it is granted, and the node checks them against the task."""
+        pair = f"{escape_token(task_type)}.{domain_token(domain)}"
+        return f"{self.prefix}.wf.{self.partition(workflow_id)}.result.{pair}"
 
     @property
     def events_filter(self) -> str:
@@ -233,12 +239,27 @@ class Layout:
         if len(parts) >= 4 and parts[0] == self.prefix and parts[1] == "wf":
             if parts[3] in ("start", "cmd", "timer") and len(parts) == 4:
                 return parts[3], None
-            if parts[3] in ("result", "started") and len(parts) == 5:
+            if parts[3] in ("result", "started") and len(parts) in (5, 6):  # 5: before domains were named
                 try:
                     return parts[3], unescape_token(parts[4])
                 except ValueError:
                     return "unknown", None
         return "unknown", None
+
+    @staticmethod
+    def report_domain(subject: str) -> tuple[bool, str | None] | None:
+        """For a result or start-report subject: ``(True, domain)`` when it names a domain (None = no domain),
+        ``(False, None)`` for the older form without one, and None for a domain token Partita never writes."""
+        parts = subject.split(".")
+        if len(parts) != 6:
+            return False, None
+        if parts[5] == NO_DOMAIN_TOKEN:
+            return True, None
+        try:
+            domain = unescape_token(parts[5])
+        except ValueError:
+            return None
+        return (True, domain) if domain and escape_token(domain) == parts[5] else None
 
     # definition keys
     @staticmethod

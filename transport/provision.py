@@ -136,7 +136,7 @@ async def ensure_layout(
             await _ensure_layout(conn, layout, replicas)
             return
         except TransportError as exc:
-            explained = conn.explain(exc, started, "create the missing streams and buckets")
+            explained = conn.explain(exc, started, "create the missing streams and buckets", "$JS.API.STREAM.")
             if explained is not exc:
                 raise PermissionDenied(f"{explained}; a node creates them when it first starts") from exc
             if time.monotonic() + delay > deadline:

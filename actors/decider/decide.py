@@ -244,6 +244,9 @@ def _task_result(state: Workflow | None, event: TaskResultReceived, now: int, ac
     if event.subject_task_type != task.task_type:
         mismatch = f"result published for type {event.subject_task_type!r}, task is {task.task_type!r}"
         return Decision(None, note=mismatch, rejected=True)
+    if event.subject_names_domain and event.subject_domain != task.domain:
+        mismatch = f"result published for domain {event.subject_domain!r}, task is in {task.domain!r}"
+        return Decision(None, note=mismatch, rejected=True)
     if task.status.is_terminal:
         return Decision(None, note=f"late or duplicate result: task is already {task.status}")
     if result.poll_count is not None and result.poll_count != task.poll_count:
@@ -273,6 +276,9 @@ def _task_started(state: Workflow | None, event: TaskStartedReceived, now: int, 
         return Decision(None, note="start report for an unknown task or an ended workflow")
     if event.subject_task_type != task.task_type:
         mismatch = f"start report published for type {event.subject_task_type!r}, task is {task.task_type!r}"
+        return Decision(None, note=mismatch, rejected=True)
+    if event.subject_names_domain and event.subject_domain != task.domain:
+        mismatch = f"start report published for domain {event.subject_domain!r}, task is in {task.domain!r}"
         return Decision(None, note=mismatch, rejected=True)
     if task.status is not TaskStatus.SCHEDULED:
         return Decision(None, note=f"start report for a task that is {task.status}")

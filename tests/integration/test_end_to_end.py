@@ -235,10 +235,12 @@ async def test_duplicate_and_forged_results_after_the_end_change_nothing(conn: C
         )
         for _ in range(5):  # a burst, so several land in the finished actor's mailbox at once
             await conn.publish_durable(
-                client.layout.result_subject(workflow.workflow_id, last.task_type), encode_json(late)
+                client.layout.result_subject(workflow.workflow_id, last.task_type, last.domain), encode_json(late)
             )
         forged = msgspec.structs.replace(late, task_id=workflow.tasks[0].task_id)
-        await conn.publish_durable(client.layout.result_subject(workflow.workflow_id, "describe"), encode_json(forged))
+        await conn.publish_durable(
+            client.layout.result_subject(workflow.workflow_id, "describe", None), encode_json(forged)
+        )
 
         async def all_acked() -> bool:
             return await unprocessed_events(conn, client.layout) == 0

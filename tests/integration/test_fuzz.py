@@ -279,7 +279,7 @@ async def test_garbage_on_every_subject_is_dead_lettered_while_a_workflow_runs_t
         workflow_id, task_id = await start_held(client, held)
         partition = layout.partition(workflow_id)
         aimed = [
-            Garbage(layout.result_subject(workflow_id, "hold"), encode_json(body))
+            Garbage(layout.result_subject(workflow_id, "hold", None), encode_json(body))
             for body in drawn(near_valid(workflow_id, task_id), 30)
         ]
         aimed += [  # on another partition: a second node would act on the workflow
@@ -287,7 +287,7 @@ async def test_garbage_on_every_subject_is_dead_lettered_while_a_workflow_runs_t
             for body in drawn(near_valid(workflow_id, task_id), 3)
         ]
         report_of_another_type = {"workflowInstanceId": workflow_id, "taskId": task_id, "taskType": "HTTP"}
-        aimed.append(Garbage(layout.started_subject(workflow_id, "hold"), encode_json(report_of_another_type)))
+        aimed.append(Garbage(layout.started_subject(workflow_id, "hold", None), encode_json(report_of_another_type)))
         aimed += [
             Garbage(f"{layout.prefix}.wf.{partition}.{kind}", body)
             for kind in ("start", "result.hold", "started.hold", "cmd", "timer")
@@ -301,7 +301,7 @@ async def test_garbage_on_every_subject_is_dead_lettered_while_a_workflow_runs_t
         # A poison event nearly as large as a message: its dead letter must be cut to fit.
         room = conn.payload_limit - 200
         aimed.append(Garbage(layout.command_subject(workflow_id), b"\x01" * room))
-        aimed.append(Garbage(layout.result_subject(workflow_id, "hold"), b"\xff" * room))
+        aimed.append(Garbage(layout.result_subject(workflow_id, "hold", None), b"\xff" * room))
         random = [
             Garbage(subject, data, how)
             for strategy, count in subjects(layout, partition).values()
@@ -407,9 +407,9 @@ async def test_a_forged_or_stale_report_is_rejected_and_counted_and_the_real_res
 
         forged = {"status": "COMPLETED", "outputData": {"forged": True}, "workerId": "mallory"}
         # Allowed subjects (a worker of "other" may publish results of its own type), wrong task.
-        await conn.publish_durable(layout.result_subject(workflow_id, "other"), report(**forged))
-        await conn.publish_durable(layout.result_subject(workflow_id, "hold"), report(**forged, pollCount=3))
-        await conn.publish_durable(layout.started_subject(workflow_id, "other"), report(workerId="mallory"))
+        await conn.publish_durable(layout.result_subject(workflow_id, "other", None), report(**forged))
+        await conn.publish_durable(layout.result_subject(workflow_id, "hold", None), report(**forged, pollCount=3))
+        await conn.publish_durable(layout.started_subject(workflow_id, "other", None), report(workerId="mallory"))
 
         def rejected() -> bool:
             assert env.node is not None
@@ -421,7 +421,8 @@ async def test_a_forged_or_stale_report_is_rejected_and_counted_and_the_real_res
         workflow = await client.wait(workflow_id, within=30)
         # A late duplicate of the real result is at-least-once noise: ignored, not counted.
         await conn.publish_durable(
-            layout.result_subject(workflow_id, "hold"), report(status="COMPLETED", outputData={"n": 1}, pollCount=0)
+            layout.result_subject(workflow_id, "hold", None),
+            report(status="COMPLETED", outputData={"n": 1}, pollCount=0),
         )
 
         async def drained() -> bool:

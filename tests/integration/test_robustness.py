@@ -270,7 +270,7 @@ async def test_a_task_message_a_worker_cannot_read_fails_its_task_instead_of_han
         # A task message for this workflow that is not valid for the worker (inputData is not an object):
         bogus = {
             "taskId": human.task_id, "workflowInstanceId": workflow_id, "taskType": "HUMAN",
-            "resultSubject": client.layout.result_subject(workflow_id, "HUMAN"), "inputData": "oops",
+            "resultSubject": client.layout.result_subject(workflow_id, "HUMAN", None), "inputData": "oops",
         }  # fmt: skip
         await conn.publish_durable(client.layout.task_message_subject("HUMAN", None, "x1"), encode(bogus))
         final = await client.wait(workflow_id, within=30)

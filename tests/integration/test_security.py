@@ -17,7 +17,7 @@ import pytest
 
 from partita.actors import Node, run_workers
 from partita.actors.worker import WorkerSpec
-from partita.schemas import TaskResult, TaskResultStatus, WorkflowStatus
+from partita.schemas import StartWorkflow, TaskResult, TaskResultStatus, TaskStatus, WorkflowStatus
 from partita.transport import (
     Client,
     ConnectionFailed,
@@ -25,7 +25,9 @@ from partita.transport import (
     EmbeddedServer,
     Layout,
     PermissionDenied,
+    ProvisioningError,
     connect,
+    ensure_layout,
     free_port,
 )
 from partita.transport.auth import AuthDirectory, Identity, Role, inbox_prefix_for
@@ -108,6 +110,15 @@ async def _deployment(tmp_path: Path, *, tls: bool) -> AsyncIterator[Deployment]
 async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
     async for d in _deployment(tmp_path, tls=False):
         yield d
+
+
+async def _provision(d: Deployment) -> None:
+    """What a node does when it first starts: create the streams and buckets."""
+    conn = await connect(d.server.url, credentials=d.credentials("node"))
+    try:
+        await ensure_layout(conn, LAYOUT)
+    finally:
+        await conn.aclose()
 
 
 def _inventory(sku: str) -> dict[str, object]:
@@ -226,8 +237,7 @@ async def _raw(d: Deployment, name: str) -> RawConnection:
 
 async def test_a_worker_may_fetch_ack_and_report_only_its_own_task_types_and_domains(deployment: Deployment) -> None:
     d = deployment
-    async with await Client.connect(d.server.url, credentials=d.credentials("node")):
-        pass  # the node identity provisions the layout
+    await _provision(d)
     worker = await _raw(d, "inventory-app")
     try:
         tasks, events = LAYOUT.tasks_stream, LAYOUT.events_stream
@@ -245,8 +255,15 @@ async def test_a_worker_may_fetch_ack_and_report_only_its_own_task_types_and_dom
             "creating an events consumer": f"$JS.API.CONSUMER.CREATE.{events}.sneaky",
             "deleting a consumer": f"$JS.API.CONSUMER.DELETE.{tasks}.{own}",
             "purging the task stream": f"$JS.API.STREAM.PURGE.{tasks}",
-            "a result for another type": "partita.wf.3.result.ship",
-            "a start report for another type": "partita.wf.3.started.ship",
+            "a result for another type": "partita.wf.3.result.ship._",
+            "a result for its type in another domain": "partita.wf.3.result.get-inventory.alice",
+            "a result without a domain (the older subject form)": "partita.wf.3.result.get-inventory",
+            "a start report for another type": "partita.wf.3.started.ship._",
+            "reading the task stream's subjects": f"$JS.API.STREAM.INFO.{tasks}",
+            "reading the workflow ids": "$JS.API.STREAM.INFO.KV_partita_workflows",
+            "reading a task message by sequence": f"$JS.API.STREAM.MSG.GET.{tasks}",
+            "republishing into its own queue": "partita.task.get-inventory.john.x",
+            "scheduling a message": "partita.tsched.x",
             "starting a workflow": "partita.wf.3.start",
             "an operator command": "partita.wf.3.cmd",
             "a timer": "partita.wf.3.timer",
@@ -272,11 +289,10 @@ async def test_a_client_may_not_register_definitions_and_a_worker_may_not_start_
 ) -> None:
     d = deployment
     url = d.server.url
-    # Only a node may create the streams and buckets: anyone else is told so, clearly.
-    with pytest.raises(PermissionDenied, match=r"the NATS server refused it .*a node creates them"):
+    # Only a node creates the streams and buckets: anyone else is told so, clearly.
+    with pytest.raises(ProvisioningError, match=r"do not exist yet; a node creates them when it first starts"):
         await Client.connect(url, credentials=d.credentials("admin"))
-    async with await Client.connect(url, credentials=d.credentials("node")):
-        pass  # provisions, like a node's first start
+    await _provision(d)
     async with await Client.connect(url, credentials=d.credentials("admin")) as admin:
         await admin.register_json(json.dumps(INVENTORY))
     conn = await connect(url, credentials=d.credentials("client"), request_timeout=1.0)
@@ -289,17 +305,20 @@ async def test_a_client_may_not_register_definitions_and_a_worker_may_not_start_
         await conn.aclose()
     stored = await _task_def_retry_count(d, "get-inventory")
     assert stored is None, "the refused registration must not have been stored"
-    for worker, allowed in (("inventory-app", False), ("shipping-app", True)):
-        conn = await connect(url, credentials=d.credentials(worker), request_timeout=1.0)
-        try:
-            as_client = await Client.over(conn, LAYOUT)
-            if allowed:
-                assert await as_client.start("inventory_check", {"sku": "b"})
-            else:
-                with pytest.raises(PermissionDenied, match=r"publish to partita\.wf\.\d+\.start"):
-                    await as_client.start("inventory_check", {"sku": "b"})
-        finally:
-            await conn.aclose()
+    conn = await connect(url, credentials=d.credentials("shipping-app"), request_timeout=1.0)
+    try:  # granted --start-workflows: a client for starting and reading
+        assert await (await Client.over(conn, LAYOUT)).start("inventory_check", {"sku": "b"})
+    finally:
+        await conn.aclose()
+    conn = await connect(url, credentials=d.credentials("inventory-app"), request_timeout=1.0)
+    try:  # not granted: it cannot act as a client, nor publish a start
+        with pytest.raises(PermissionDenied, match=r"open bucket partita_workflows: the NATS server refused it"):
+            await Client.over(conn, LAYOUT)
+        start = StartWorkflow(workflow_id="sneaky", name="inventory_check")
+        with pytest.raises(PermissionDenied, match=r"publish to partita\.wf\.\d+\.start"):
+            await conn.publish_durable(LAYOUT.start_subject("sneaky"), encode_json(start))
+    finally:
+        await conn.aclose()
 
 
 async def _task_def_retry_count(d: Deployment, name: str) -> int | None:
@@ -331,14 +350,28 @@ async def test_a_forged_result_on_a_subject_the_worker_may_use_is_rejected_and_c
                 status=TaskResultStatus.COMPLETED,
                 output_data={"shipped": 1_000_000},
             )
-            subject = LAYOUT.result_subject(workflow_id, "get-inventory")
+            subject = LAYOUT.result_subject(workflow_id, "get-inventory", "john")
             await conns["inventory-app"].publish_durable(subject, encode_json(forged))
-            await eventually(lambda: node.statistics().results_rejected >= 1, within=10, what="the rejection")
+            # The same type in a domain it is not granted: its subject names its own domain, which is checked.
+            alices = await admin.start("inventory_check", {"sku": "z"}, task_to_domain={"get-inventory": "alice"})
+            alice_task = await _scheduled(admin, alices, "inv")
+            claimed = TaskResult(
+                workflow_instance_id=alices,
+                task_id=alice_task,
+                task_type="get-inventory",
+                status=TaskResultStatus.COMPLETED,
+                output_data={"n": 0},
+            )
+            mine = LAYOUT.result_subject(alices, "get-inventory", "john")
+            await conns["inventory-app"].publish_durable(mine, encode_json(claimed))
+            await eventually(lambda: node.statistics().results_rejected >= 2, within=10, what="the rejections")
             assert (await admin.get(workflow_id)).status is WorkflowStatus.RUNNING
+            (still,) = (await admin.get(alices)).tasks
+            assert still.status is TaskStatus.SCHEDULED
             await tg.start(partial(run_workers, conns["shipping-app"], [WORKERS["shipping-app"]], LAYOUT, stop=stop))
             workflow = await admin.wait(workflow_id, within=20)
             assert workflow.output == {"n": 2, "shipped": 2}
-            assert node.statistics().results_rejected == 1
+            assert node.statistics().results_rejected == 2
             stop.set()
             node.request_stop()
     finally:
@@ -428,7 +461,13 @@ accounts {
 }
 """
     async with EmbeddedServer(tmp_path / "nats", extra_config=accounts) as server:
-        async with await Client.connect(server.url, credentials=Credentials(user="ops", password="s3cret")) as ops:
+        ops_credentials = Credentials(user="ops", password="s3cret")
+        conn = await connect(server.url, credentials=ops_credentials)
+        try:
+            await ensure_layout(conn, LAYOUT)  # this user may: its permissions are the node's
+        finally:
+            await conn.aclose()
+        async with await Client.connect(server.url, credentials=ops_credentials) as ops:
             await ops.register_json(json.dumps(INVENTORY))
             assert [d.name for d in await ops.definitions.all()] == ["inventory_check"]
         with pytest.raises(ConnectionFailed, match="refused these credentials"):

@@ -25,23 +25,27 @@ def test_a_worker_is_granted_exactly_its_pairs_and_its_own_inbox() -> None:
     assert perms.subscribe == (f"_INBOX_{worker.public_key}.>",)
     assert "$JS.API.CONSUMER.MSG.NEXT.PARTITA_TASKS.task@get-inventory@john" in perms.publish
     assert "$JS.ACK.PARTITA_TASKS.task@get-inventory@john.>" in perms.publish
-    assert "partita.wf.*.result.get-inventory" in perms.publish
+    assert "partita.wf.*.result.get-inventory.john" in perms.publish
     joined = " ".join(perms.publish)
     for absent in ("CREATE.PARTITA_TASKS", "@_", ".start ", ".cmd", "$O.", "$KV.partita_definitions"):
         assert absent not in f"{joined} ", absent
     assert not any(subject in (">", "$JS.API.>") for subject in perms.publish)
+    # Stream info would list every subject of a stream (workflow ids, task ids): only the limits bucket's.
+    assert [s for s in perms.publish if ".STREAM.INFO." in s] == ["$JS.API.STREAM.INFO.KV_partita_limits"]
+    assert not any(".CONSUMER.DELETE." in s for s in perms.publish)
 
 
 def test_grants_widen_a_worker_only_as_asked() -> None:
     perms = permissions(_worker(domains=("john", None), start_workflows=True, payloads=True), LAYOUT)
     assert "$JS.API.CONSUMER.MSG.NEXT.PARTITA_TASKS.task@get-inventory@_" in perms.publish
+    assert "partita.wf.*.result.get-inventory._" in perms.publish
     assert "partita.wf.*.start" in perms.publish
     assert "$O.partita_payloads.>" in perms.publish
 
 
 def test_task_types_that_are_not_subject_tokens_are_escaped_in_every_grant() -> None:
     perms = permissions(_worker(tasks=("a.b*c >",)), LAYOUT)
-    assert "partita.wf.*.result.a=2Eb=2Ac=20=3E" in perms.publish
+    assert "partita.wf.*.result.a=2Eb=2Ac=20=3E.john" in perms.publish
     assert all("a.b" not in subject for subject in perms.publish)
 
 

@@ -181,7 +181,9 @@ def test_a_workflow_id_that_is_empty_or_too_long_is_poison(kind: str) -> None:
     [
         "partita.wf.3.nonsense",
         "partita.wf.3.result",
-        "partita.wf.3.result.a.b",
+        "partita.wf.3.result.a.b.c",
+        "partita.wf.3.result.a.=61",
+        "partita.wf.3.result.a.*",
         "partita.wf.3.result.=ZZ",
         "partita.wf.3.result.=FF",
         "partita.wf.3.result.*",

@@ -40,7 +40,13 @@ def test_partitions_are_crc32_modulo_the_partition_count() -> None:
 def test_event_subjects_parse_back_to_their_kind_and_task_type() -> None:
     layout = Layout(prefix="acme")
     assert layout.parse_event_subject(layout.start_subject("w")) == ("start", None)
-    assert layout.parse_event_subject(layout.result_subject("w", "a.b")) == ("result", "a.b")
+    assert layout.parse_event_subject(layout.result_subject("w", "a.b", "d")) == ("result", "a.b")
+    assert layout.parse_event_subject("acme.wf.1.result.a") == ("result", "a")  # before domains were named
+    assert layout.report_domain(layout.result_subject("w", "a", "x.y")) == (True, "x.y")
+    assert layout.report_domain(layout.started_subject("w", "a", None)) == (True, None)
+    assert layout.report_domain("acme.wf.1.result.a") == (False, None)
+    for forged in ("acme.wf.1.result.a.*", "acme.wf.1.result.a.=61", "acme.wf.1.result.a.=ZZ"):
+        assert layout.report_domain(forged) is None, forged
     assert layout.parse_event_subject("acme.wf.1.bogus") == ("unknown", None)
     assert layout.parse_definition_key(layout.workflow_def_key("my flow", 3)) == ("workflow", "my flow", 3)
 
