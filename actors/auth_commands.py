@@ -14,8 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from partita.transport import Credentials, Layout
-from partita.transport.auth import AuthDirectory, AuthError, Identity, Role, permissions
+from partita.transport import AuthDirectory, AuthError, Credentials, Identity, Layout, Role, permissions
 
 DEFAULT_AUTH_DIR = ".partita/auth"
 NO_DOMAIN_FLAG = "--no-domain"

@@ -29,17 +29,19 @@ from partita.schemas import (
 )
 from partita.transport import (
     DEFAULT_URL,
+    AuthDirectory,
+    AuthError,
     Client,
     ConnectionFailed,
     Credentials,
     EmbeddedServer,
     Layout,
+    Role,
     connect,
+    local_ca,
     read_dead_letters,
 )
-from partita.transport.auth import AuthDirectory, Role
 from partita.transport.codec import encode_json, workflow_json
-from partita.transport.tls import local_ca
 
 from .auth_commands import add_auth_commands, add_connection_options, credentials
 from .health import HealthServer, parse_address
@@ -620,6 +622,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc.subject}:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  - {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except AuthError as exc:  # credentials or identities given wrong: the user's to fix
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ConnectionFailed as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -56,23 +56,30 @@ class WorkerPresence:
         subscription = await self._conn.subscribe(self._layout.workers_filter)
         task_status.started()
         try:
-            async for subject, _ in subscription.messages():
-                parsed = self._layout.parse_worker_subject(subject)
-                if parsed is None:
-                    continue
-                if parsed not in self._last_seen and len(self._last_seen) >= MAX_PAIRS and not self._forget_silent():
-                    log.warning("worker_pairs_full", subject=subject, limit=MAX_PAIRS)
-                    continue
-                self.heard(*parsed)
-                if self._provision is not None and parsed not in self._provisioned:
-                    try:
-                        await self._provision(*parsed)
-                    except TransportError as exc:  # heard again in a few seconds: try then
-                        log.warning(
-                            "worker_consumer_not_created", task_type=parsed[0], domain=parsed[1], error=str(exc)
-                        )
-                    else:
-                        self._provisioned.add(parsed)
+            async with anyio.create_task_group() as provisions:
+                async for subject, _ in subscription.messages():
+                    parsed = self._layout.parse_worker_subject(subject)
+                    if parsed is None:
+                        continue
+                    if (
+                        parsed not in self._last_seen
+                        and len(self._last_seen) >= MAX_PAIRS
+                        and not self._forget_silent()
+                    ):
+                        log.warning("worker_pairs_full", subject=subject, limit=MAX_PAIRS)
+                        continue
+                    self.heard(*parsed)
+                    if self._provision is not None and parsed not in self._provisioned:
+                        self._provisioned.add(parsed)  # at most one attempt in flight per pair
+                        provisions.start_soon(self._create_consumer, self._provision, parsed)
         finally:
             with anyio.CancelScope(shield=True):
                 await subscription.aclose()
+
+    async def _create_consumer(self, provision: Provision, pair: tuple[str, str | None]) -> None:
+        """Off the announcement loop, so a slow JetStream does not delay hearing other workers."""
+        try:
+            await provision(*pair)
+        except TransportError as exc:  # heard again in a few seconds: try then
+            self._provisioned.discard(pair)
+            log.warning("worker_consumer_not_created", task_type=pair[0], domain=pair[1], error=str(exc))

@@ -9,12 +9,15 @@ Every error Partita raises on purpose derives from :class:`PartitaError`::
     │   ├── WorkflowNotFound       no workflow with that id
     │   └── WorkflowTimeout        a wait for a workflow ended before the workflow did
     ├── PayloadError               a message is malformed or too large
+    ├── AuthError                  an identity, a grant or a credentials file is invalid (partita.transport)
     └── TransportError             NATS/JetStream failed us (partita.transport.errors)
-        ├── ConnectionFailed       cannot reach any server
+        ├── ConnectionFailed       cannot reach any server, or the server refused our credentials
         ├── ServerVersionError     the server lacks a feature we depend on
         ├── TransportTimeout       a request got no answer in time
         ├── CasConflict            a compare-and-set write lost the race
-        └── ProvisioningError      a stream, consumer or bucket cannot be created as required
+        ├── PermissionDenied       the server refused a publish or subscription to this identity
+        ├── PartitionTaken         another node's consumer still filters a partition
+        └── ProvisioningError      a stream, consumer or bucket cannot be created as required, or is missing
 
 Foreign exceptions (``nats.errors``, ``msgspec``) are translated where they are caught, so callers only
 ever need to know this tree.

@@ -1,6 +1,7 @@
 """Everything that talks to NATS: connection, provisioning, subject layout, codecs, the embedded server and
 the Python :class:`Client`. The only package importing ``nats``."""
 
+from .auth import AuthDirectory, Identity, Role, permissions
 from .client import Client, workflow_id_for
 from .connection import (
     DEFAULT_URL,
@@ -16,6 +17,7 @@ from .connection import (
 from .deadletter import DeadLetter, dead_letter, read_dead_letters
 from .definitions import DefinitionStore
 from .errors import (
+    AuthError,
     CasConflict,
     ConnectionFailed,
     PermissionDenied,
@@ -27,10 +29,13 @@ from .errors import (
 from .layout import Layout, escape_token, partition_of, unescape_token
 from .provision import ensure_layout, ensure_task_consumer, find_task_consumer, purge_task
 from .server import EmbeddedServer, find_server_binary, free_port
+from .tls import TlsFiles, local_ca
 
 __all__ = [
     "DEFAULT_URL",
     "MIN_SERVER_VERSION",
+    "AuthDirectory",
+    "AuthError",
     "CasConflict",
     "Client",
     "Connection",
@@ -40,13 +45,16 @@ __all__ = [
     "DefinitionStore",
     "Delivery",
     "EmbeddedServer",
+    "Identity",
     "KvBucket",
     "KvEntry",
     "Layout",
     "PermissionDenied",
     "ProvisioningError",
     "PullConsumer",
+    "Role",
     "ServerVersionError",
+    "TlsFiles",
     "TransportError",
     "TransportTimeout",
     "connect",
@@ -57,7 +65,9 @@ __all__ = [
     "find_server_binary",
     "find_task_consumer",
     "free_port",
+    "local_ca",
     "partition_of",
+    "permissions",
     "purge_task",
     "read_dead_letters",
     "unescape_token",

@@ -31,16 +31,11 @@ import msgspec
 import nacl.signing
 import nkeys
 
-from partita.schemas.errors import PartitaError
-
+from .errors import AuthError
 from .layout import Layout, domain_token, escape_token
 
 INBOX_ROOT: Final = "_INBOX"
 _NKEY_USER_PREFIX: Final = "U"
-
-
-class AuthError(PartitaError):
-    """A bad identity, grant or credentials file; the message says which and why."""
 
 
 class Role(StrEnum):
@@ -66,6 +61,8 @@ class Identity(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_d
             raise AuthError(f"identity name {self.name!r}: use 1..64 letters, digits, '-', '_' or '.'")
         if not (self.public_key.startswith(_NKEY_USER_PREFIX) and len(self.public_key) == 56):
             raise AuthError(f"identity {self.name!r}: {self.public_key!r} is not an nkey user public key")
+        if any(not task for task in self.tasks) or any(domain == "" for domain in self.domains):
+            raise AuthError(f"identity {self.name!r}: task types and domains must not be empty")
         if self.role is Role.WORKER:
             if not self.tasks:
                 raise AuthError(f"worker {self.name!r} needs at least one task type (--task)")
@@ -283,19 +280,25 @@ class AuthDirectory:
         return next((identity for identity in self.identities() if identity.name == name), None)
 
     def add(self, identity_of: Callable[[str], Identity], name: str, *, replace: bool = False) -> Identity:
-        """Add (or, with ``replace``, re-grant keeping the key) the identity ``identity_of(public_key)``."""
+        """Add (or, with ``replace``, re-grant keeping the key) the identity ``identity_of(public_key)``. Nothing
+        is written unless the identity and the whole configuration are valid."""
         identities = self.identities()
         existing = next((i for i in identities if i.name == name), None)
         if existing is not None and not replace:
             raise AuthError(f"identity {name!r} exists; remove it first, or pass --replace to change its grants")
+        seed: str | None = None
         if existing is None:
             seed, public_key = new_nkey()
-            self.path.mkdir(parents=True, exist_ok=True)
-            _write_secret(self.seed_file(name), seed + "\n")
         else:
             public_key = existing.public_key
-        identity = identity_of(public_key)
+        identity = identity_of(public_key)  # validates the name and the grants
+        if identity.name != name:
+            raise AuthError(f"identity {identity.name!r} was asked for as {name!r}")
         identities = [i for i in identities if i.name != name] + [identity]
+        render_accounts(identities, self.layout)  # refuses what nats-server would not load
+        self.path.mkdir(parents=True, exist_ok=True)
+        if seed is not None:
+            _write_secret(self.seed_file(name), seed + "\n")
         self._save(identities)
         return identity
 
@@ -317,9 +320,16 @@ class AuthDirectory:
 
 
 def _write_secret(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
+    """Owner-only from the first byte, never through a symlink, and complete or not there at all."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

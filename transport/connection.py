@@ -19,7 +19,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import anyio
 import nats
@@ -35,8 +35,9 @@ from nats.js.kv import KeyValue
 
 from partita.schemas.errors import PayloadError
 
-from .auth import AuthError, inbox_prefix_for, public_key_of
+from .auth import inbox_prefix_for, public_key_of
 from .errors import (
+    AuthError,
     CasConflict,
     ConnectionFailed,
     PermissionDenied,
@@ -541,11 +542,11 @@ class Credentials:
 
     def __post_init__(self) -> None:
         if sum(x is not None for x in (self.nkey, self.creds, self.user)) > 1:
-            raise ConnectionFailed("give one of an nkey file, a creds file or a user, not several")
+            raise AuthError("give one of an nkey file, a creds file or a user, not several")
         if (self.password is not None) != (self.user is not None):
-            raise ConnectionFailed("a user needs a password and a password needs a user")
+            raise AuthError("a user needs a password and a password needs a user")
         if (self.tls_cert is None) != (self.tls_key is None):
-            raise ConnectionFailed("a TLS client certificate needs its key, and a key its certificate")
+            raise AuthError("a TLS client certificate needs its key, and a key its certificate")
 
     @classmethod
     def from_environment(cls) -> Credentials:
@@ -574,7 +575,7 @@ class Credentials:
             if self.tls_cert is not None and self.tls_key is not None:
                 context.load_cert_chain(self.tls_cert, self.tls_key)
         except (OSError, ssl.SSLError) as exc:
-            raise ConnectionFailed(f"cannot load the TLS files: {exc}") from exc
+            raise AuthError(f"cannot load the TLS files: {exc}") from exc
         return context
 
     def principal(self) -> str | None:
@@ -588,9 +589,9 @@ class Credentials:
             if self.creds is not None:
                 return _creds_subject(self.creds)
         except OSError as exc:
-            raise ConnectionFailed(f"cannot read the credentials file: {exc}") from exc
+            raise AuthError(f"cannot read the credentials file: {exc}") from exc
         except AuthError as exc:
-            raise ConnectionFailed(f"{self.nkey}: {exc}") from exc
+            raise AuthError(f"{self.nkey}: {exc}") from exc
         return None
 
     def resolved_inbox_prefix(self) -> str | None:
@@ -599,9 +600,9 @@ class Credentials:
         principal = self.principal()
         return None if principal is None else inbox_prefix_for(principal)
 
-    def options(self) -> dict[str, object]:
+    def options(self) -> dict[str, Any]:
         """Keyword arguments for ``nats.connect``."""
-        options: dict[str, object] = {}
+        options: dict[str, Any] = {}
         if self.nkey is not None:
             options["nkeys_seed"] = self.nkey
         if self.creds is not None:
@@ -617,6 +618,12 @@ class Credentials:
         return options
 
 
+async def _discard(nc: NatsClient) -> None:
+    """Close a client whose first connection failed (its reader and pinger tasks may be running)."""
+    with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+        await nc.close()
+
+
 def _creds_subject(path: str) -> str:
     """The user public key (``sub``) of the JWT in a NATS ``.creds`` file."""
     with open(path) as creds_file:
@@ -627,7 +634,7 @@ def _creds_subject(path: str) -> str:
         claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
         return str(claims["sub"])
     except (IndexError, KeyError, ValueError) as exc:
-        raise ConnectionFailed(f"{path} is not a NATS .creds file (user JWT and seed)") from exc
+        raise AuthError(f"{path} is not a NATS .creds file (user JWT and seed)") from exc
 
 
 async def connect(
@@ -649,6 +656,8 @@ async def connect(
     urls = [u.strip() for u in servers.split(",")] if isinstance(servers, str) else list(servers)
     credentials = credentials or Credentials()
     options = credentials.options()
+    # nats-py takes fractions of a second here, though its signature says int.
+    options.update(connect_timeout=connect_timeout, reconnect_time_wait=0.5)
 
     denials: collections.deque[tuple[float, str]] = collections.deque(maxlen=16)
 
@@ -677,16 +686,15 @@ async def connect(
     tls_hint = " (give the CA that signed the server's certificate: --tls-ca)"
     # nats-py can hang on a failed TLS verification (a TLS server, no --tls-ca): bound the whole attempt.
     give_up_after = (connect_timeout + 1.0) * max(1, connect_attempts) * len(urls) + 2.0
-    nc: NatsClient | None = None
+    nc = NatsClient()  # ours from the start, so a failed or cancelled attempt can be closed, not leaked
+    connected = False
     try:
         with untrusted, anyio.fail_after(give_up_after):
-            nc = await nats.connect(
+            await nc.connect(
                 servers=urls,
                 name=name,
-                connect_timeout=connect_timeout,
                 allow_reconnect=True,
                 max_reconnect_attempts=connect_attempts,
-                reconnect_time_wait=0.5,
                 ping_interval=10,
                 max_outstanding_pings=3,
                 error_cb=on_error,
@@ -694,17 +702,24 @@ async def connect(
                 reconnected_cb=on_reconnected,
                 **options,
             )
+            connected = True
     except TimeoutError as exc:
+        await _discard(nc)
         hint = tls_hint if credentials.tls_ca is None else ""
         raise ConnectionFailed(
             f"cannot connect to NATS at {where}: no answer within {give_up_after:g} s{hint}"
         ) from exc
     except (nats.errors.Error, OSError) as exc:
+        await _discard(nc)
         hint = ""
         if any("authorization" in text.lower() for text in (str(exc), *errors)):
             hint = " (the server refused these credentials: check --nkey/--creds/--user and the server's accounts)"
         raise ConnectionFailed(f"cannot connect to NATS at {where}: {exc}{hint}") from exc
-    if nc is None:  # the verification failure cancelled the attempt
+    except BaseException:
+        await _discard(nc)
+        raise
+    if not connected:  # the verification failure cancelled the attempt
+        await _discard(nc)
         raise ConnectionFailed(
             f"cannot connect to NATS at {where}: the server's TLS certificate is not trusted{tls_hint}"
         )

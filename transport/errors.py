@@ -5,6 +5,10 @@ from __future__ import annotations
 from partita.schemas.errors import PartitaError
 
 
+class AuthError(PartitaError):
+    """A bad identity, grant or credentials file; the message says which and why."""
+
+
 class TransportError(PartitaError):
     """NATS or JetStream failed to do what we asked."""
 

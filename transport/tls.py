@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -36,9 +38,9 @@ class TlsFiles:
         """The ``tls {}`` block of a nats-server configuration; ``verify_clients`` demands client certificates."""
         return (
             "tls {\n"
-            f'  cert_file: "{self.server_cert}"\n'
-            f'  key_file: "{self.server_key}"\n'
-            f'  ca_file: "{self.ca}"\n'
+            f"  cert_file: {json.dumps(str(self.server_cert))}\n"
+            f"  key_file: {json.dumps(str(self.server_key))}\n"
+            f"  ca_file: {json.dumps(str(self.ca))}\n"
             f"  verify: {'true' if verify_clients else 'false'}\n"
             "  timeout: 5\n"
             "}\n"
@@ -58,12 +60,23 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         out.write(data)
 
 
-def _still_valid(path: Path) -> bool:
+def _reusable(files: TlsFiles) -> bool:
+    """Every file there, every certificate valid for another day, and both leaves signed by this CA (a renewal
+    cut short could leave a new leaf next to the old CA)."""
     try:
-        cert = x509.load_pem_x509_certificate(path.read_bytes())
-    except (OSError, ValueError):
+        ca = x509.load_pem_x509_certificate(files.ca.read_bytes())
+        leaves = [x509.load_pem_x509_certificate(p.read_bytes()) for p in (files.server_cert, files.client_cert)]
+        if not (files.server_key.exists() and files.client_key.exists()):
+            return False
+        ca_key = ca.public_key()
+        assert isinstance(ca_key, ec.EllipticCurvePublicKey)
+        for leaf in leaves:
+            assert leaf.signature_hash_algorithm is not None
+            ca_key.verify(leaf.signature, leaf.tbs_certificate_bytes, ec.ECDSA(leaf.signature_hash_algorithm))
+    except (OSError, ValueError, AssertionError, InvalidSignature):
         return False
-    return cert.not_valid_after_utc - _REUSE_MARGIN > dt.datetime.now(dt.UTC)
+    deadline = dt.datetime.now(dt.UTC) + _REUSE_MARGIN
+    return all(cert.not_valid_after_utc > deadline for cert in (ca, *leaves))
 
 
 def _name(common_name: str) -> x509.Name:
@@ -85,10 +98,7 @@ def local_ca(directory: str | os.PathLike[str]) -> TlsFiles:
         client_cert=root / "client.pem",
         client_key=root / "client-key.pem",
     )
-    paths = (files.ca, files.server_cert, files.server_key, files.client_cert, files.client_key)
-    if all(p.exists() for p in paths) and all(
-        _still_valid(p) for p in (files.ca, files.server_cert, files.client_cert)
-    ):
+    if _reusable(files):
         return files
     root.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)  # tolerate a little clock skew

@@ -110,7 +110,7 @@ def test_credentials_name_their_identity_and_its_inbox_prefix(tmp_path: Path) ->
     import base64
     import json
 
-    from partita.transport import ConnectionFailed, Credentials
+    from partita.transport import Credentials
 
     seed, public_key = new_nkey()
     seed_file = tmp_path / "w.nk"
@@ -126,8 +126,19 @@ def test_credentials_name_their_identity_and_its_inbox_prefix(tmp_path: Path) ->
     )
     assert Credentials(creds=str(creds)).principal() == public_key
     for bad in ({"nkey": "a", "user": "u", "password": "p"}, {"user": "u"}, {"tls_cert": "c.pem"}):
-        with pytest.raises(ConnectionFailed):
+        with pytest.raises(AuthError):
             Credentials(**bad)  # type: ignore[arg-type]
     (tmp_path / "garbage.nk").write_text("not a seed")
-    with pytest.raises(ConnectionFailed, match="not an nkey seed"):
+    with pytest.raises(AuthError, match="not an nkey seed"):
         Credentials(nkey=str(tmp_path / "garbage.nk")).principal()
+
+
+def test_a_bad_identity_writes_nothing(tmp_path: Path) -> None:
+    auth, outside = tmp_path / "auth", tmp_path / "x"
+    outside.mkdir()
+    (outside / "node.nk").write_text("precious")
+    assert main(["auth", "--dir", str(auth), "add-client", "../x/node"]) == 2
+    assert (outside / "node.nk").read_text() == "precious"
+    assert main(["auth", "--dir", str(auth), "add-worker", "w", "--task", "t", "--domain", ""]) == 2
+    assert main(["auth", "--dir", str(auth), "add-worker", "w", "--task", ""]) == 2
+    assert not auth.exists() or not any(auth.iterdir())

@@ -21,3 +21,6 @@ def test_every_exported_name_exists() -> None:
 
 def test_the_transport_exports_the_client_and_the_embedded_server() -> None:
     assert {"Client", "EmbeddedServer", "Layout", "connect", "ensure_layout"} <= set(partita.transport.__all__)
+    assert {"AuthDirectory", "Credentials", "Identity", "Role", "local_ca", "PermissionDenied"} <= set(
+        partita.transport.__all__
+    )
