@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from collections.abc import Sequence
 from typing import Final, assert_never, final
@@ -37,10 +39,13 @@ def now_ms() -> int:
 
 @final
 class EffectPerformer:
-    def __init__(self, conn: Connection, layout: Layout, definitions: DefinitionCache) -> None:
+    def __init__(
+        self, conn: Connection, layout: Layout, definitions: DefinitionCache, message_id_key: bytes = b""
+    ) -> None:
         self._conn = conn
         self._layout = layout
         self._definitions = definitions
+        self._message_id_key = message_id_key  # seals ids on the events stream (provision.message_id_key)
         # (type, domain) -> (AckWait, concurrency limit) this node last provisioned the consumer with
         self._consumers: dict[tuple[str, str | None], tuple[int, int | None]] = {}
 
@@ -95,7 +100,7 @@ class EffectPerformer:
                 schedule = self._layout.timer_schedule_subject(effect.timer_id)
                 data = encode_json(effect.event)
                 # The deadline is part of the id: re-arming a timer (retry, resume) must not be deduplicated away.
-                msg_id = f"timer:{effect.timer_id}:{effect.at}"
+                msg_id = self._sealed(f"timer:{effect.timer_id}:{effect.at}")
                 return Publication.scheduled(schedule, target, effect.at, data, msg_id)
             case StartChild(request=request):
                 subject = self._layout.start_subject(request.workflow_id)
@@ -104,10 +109,10 @@ class EffectPerformer:
                     # A failure workflow's copy of the failed one does not fit: send its id instead.
                     trimmed = {**request.input, "failedWorkflow": {"workflowId": request.input.get("workflowId")}}
                     data = encode_json(structs.replace(request, input=trimmed))
-                return Publication.durable(subject, data, f"start:{request.workflow_id}")
+                return Publication.durable(subject, data, self._sealed(f"start:{request.workflow_id}"))
             case SendCommand(send_id=send_id, command=command):
                 subject = self._layout.command_subject(command.workflow_id)
-                return Publication.durable(subject, encode_json(command), send_id)
+                return Publication.durable(subject, encode_json(command), self._sealed(send_id))
             case RecordHistory(entry=entry):
                 subject = self._layout.history_subject(entry.workflow_id)
                 return Publication.durable(
@@ -129,6 +134,9 @@ class EffectPerformer:
             )
             self._consumers[key] = (ack_wait, limit)
 
+    def _sealed(self, msg_id: str) -> str:
+        return seal(self._message_id_key, msg_id)
+
     async def _dispatch(self, effect: DispatchTask) -> Publication:
         task = effect.task
         await self.ensure_consumer(task.task_type, task.domain)
@@ -140,3 +148,11 @@ class EffectPerformer:
             schedule = self._layout.task_schedule_subject(task.task_id)
             return Publication.scheduled(schedule, target, effect.not_before, data, effect.dispatch_id)
         return Publication.durable(target, data, effect.dispatch_id)
+
+
+def seal(key: bytes, msg_id: str) -> str:
+    """``msg_id`` with a MAC only nodes can compute: still the same for every node replaying the effect, but
+    not predictable by a worker that may publish on the events stream (its result subjects). No key: as is."""
+    if not key:
+        return msg_id
+    return f"{msg_id}:{hmac.new(key, msg_id.encode(), hashlib.sha256).hexdigest()[:24]}"

@@ -34,7 +34,7 @@ from partita.transport import (
     ensure_layout,
 )
 from partita.transport.payloads import PayloadStore
-from partita.transport.provision import EVENTS_PROGRESS_SECONDS
+from partita.transport.provision import EVENTS_PROGRESS_SECONDS, message_id_key
 
 from .definition_cache import DefinitionCache
 from .effects import EffectPerformer
@@ -143,7 +143,8 @@ class Node:
         structlog.contextvars.bind_contextvars(node=self.name)
         await ensure_layout(self.conn, self.layout, replicas=self._replicas, patience=LAYOUT_PATIENCE_SECONDS)
         definitions = DefinitionCache(DefinitionStore(await self.conn.kv(self.layout.definitions_bucket), self.layout))
-        effects = EffectPerformer(self.conn, self.layout, definitions)
+        key = await message_id_key(self.conn, self.layout)
+        effects = EffectPerformer(self.conn, self.layout, definitions, message_id_key=key)
         # Authenticated deployments (``partita auth``): workers may not create their consumers, and may announce
         # only the pairs they are granted, so the node creates what it hears. On an open server workers create
         # their own, and anyone could announce anything: the node does not act on announcements there.

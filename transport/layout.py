@@ -135,6 +135,11 @@ class Layout:
         return f"{self.prefix}_members"
 
     @property
+    def secrets_bucket(self) -> str:
+        """Node-only values (the key that seals nodes' message ids on the events stream)."""
+        return f"{self.prefix}_secrets"
+
+    @property
     def definitions_bucket(self) -> str:
         return f"{self.prefix}_definitions"
 

@@ -6,6 +6,8 @@ brings what exists to the required configuration.
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import time
 from collections.abc import Iterable
 
@@ -25,7 +27,7 @@ from nats.js.api import (
 )
 
 from .connection import Connection, translate_errors
-from .errors import PartitionTaken, PermissionDenied, ProvisioningError, TransportError
+from .errors import CasConflict, PartitionTaken, PermissionDenied, ProvisioningError, TransportError
 from .layout import Layout
 
 log = structlog.get_logger(__name__)
@@ -171,6 +173,7 @@ async def _ensure_layout(conn: Connection, layout: Layout, replicas: int | None)
     await _ensure_bucket(conn, layout.workflows_bucket, 1, replicas)
     await _ensure_bucket(conn, layout.members_bucket, 1, replicas, ttl=MEMBERS_TTL_SECONDS)
     await _ensure_bucket(conn, layout.definitions_bucket, 5, replicas)
+    await _ensure_bucket(conn, layout.secrets_bucket, 1, replicas)
     # Rate-limit windows: one counter per (task type, window); a day is longer than any sensible window.
     await _ensure_bucket(conn, layout.limits_bucket, 1, replicas, ttl=24 * 3600.0)
     await _ensure_object_store(conn, layout.payloads_bucket, replicas)
@@ -225,6 +228,26 @@ async def delete_consumer(conn: Connection, stream: str, name: str) -> bool:
 
 
 DEFAULT_MAX_IN_FLIGHT = 10_000  # a task consumer's max_ack_pending when the TaskDef sets no concurrentExecLimit
+
+
+MESSAGE_ID_KEY = "message-ids"
+
+
+async def message_id_key(conn: Connection, layout: Layout) -> bytes:
+    """The deployment's key for sealing the message ids nodes publish on the events stream, created by the
+    first node. JetStream drops a repeated ``Nats-Msg-Id`` whatever its subject, so ids others can predict
+    (a timer's, a child start's) could be pre-empted by anyone who may publish on that stream; sealed with a
+    key only nodes can read, they cannot. Every node uses the same key, so a replay by another node is still
+    deduplicated."""
+    bucket = await conn.kv(layout.secrets_bucket)
+    entry = await bucket.get(MESSAGE_ID_KEY)
+    if entry is None:
+        with contextlib.suppress(CasConflict):  # another node created it a moment ago: use theirs
+            await bucket.create(MESSAGE_ID_KEY, secrets.token_hex(32).encode())
+        entry = await bucket.get(MESSAGE_ID_KEY)
+        if entry is None:
+            raise ProvisioningError(f"{layout.secrets_bucket}/{MESSAGE_ID_KEY} vanished as it was created")
+    return entry.value
 
 
 async def find_task_consumer(

@@ -16,10 +16,12 @@ import nats.errors
 import pytest
 
 from partita.actors import Node, run_workers
+from partita.actors.effects import seal
 from partita.actors.worker import WorkerSpec
 from partita.schemas import StartWorkflow, TaskResult, TaskResultStatus, TaskStatus, WorkflowStatus
 from partita.transport import (
     Client,
+    Connection,
     ConnectionFailed,
     Credentials,
     EmbeddedServer,
@@ -30,8 +32,9 @@ from partita.transport import (
     ensure_layout,
     free_port,
 )
-from partita.transport.auth import AuthDirectory, Identity, Role, inbox_prefix_for
+from partita.transport.auth import AuthDirectory, Identity, Role, inbox_prefix_for, new_nkey, permissions
 from partita.transport.codec import encode_json
+from partita.transport.provision import message_id_key
 from partita.transport.tls import TlsFiles, local_ca
 
 from .harness import REPO, Process, eventually, run_cli
@@ -472,3 +475,20 @@ accounts {
             assert [d.name for d in await ops.definitions.all()] == ["inventory_check"]
         with pytest.raises(ConnectionFailed, match="refused these credentials"):
             await connect(server.url, credentials=Credentials(user="ops", password="wrong"), connect_attempts=1)
+
+
+async def test_nodes_share_one_key_that_seals_their_message_ids(conn: Connection) -> None:
+    """Timers, child starts and commands get deterministic message ids (a replay is deduplicated); sealed with
+    a key only nodes can read, a worker cannot predict them and pre-empt one with its own publish."""
+    await ensure_layout(conn, LAYOUT)
+    key = await message_id_key(conn, LAYOUT)
+    assert await message_id_key(conn, LAYOUT) == key  # every node (and every replay) uses the same one
+    assert len(key) == 64
+    sealed = seal(key, "timer:t1.timeout:1700000000000")
+    assert sealed == seal(key, "timer:t1.timeout:1700000000000")
+    assert sealed.startswith("timer:t1.timeout:1700000000000:")
+    assert sealed != seal(b"another deployment", "timer:t1.timeout:1700000000000")
+    node_only = permissions(
+        Identity(name="w", role=Role.WORKER, public_key=new_nkey()[1], tasks=("t",), domains=(None,)), LAYOUT
+    )
+    assert not any(LAYOUT.secrets_bucket in subject for subject in node_only.publish)
