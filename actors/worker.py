@@ -420,11 +420,10 @@ class TaskWorker:
                 try:
                     loaded = await self._payloads.load(task.external_input_payload_storage_path)
                 except TransportError as exc:
-                    store = f"OBJ_{self.layout.payloads_bucket}"
-                    denied = self.conn.explain(exc, started, "read the task's large input", store)
-                    if denied is exc:
+                    refused = self._payloads_refused(exc, started, "read the task's large input")
+                    if refused is None:
                         raise
-                    raise PayloadError(f"{denied} (grant this worker --payloads)") from exc
+                    raise refused from exc
                 task = msgspec.structs.replace(task, input_data=loaded)
             except PayloadError as exc:  # the input is gone, or out of this identity's reach: no attempt can run
                 self._log.error("task_input_unreadable", task_id=task.task_id, error=str(exc))
@@ -544,6 +543,12 @@ class TaskWorker:
         )
         await self._report_without_running(delivery, task, TaskResultStatus.TIMED_OUT, reason)
 
+    def _payloads_refused(self, exc: TransportError, since: float, what: str) -> PayloadError | None:
+        """A :class:`PayloadError` if the server refused this identity the payload store (no ``--payloads``
+        grant): the task then fails with the reason instead of being retried in vain."""
+        denied = self.conn.explain(exc, since, what, f"OBJ_{self.layout.payloads_bucket}")
+        return None if denied is exc else PayloadError(f"{denied} (grant this worker --payloads)")
+
     def _result_subject(self, workflow_id: str) -> str:
         """Where this worker reports: computed, never taken from the task message, so a forged message cannot
         point a report at another subject (and it is the subject its NATS permissions allow)."""
@@ -613,11 +618,10 @@ class TaskWorker:
             try:
                 path = await self._payloads.offload(task.workflow_instance_id, result.output_data, "task output")
             except TransportError as exc:
-                store = f"OBJ_{self.layout.payloads_bucket}"
-                denied = self.conn.explain(exc, started, "store the task's large output", store)
-                if denied is exc:
+                refused = self._payloads_refused(exc, started, "store the task's large output")
+                if refused is None:
                     raise  # unreachable for now: _publish_result tries again
-                raise PayloadError(f"{denied} (grant this worker --payloads)") from exc
+                raise refused from exc
         except PayloadError as exc:
             return msgspec.structs.replace(
                 result,

@@ -27,6 +27,7 @@ from partita.schemas import PayloadError, StartWorkflow, TaskStatus, Workflow, W
 from partita.transport import Client, Connection, DeadLetter, Layout, TransportError, read_dead_letters
 from partita.transport.codec import MAX_NESTING_DEPTH, encode_json
 
+from ..strategies import FIELDS, JSON
 from .harness import eventually, running
 
 T = TypeVar("T")
@@ -63,19 +64,6 @@ def drawn(strategy: st.SearchStrategy[T], count: int) -> list[T]:
 
 # --- bodies ---------------------------------------------------------------------------------------------
 
-JSON = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**80), max_value=2**80)
-    | st.floats(allow_nan=False)
-    | st.text(max_size=16),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
-    max_leaves=16,
-)
-FIELDS = st.sampled_from(
-    ["kind", "workflowId", "workflowInstanceId", "taskId", "status", "name", "input", "outputData", "pollCount",
-     "taskType", "startTime", "callbackAfterSeconds", "version", "priority", "generation", "taskRefName"]
-)  # fmt: skip
 # Sent on every event subject of the running workflow's partition, besides being drawn at random.
 EDGE_BODIES = [
     b"",

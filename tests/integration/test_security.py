@@ -492,3 +492,30 @@ async def test_nodes_share_one_key_that_seals_their_message_ids(conn: Connection
         Identity(name="w", role=Role.WORKER, public_key=new_nkey()[1], tasks=("t",), domains=(None,)), LAYOUT
     )
     assert not any(LAYOUT.secrets_bucket in subject for subject in node_only.publish)
+
+
+async def test_a_worker_without_the_payloads_grant_fails_a_large_task_with_the_reason(deployment: Deployment) -> None:
+    d = deployment
+    node_conn = await connect(d.server.url, credentials=d.credentials("node"))
+    worker_conn = await connect(d.server.url, credentials=d.credentials("inventory-app"), request_timeout=1.0)
+    stop = anyio.Event()
+    try:
+        node = Node(node_conn, LAYOUT)
+        async with anyio.create_task_group() as tg:
+            await tg.start(node.run)
+            admin = await Client.over(node_conn, LAYOUT)
+            await admin.register_json(json.dumps(INVENTORY))
+            await tg.start(partial(run_workers, worker_conn, [WORKERS["inventory-app"]], LAYOUT, stop=stop))
+            big = "x" * 40_000  # over the 32 KiB threshold: the task's input travels through the payload store
+            workflow_id = await admin.start("inventory_check", {"sku": big}, task_to_domain={"get-inventory": "john"})
+            workflow = await admin.wait(workflow_id, within=30)
+            stop.set()
+            node.request_stop()
+        assert workflow.status is WorkflowStatus.FAILED
+        (task,) = workflow.tasks
+        assert task.status is TaskStatus.FAILED_WITH_TERMINAL_ERROR
+        assert "the NATS server refused it" in (task.reason_for_incompletion or "")
+        assert "(grant this worker --payloads)" in (task.reason_for_incompletion or "")
+    finally:
+        await worker_conn.aclose()
+        await node_conn.aclose()

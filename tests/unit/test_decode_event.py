@@ -36,6 +36,8 @@ from partita.schemas import (
 from partita.transport import Delivery, Layout
 from partita.transport.codec import MAX_NESTING_DEPTH, encode_json
 
+from ..strategies import FIELDS, JSON
+
 LAYOUT = Layout()
 WID = "wf-1"
 P = LAYOUT.partition(WID)
@@ -81,19 +83,6 @@ def rejected(subject_: str, data: bytes) -> str:
 
 # --- anything at all ---------------------------------------------------------------------------------
 
-JSON = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False)
-    | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
-    max_leaves=20,
-)
-FIELDS = st.sampled_from(
-    ["kind", "workflowId", "workflowInstanceId", "taskId", "status", "name", "input", "outputData", "pollCount",
-     "taskType", "startTime", "callbackAfterSeconds", "version", "priority", "generation", "purpose"]
-)  # fmt: skip
 # Objects with the real field names and values of any type: the wrong-types and missing-fields cases.
 MESSAGES = st.dictionaries(FIELDS, JSON, max_size=8).map(encode_json)
 
