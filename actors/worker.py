@@ -59,6 +59,7 @@ from .presence import ANNOUNCE_INTERVAL_SECONDS
 log = structlog.get_logger(__name__)
 
 FETCH_MAX_WAIT: Final = 1.0
+CLOCK_SKEW_SECONDS: Final = 1.0  # between the server's clock (message timestamps) and ours
 BIND_POLL_SECONDS: Final = 0.25  # an authenticated worker looks for its consumer this often until a node makes it
 BIND_WARNING_SECONDS: Final = 10.0
 RESULT_PUBLISH_ATTEMPTS: Final = 8  # backing off 0.5, 1, 2, then 4 s: about 20 s, a cluster failover included
@@ -340,8 +341,8 @@ class TaskWorker:
         """Give a task back without it counting as a response timeout: publish a fresh copy of the message
         (delivered now, or after ``delay`` seconds through a message schedule) and ack this delivery.
 
-        If the copy cannot be published, nak instead: the next delivery is then reported TIMED_OUT and the
-        task retried, which spends a retry but loses nothing. A copy published whose original is then
+        If the copy cannot be published, nak instead: the task comes back (well within its AckWait, so it runs
+        again rather than counting as a response timeout). A copy published whose original is then
         delivered again (the ack was lost) runs an attempt the workflow has already moved past: its result is
         ignored.
         """
@@ -401,7 +402,7 @@ class TaskWorker:
             with contextlib.suppress(TransportError):  # not kept, so not terminated: it comes back
                 await dead_letter(self.conn, self.layout, delivery, str(exc))
             return
-        if delivery.num_delivered > 1 and self.spec.redelivery_times_out:
+        if delivery.num_delivered > 1 and self.spec.redelivery_times_out and await self._timed_out(delivery):
             await self._report_response_timeout(delivery, task)
             return
         if self.spec.lease_extend:  # heartbeats from receipt to ack: loading, running and reporting all count
@@ -519,6 +520,21 @@ class TaskWorker:
             end_time=time.time_ns() // 1_000_000,
             poll_count=task.poll_count,
         )
+
+    async def _timed_out(self, delivery: Delivery) -> bool:
+        """Whether a redelivery means the AckWait (responseTimeoutSeconds) passed without an answer. JetStream
+        also redelivers early, when a consumer's leader moves to another server (a server died) or after a
+        nak; a message stored less than an AckWait ago cannot have timed out, so that one simply runs."""
+        if time.time() - delivery.published >= self._ack_wait - CLOCK_SKEW_SECONDS:
+            return True
+        with contextlib.suppress(TransportError):  # a node may have shortened the AckWait since we bound
+            found = await find_task_consumer(self.conn, self.layout, self.spec.task_type, self.spec.domain)
+            if found is not None:
+                self._ack_wait = found[1]
+        timed_out = time.time() - delivery.published >= self._ack_wait - CLOCK_SKEW_SECONDS
+        if not timed_out:
+            self._log.info("task_redelivered_early", stream_seq=delivery.stream_seq, deliveries=delivery.num_delivered)
+        return timed_out
 
     async def _report_response_timeout(self, delivery: Delivery, task: TaskMessage) -> None:
         """JetStream delivered ``task`` again: nobody acked or extended its previous delivery within the AckWait.

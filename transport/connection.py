@@ -85,7 +85,7 @@ class KvEntry:
 class Delivery:
     """One message fetched from a pull consumer. Ack only after its effect is durable."""
 
-    __slots__ = ("_msg", "data", "headers", "num_delivered", "stream_seq", "subject")
+    __slots__ = ("_msg", "data", "headers", "num_delivered", "published", "stream_seq", "subject")
 
     def __init__(self, msg: Msg) -> None:
         self._msg = msg
@@ -95,6 +95,7 @@ class Delivery:
         meta = msg.metadata
         self.stream_seq: int = meta.sequence.stream
         self.num_delivered: int = meta.num_delivered
+        self.published: float = meta.timestamp.timestamp()  # when the stream stored it (epoch seconds)
 
     async def ack(self) -> None:
         with translate_errors("ack"):
