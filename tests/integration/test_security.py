@@ -345,28 +345,23 @@ async def test_a_forged_result_on_a_subject_the_worker_may_use_is_rejected_and_c
             await admin.register_json(json.dumps(INVENTORY))
             workflow_id = await admin.start("inventory_check", {"sku": "xy"}, task_to_domain={"get-inventory": "john"})
             await tg.start(partial(run_workers, conns["inventory-app"], [WORKERS["inventory-app"]], LAYOUT, stop=stop))
-            ship = await _scheduled(admin, workflow_id, "ship")
-            forged = TaskResult(
-                workflow_instance_id=workflow_id,
-                task_id=ship,
-                task_type="get-inventory",
-                status=TaskResultStatus.COMPLETED,
-                output_data={"shipped": 1_000_000},
-            )
-            subject = LAYOUT.result_subject(workflow_id, "get-inventory", "john")
-            await conns["inventory-app"].publish_durable(subject, encode_json(forged))
+
+            async def claim(workflow: str, task_id: str, output: dict[str, object]) -> None:
+                """inventory-app reports COMPLETED on its own subject (get-inventory@john), which it may."""
+                result = TaskResult(
+                    workflow_instance_id=workflow,
+                    task_id=task_id,
+                    task_type="get-inventory",
+                    status=TaskResultStatus.COMPLETED,
+                    output_data=output,
+                )
+                subject = LAYOUT.result_subject(workflow, "get-inventory", "john")
+                await conns["inventory-app"].publish_durable(subject, encode_json(result))
+
+            await claim(workflow_id, await _scheduled(admin, workflow_id, "ship"), {"shipped": 1_000_000})
             # The same type in a domain it is not granted: its subject names its own domain, which is checked.
             alices = await admin.start("inventory_check", {"sku": "z"}, task_to_domain={"get-inventory": "alice"})
-            alice_task = await _scheduled(admin, alices, "inv")
-            claimed = TaskResult(
-                workflow_instance_id=alices,
-                task_id=alice_task,
-                task_type="get-inventory",
-                status=TaskResultStatus.COMPLETED,
-                output_data={"n": 0},
-            )
-            mine = LAYOUT.result_subject(alices, "get-inventory", "john")
-            await conns["inventory-app"].publish_durable(mine, encode_json(claimed))
+            await claim(alices, await _scheduled(admin, alices, "inv"), {"n": 0})
             await eventually(lambda: node.statistics().results_rejected >= 2, within=10, what="the rejections")
             assert (await admin.get(workflow_id)).status is WorkflowStatus.RUNNING
             (still,) = (await admin.get(alices)).tasks
