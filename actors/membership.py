@@ -94,9 +94,15 @@ class Membership:
         self._own_seen = time.monotonic()  # when the watch last brought our own heartbeat back
         self._watch_scope: anyio.CancelScope | None = None
         self._trusted_live: set[str] = set()  # the live members as last seen with a trusted view
+        self._verified = False  # whether `owned` is what the server said our consumer filters, since we last asked
 
     async def wait_changed(self) -> None:
         await self._changed.wait()
+
+    def suspect(self) -> None:
+        """Something says our consumer may not be what we think (a fetch from it failed): check it now."""
+        self._verified = False
+        self._dirty.set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         members = self._members = await self._conn.kv(self._layout.members_bucket)
@@ -104,21 +110,30 @@ class Membership:
             tg.start_soon(self._watch_forever, members)
             with anyio.move_on_after(10):  # the other members as stored, before our first decision
                 await self._caught_up.wait()
-            await self._tick(members)
+            await self._beat_once(members)
+            # Heartbeats never wait for reconciliation: a consumer change can take seconds on a cluster (an
+            # election), and a node whose heartbeats stalled that long would be declared gone while alive.
+            tg.start_soon(self._beat_forever, members)
+            await self._reconcile_once()
             task_status.started()
             while not self._left:
                 with anyio.move_on_after(self._heartbeat):
                     await self._dirty.wait()
                 self._dirty = anyio.Event()
-                await self._tick(members)
+                await self._reconcile_once()
             tg.cancel_scope.cancel()
 
-    async def _tick(self, members: KvBucket) -> None:
+    async def _beat_forever(self, members: KvBucket) -> None:
+        while not self._left:
+            await anyio.sleep(self._heartbeat)
+            await self._beat_once(members)
+
+    async def _beat_once(self, members: KvBucket) -> None:
         try:
             await self._beat(members)
         except TransportError as exc:  # the bucket does not answer (a cluster electing a leader): our view of
-            self._healthy_since = None  # the others' heartbeats is unreliable too, so change nothing now
-            log.warning("membership_failed", error=str(exc))
+            self._healthy_since = None  # the others' heartbeats is unreliable too, so declare nobody gone
+            log.warning("membership_heartbeat_failed", error=str(exc))
             return
         now = time.monotonic()
         if self._healthy_since is None:
@@ -129,12 +144,15 @@ class Membership:
             log.warning("member_watch_restarted", silent_for=round(now - self._own_seen, 1))
             self._own_seen = now
             self._watch_scope.cancel()
+
+    async def _reconcile_once(self) -> None:
         try:
             if not self._shared_consumer_gone:
                 await self._remove_shared_consumer()
                 self._shared_consumer_gone = True
             await self._reconcile()
-        except TransportError as exc:  # NATS busy or unavailable: keep what we have, try again next beat
+        except TransportError as exc:  # NATS busy or unavailable: read the server's view again next time
+            self._verified = False
             log.warning("membership_failed", error=str(exc))
 
     async def leave(self) -> None:
@@ -223,6 +241,13 @@ class Membership:
         return healthy and now - self._own_seen <= 2 * self._heartbeat + 1.0
 
     async def _reconcile(self) -> None:
+        """Make our consumer filter our share of the partitions.
+
+        What we own is what the server says our consumer filters, never what we last asked for: a change whose
+        answer timed out may still happen (a consumer created after we gave up), and another node may have
+        deleted our consumer (it thought us dead). So before changing anything, and at least every half lease,
+        the consumers are read and :attr:`owned` is corrected to the server's view.
+        """
         if self._left:
             return
         live = self.live_members()
@@ -231,22 +256,42 @@ class Membership:
         else:  # members may join now, but none is declared gone until the bucket has answered us for a lease
             live = sorted(set(live) | self._trusted_live)
         target = assign(live, self._layout.partitions).get(self.name, frozenset())
-        if target == self.owned and time.monotonic() - self._swept < self._lease / 2:
+        if target == self.owned and self._verified and time.monotonic() - self._swept < self._lease / 2:
             return
-        # Someone may hold what we should own (a dead member?), or it is time for the periodic sweep.
+        # Someone may hold what we should own (a dead member?), our consumer may not be what we think, or it is
+        # time for the periodic sweep.
         self._swept = time.monotonic()
         consumers = await self._node_consumers()
         if self._trusted() and await self._remove_dead_consumers(consumers, set(live)):
             consumers = await self._node_consumers()
+        self._adopt(consumers)
         if target != self.owned:
             held = {p for member, (parts, _) in consumers.items() if member != self.name for p in parts}
             await self._take(target, held)
 
+    def _adopt(self, consumers: dict[str, tuple[list[int], datetime]]) -> None:
+        """Take the server's word for what our consumer filters. Our consumer's filter only ever grows by being
+        created anew (see _take), so whatever it filters, it delivers every stored event of."""
+        mine = consumers.get(self.name)
+        actual = frozenset(mine[0]) if mine else frozenset()
+        if actual != self.owned:
+            log.warning(
+                "partitions_corrected",
+                member=self.name,
+                believed=len(self.owned),
+                actual=len(actual),
+                consumer="missing" if mine is None else "present",
+            )
+            self._set_owned(actual)
+        self._verified = True
+
     async def _take(self, target: frozenset[int], held: set[int]) -> None:
         keep = self.owned & target
         if keep != self.owned:  # release first: another node may be waiting for exactly these
+            self._verified = False  # until the server has answered
             await set_node_consumer(self._conn, self._layout, self.name, keep)
             self._set_owned(keep)
+            self._verified = True
         free = (target - keep) - held
         if not free:
             if target != keep:
@@ -254,15 +299,18 @@ class Membership:
             return
         # A consumer whose filter grows does not go back for the events already stored on the new subjects (it
         # only delivers past its position): make it anew, which delivers every stored event of its partitions.
-        # Events we still hold come again (harmless: they replay); a node that fails here owns nothing until
-        # the next beat.
+        # Events we still hold come again (harmless: they replay). If the server does not answer, the next
+        # round reads what it did (see _adopt) rather than deleting a consumer it may have just created.
+        self._verified = False
         self._set_owned(frozenset(), quiet=True)
         await delete_consumer(self._conn, self._layout.events_stream, self.consumer)
         try:
             await set_node_consumer(self._conn, self._layout, self.name, keep | free)
         except PartitionTaken:  # taken meanwhile by a node that saw the members sooner: next beat
+            self._verified = True
             return
         self._set_owned(keep | free)
+        self._verified = True
         if target - self.owned:
             log.info(
                 "partitions_awaited", member=self.name, owned=len(self.owned), waiting_for=len(target - self.owned)

@@ -163,6 +163,7 @@ class Node:
             history=self._history,
             payloads=PayloadStore(self.conn, self.layout),
             counters=self._counters,
+            decision_attempts=self._decision_attempts,
         )
         membership = self.membership = Membership(self.conn, self.layout, self.name)
         consumer = await self.conn.pull_consumer(self.layout.events_stream, membership.consumer)

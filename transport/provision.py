@@ -180,6 +180,10 @@ async def _ensure_layout(conn: Connection, layout: Layout, replicas: int | None)
 
 
 MEMBERS_TTL_SECONDS = 3600.0  # a member's key outlives its node by this much, for `partita cluster` to show it
+# How long creating or changing a node consumer may take. On a cluster a new consumer is a Raft group that must
+# elect a leader; when the peer chosen to lead it is down, the others wait out an election timeout (4-9 s in
+# nats-server) first. A client that gives up sooner sees a timeout for a consumer the server then creates.
+CONSUMER_CHANGE_TIMEOUT_SECONDS = 15.0
 _CONSUMER_NOT_UNIQUE = 10100  # "filtered consumer not unique on workqueue stream": another node holds a partition
 
 
@@ -204,8 +208,8 @@ async def set_node_consumer(conn: Connection, layout: Layout, member: str, parti
         max_deliver=-1,
         max_ack_pending=20_000,
     )
-    try:
-        await conn.js.add_consumer(layout.events_stream, config)  # creates, or updates the filter
+    try:  # creates, or updates the filter
+        await conn.js.add_consumer(layout.events_stream, config, timeout=CONSUMER_CHANGE_TIMEOUT_SECONDS)
     except nats.js.errors.APIError as exc:
         if exc.err_code == _CONSUMER_NOT_UNIQUE:
             raise PartitionTaken(f"{name}: a partition among {len(subjects)} is still another node's") from exc

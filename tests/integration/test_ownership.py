@@ -191,3 +191,53 @@ async def test_events_stored_before_a_node_takes_their_partition_are_all_deliver
             assert (await client.wait(workflow_id, within=30)).status is WorkflowStatus.COMPLETED
         stop_workers.set()
         node.request_stop()
+
+
+async def test_a_node_whose_consumer_another_node_deleted_takes_its_partitions_back(
+    conn: Connection, client: Client
+) -> None:
+    # Another node that thought this one dead (its heartbeats late for a lease) deleted its consumer. The node
+    # still believes it owns every partition; unless it checks the server, nothing consumes them ever again.
+    await client.register_json(msgspec.json.encode(CHAIN))
+    node = Node(conn, name="alive")
+    async with anyio.create_task_group() as tg:
+        stop_workers = anyio.Event()
+        await tg.start(partial(run_workers, conn, [WorkerSpec("inc", inc, concurrency=8)], stop=stop_workers))
+        await tg.start(node.run)
+        await eventually(lambda: owned(node) == ALL, what="the node to own every partition")
+        await run_chains(client, 5)
+        consumer = client.layout.node_consumer("alive")
+        assert await conn.js.delete_consumer(client.layout.events_stream, consumer)
+        await run_chains(client, 10)  # each within a few leases: the node re-creates its consumer
+        info = await conn.js.consumer_info(client.layout.events_stream, consumer)
+        assert len(info.config.filter_subjects or []) == 64
+        stop_workers.set()
+        node.request_stop()
+
+
+async def test_a_consumer_the_server_created_after_its_creator_gave_up_is_adopted_not_deleted(
+    conn: Connection, client: Client
+) -> None:
+    # On a cluster, creating a consumer can outlast the request's timeout (the new Raft group waits out an
+    # election when its first leader is down): the node then believes it owns nothing, while the server goes on
+    # to create the consumer. Deleting it to "try again" repeats the same wait for ever (a livelock seen in the
+    # cluster test); the node must read what the server did and keep it. Here the believed state after such a
+    # timeout is set directly, over a consumer the server really has.
+    await client.register_json(msgspec.json.encode(CHAIN))
+    node = Node(conn, name="patient")
+    async with anyio.create_task_group() as tg:
+        stop_workers = anyio.Event()
+        await tg.start(partial(run_workers, conn, [WorkerSpec("inc", inc, concurrency=8)], stop=stop_workers))
+        await tg.start(node.run)
+        await eventually(lambda: owned(node) == ALL, what="the node to own every partition")
+        consumer = client.layout.node_consumer("patient")
+        created = (await conn.js.consumer_info(client.layout.events_stream, consumer)).created
+        membership = node.membership
+        assert membership is not None
+        membership._set_owned(frozenset(), quiet=True)  # what a timed-out create leaves behind
+        membership.suspect()
+        await eventually(lambda: owned(node) == ALL, within=2 * LEASE_SECONDS, what="the consumer to be adopted")
+        assert (await conn.js.consumer_info(client.layout.events_stream, consumer)).created == created
+        await run_chains(client, 5)
+        stop_workers.set()
+        node.request_stop()
