@@ -47,7 +47,7 @@ from .auth_commands import add_auth_commands, add_connection_options, credential
 from .health import HealthServer, parse_address
 from .logs import configure_logging
 from .membership import read_cluster
-from .node import Node
+from .node import DECISION_ATTEMPTS, Node
 from .worker import load_workers, run_workers
 
 log = structlog.get_logger(__name__)
@@ -96,6 +96,7 @@ async def cmd_node(args: argparse.Namespace) -> int:
             replicas=args.replicas,
             expression_env=_expression_env(),
             history=not args.no_history,
+            decision_attempts=args.decision_attempts,
         )
         if args.health is None:
             await _run_until_signal(node.run, node.request_stop)
@@ -120,6 +121,16 @@ def _health_address(text: str) -> tuple[str, int]:
         return parse_address(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def _expression_env() -> list[str]:
@@ -507,6 +518,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-history",
         action="store_true",
         help="do not record transitions in the history stream (one publish less per event)",
+    )
+    node.add_argument(
+        "--decision-attempts",
+        type=_positive_int,
+        default=DECISION_ATTEMPTS,
+        metavar="N",
+        help="an event whose decision fails (an engine bug) is tried N times, backing off, then dead-lettered "
+        "and its workflow FAILED with the reason (default %(default)s)",
     )
     node.set_defaults(handler=cmd_node)
 

@@ -50,6 +50,7 @@ MAILBOX_SIZE: Final = 16
 FETCH_MAX_WAIT: Final = 1.0
 LAYOUT_PATIENCE_SECONDS: Final = 120.0  # a cluster electing leaders, a server restarting: wait, don't crash
 SCRIPT_THREADS: Final = 4  # decisions that may run scripts, at once, in worker threads
+DECISION_ATTEMPTS: Final = 5  # an event whose decision raises is tried this often (backing off), then dead-lettered
 
 
 class NodeStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,6 +60,7 @@ class NodeStatistics(msgspec.Struct, frozen=True, kw_only=True):
     actors_active: int
     events_in_flight: int
     results_rejected: int = 0  # worker reports for another task type or an older delivery (acked, logged)
+    events_dead_lettered: int = 0  # poison events: deciding them failed `decision_attempts` times
 
 
 @dataclass(slots=True)
@@ -89,7 +91,10 @@ class Node:
         system_tasks: bool = True,
         expression_env: Sequence[str] = (),
         history: bool = True,
+        decision_attempts: int = DECISION_ATTEMPTS,
     ) -> None:
+        if decision_attempts < 1:
+            raise ValueError(f"decision_attempts must be >= 1, got {decision_attempts}")
         self.conn = conn
         self.layout = layout or Layout()
         self.name = name or default_node_name()
@@ -99,6 +104,7 @@ class Node:
         self._replicas = replicas
         self._system_tasks = system_tasks
         self._history = history
+        self._decision_attempts = decision_attempts
         self._presence: WorkerPresence | None = None
         self.membership: Membership | None = None
         # Environment variables expressions may read: an explicit allow-list, read once.
@@ -120,6 +126,7 @@ class Node:
             actors_active=len(self._actors),
             events_in_flight=len(self._in_flight),
             results_rejected=self._counters.results_rejected,
+            events_dead_lettered=self._counters.events_dead_lettered,
         )
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
@@ -210,6 +217,7 @@ class Node:
                 deliveries = await consumer.fetch(free, FETCH_MAX_WAIT)
             except TransportError as exc:
                 log.warning("fetch_failed", error=str(exc))
+                membership.suspect()  # our consumer may be gone (a node that thought us dead deleted it)
                 with anyio.move_on_after(1.0):
                     await self._stopping.wait()
                 continue

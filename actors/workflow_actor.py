@@ -57,7 +57,16 @@ from partita.schemas import (
     WorkflowStatus,
 )
 from partita.schemas.validation import workflow_def_problems
-from partita.transport import CasConflict, Connection, Delivery, KvBucket, Layout, TransportError, escape_token
+from partita.transport import (
+    CasConflict,
+    Connection,
+    Delivery,
+    KvBucket,
+    Layout,
+    TransportError,
+    escape_token,
+    keep_dead_letter,
+)
 from partita.transport.codec import (
     command_decoder,
     decode,
@@ -71,7 +80,7 @@ from partita.transport.codec import (
 )
 from partita.transport.payloads import PayloadStore
 
-from .decider import Decision, decide, snapshot_definition, uses_scripts
+from .decider import Decision, decide, fail_workflow, snapshot_definition, uses_scripts
 from .definition_cache import DefinitionCache
 from .effects import EffectPerformer, now_ms
 from .history import describe, history_entry
@@ -108,6 +117,7 @@ class ActorCounters:
     """Node-wide counts the actors keep (``Node.statistics()``); one event loop, so plain ints suffice."""
 
     results_rejected: int = 0  # worker reports for another task type, or for a delivery the task is past
+    events_dead_lettered: int = 0  # events whose decision failed `decision_attempts` times (poison)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +133,7 @@ class ActorContext:
     environment: Mapping[str, str]
     payloads: PayloadStore
     history: bool = True  # record every transition in the history stream
+    decision_attempts: int = 5  # deciding an event that raises is tried this often, then it is poison
     counters: ActorCounters = field(default_factory=ActorCounters)
 
 
@@ -190,16 +201,76 @@ class WorkflowActor:
             self._loaded = False
             self._log.warning("event_deferred", error=str(exc), stream_seq=delivery.stream_seq)
             await self._retry_later(delivery, RETRY_LATER_SECONDS)
-        except Exception:
-            # A bug, not an outage. Keep the event (never lose a workflow) but back off, so one bad workflow
-            # neither crashes the node nor spins it: the delay grows with every redelivery, up to a minute
-            # (below the streams' 2-minute duplicate window, so replayed effects are still deduplicated).
+        except Exception as exc:
+            # A bug, not an outage. Neither crash the node nor spin: decide again after a growing delay (a
+            # passing cause, or a fix deployed meanwhile), and after `decision_attempts` give up on the event:
+            # keep it in the dead-letter stream and end its workflow FAILED, saying why.
             self._loaded = False
-            delay = min(MAX_RETRY_LATER_SECONDS, RETRY_LATER_SECONDS * 2 ** min(delivery.num_delivered, 8))
-            self._log.exception(
-                "event_failed", stream_seq=delivery.stream_seq, deliveries=delivery.num_delivered, retry_in=delay
-            )
+            attempts = delivery.num_delivered
+            if attempts >= self._ctx.decision_attempts:
+                self._log.exception("event_failed", stream_seq=delivery.stream_seq, deliveries=attempts)
+                await self._give_up(envelope, exc)
+                return
+            delay = min(MAX_RETRY_LATER_SECONDS, RETRY_LATER_SECONDS * 2 ** (attempts - 1))
+            self._log.exception("event_failed", stream_seq=delivery.stream_seq, deliveries=attempts, retry_in=delay)
             await self._retry_later(delivery, delay)
+
+    async def _give_up(self, envelope: Envelope, exc: Exception) -> None:
+        """A poison event: dead-letter it with the exception, fail its workflow with a reason that names both,
+        then terminate the event. If any step cannot be done now, the event comes back and this runs again
+        (the dead letter is deduplicated, the failed record written once)."""
+        delivery = envelope.delivery
+        kind = type(envelope.event).__name__
+        reason = (
+            f"the engine could not decide event {kind} (stream sequence {delivery.stream_seq}) after "
+            f"{delivery.num_delivered} attempts: {type(exc).__name__}: {_clip(str(exc), 400)}"
+        )
+        try:
+            await keep_dead_letter(self._ctx.conn, self._ctx.layout, delivery, reason)
+            failed = await self._fail(envelope, reason)
+            await delivery.term(reason)
+        except TransportError as error:
+            self._loaded = False
+            self._log.warning("poison_event_deferred", error=str(error), stream_seq=delivery.stream_seq)
+            await self._retry_later(delivery, RETRY_LATER_SECONDS)
+            return
+        self._ctx.counters.events_dead_lettered += 1
+        self._log.error("poison_event_dead_lettered", stream_seq=delivery.stream_seq, event_kind=kind,
+                        workflow_failed=failed, reason=reason)  # fmt: skip
+
+    async def _fail(self, envelope: Envelope, reason: str) -> bool:
+        """End the workflow FAILED with ``reason`` (compare-and-set, like any decision); False if it has
+        already ended or does not exist (then only the dead letter remains)."""
+        delivery = envelope.delivery
+        for _ in range(MAX_CAS_ATTEMPTS):
+            await self._load(delivery.stream_seq)
+            record = self._record
+            now = now_ms()
+            if record is None:
+                if not isinstance(envelope.event, StartWorkflow):
+                    return False
+                # A start that cannot be decided: recorded FAILED with the reason, as a start that cannot run.
+                decision = decide(None, WorkflowStartRequested(request=envelope.event, problem=reason), now)
+            else:
+                workflow = await self._offloader.hydrate(record.workflow)
+                assert workflow is not None
+                try:
+                    decision = fail_workflow(workflow, reason, now)
+                except Exception:  # the decider fails even at this: keep the state, only the status changes
+                    self._log.exception("workflow_fail_decision_failed")
+                    failed = await self._failed_record(reason, delivery.stream_seq, workflow)
+                    decision = Decision(failed.workflow, tuple(failed.outbox))
+            if decision.workflow is None:
+                return False
+            try:
+                await self._commit(decision, delivery.stream_seq, f"poison event {type(envelope.event).__name__}")
+            except CasConflict:
+                continue
+            assert self._record is not None
+            await self._ctx.effects.perform(self._record.outbox)
+            self._log_transition(record.workflow if record else None, self._record.workflow)
+            return True
+        raise TransportError(f"workflow {self.workflow_id}: contended while failing it")
 
     @staticmethod
     async def _retry_later(delivery: Delivery, delay: float) -> None:
@@ -635,5 +706,5 @@ def _check_range(what: str, name: str, value: int, low: int | None, high: int) -
         raise PayloadError(f"malformed {what}: {name} is {value}; it must be {bounds}")
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+def _clip(text: str, shown: int = _SHOWN) -> str:
+    return text if len(text) <= shown else text[:shown] + "..."

@@ -14,7 +14,7 @@ from .connection import (
     PullConsumer,
     connect,
 )
-from .deadletter import DeadLetter, dead_letter, read_dead_letters
+from .deadletter import DeadLetter, dead_letter, keep_dead_letter, read_dead_letters
 from .definitions import DefinitionStore
 from .errors import (
     AuthError,
@@ -65,6 +65,7 @@ __all__ = [
     "find_server_binary",
     "find_task_consumer",
     "free_port",
+    "keep_dead_letter",
     "local_ca",
     "partition_of",
     "permissions",

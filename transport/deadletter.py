@@ -39,6 +39,13 @@ async def dead_letter(conn: Connection, layout: Layout, delivery: Delivery, reas
     """Keep ``delivery`` in the dead-letter stream, then terminate it. If it cannot be kept, it is not
     terminated either: it comes back after its AckWait (nothing is lost). Raises only
     :class:`TransportError`."""
+    await keep_dead_letter(conn, layout, delivery, reason)
+    await delivery.term(reason)
+
+
+async def keep_dead_letter(conn: Connection, layout: Layout, delivery: Delivery, reason: str) -> None:
+    """Keep a copy of ``delivery`` in the dead-letter stream (once: a repeat is deduplicated), leaving the
+    delivery itself to the caller. Raises only :class:`TransportError`."""
     msg_id = f"dlq:{delivery.subject}:{delivery.stream_seq}"
     # The server counts headers against max_payload too, and this one holds a subject of up to 4 KiB.
     limit = conn.payload_limit - len(msg_id.encode())
@@ -50,7 +57,6 @@ async def dead_letter(conn: Connection, layout: Layout, delivery: Delivery, reas
         await conn.publish_durable(subject, letter, msg_id=msg_id)
     except PayloadError as exc:  # cannot happen with the letter cut to the limit; a caller handles only this
         raise TransportError(f"dead letter for {delivery.subject}: {exc}") from exc
-    await delivery.term(reason)
 
 
 def encode_dead_letter(subject: str, stream_seq: int, data: bytes, reason: str, at: int, limit: int) -> bytes:

@@ -70,7 +70,15 @@ from . import operations, operators
 from .expressions import resolve
 from .state import Decision, DecisionState, DomainActive, loop_ref, no_active_domains
 
-__all__ = ["Decision", "decide", "domain_for", "retry_delay_ms", "snapshot_definition", "task_to_domain_problems"]
+__all__ = [
+    "Decision",
+    "decide",
+    "domain_for",
+    "fail_workflow",
+    "retry_delay_ms",
+    "snapshot_definition",
+    "task_to_domain_problems",
+]
 
 _INT_MAX = 2**31 - 1
 
@@ -123,6 +131,17 @@ def decide(
             return operations.apply(state, event, active.begin, now)
         case _:
             assert_never(event)
+
+
+def fail_workflow(state: Workflow, reason: str, now: int, *, limits: Limits | None = None) -> Decision:
+    """End ``state`` FAILED with ``reason``, as the engine ends a workflow it cannot go on with: pending tasks
+    CANCELED (sub-workflows terminated), its parent told, its failure workflow started. Nothing is walked, so
+    this works when deciding the workflow's events does not (a poison event)."""
+    if state.status.is_terminal:
+        return Decision(None, note=f"already {state.status}")
+    st = _Context(no_active_domains, {}, limits or configured_limits()).begin(state, now)
+    st.end(WorkflowStatus.FAILED, reason)
+    return _reconcile(st)
 
 
 # --- definitions -------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -30,11 +31,17 @@ class Running:
 
 @asynccontextmanager
 async def running(
-    conn: Connection, specs: Sequence[WorkerSpec] = (), *, node: bool = True, stop_grace: float = 5.0
+    conn: Connection,
+    specs: Sequence[WorkerSpec] = (),
+    *,
+    node: bool = True,
+    stop_grace: float = 5.0,
+    **node_options: Any,
 ) -> AsyncIterator[Running]:
-    """A node and workers in this process for the duration of the block, stopped gracefully after it."""
+    """A node (with ``node_options``) and workers in this process for the duration of the block, stopped
+    gracefully after it."""
     async with anyio.create_task_group() as tg:
-        the_node = Node(conn, stop_grace=stop_grace) if node else None
+        the_node = Node(conn, stop_grace=stop_grace, **node_options) if node else None
         if the_node is not None:
             await tg.start(the_node.run)
         stop = anyio.Event()

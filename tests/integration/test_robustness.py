@@ -14,7 +14,16 @@ from nats.js.api import StreamConfig
 from partita.actors import InProgress, Node, TaskMessage, WorkerSpec, workflow_actor
 from partita.actors.decider import Decision
 from partita.schemas import TaskResultReceived, TaskStatus, WorkflowStatus
-from partita.transport import Client, Connection, EmbeddedServer, KvEntry, Layout, connect, read_dead_letters
+from partita.transport import (
+    Client,
+    Connection,
+    EmbeddedServer,
+    KvEntry,
+    Layout,
+    connect,
+    read_dead_letters,
+    workflow_id_for,
+)
 from partita.transport.codec import encode_json
 
 from .harness import eventually, running
@@ -300,6 +309,56 @@ async def test_an_event_the_decider_fails_on_is_kept_and_decided_again(
     assert failures == 1
     assert workflow.status is WorkflowStatus.COMPLETED
     assert workflow.output == {"n": 6}
+
+
+async def test_an_event_the_decider_always_fails_on_is_dead_lettered_and_fails_its_workflow_only(
+    conn: Connection, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A decision that raises every time (a bug the data provokes) must not strand the workflow for ever: after
+    # its attempts the event goes to the dead-letter stream, the workflow is FAILED with a reason naming the
+    # exception, and the other workflows, in its partition too, never wait on it.
+    await client.register_json(msgspec.json.encode(CHAIN))
+    real_decide = workflow_actor.decide
+    poisoned: set[str] = set()
+    attempts = 0
+
+    def buggy_decide(*args: Any, **kwargs: Any) -> Decision:
+        nonlocal attempts
+        state, event = args[0], args[1]
+        if isinstance(event, TaskResultReceived) and state is not None and state.workflow_id in poisoned:
+            attempts += 1
+            raise KeyError("injected decider bug")
+        return real_decide(*args, **kwargs)
+
+    monkeypatch.setattr(workflow_actor, "decide", buggy_decide)
+    layout = client.layout
+    async with running(conn, [WorkerSpec("inc", inc, concurrency=4)], decision_attempts=3) as run:
+        victim_id = await client.start("chain")
+        poisoned.add(victim_id)
+        # Idempotency keys give known ids: three workflows on the victim's partition, started after it.
+        partition = layout.partition(victim_id)
+        keys = (f"k{i}" for i in range(10_000))
+        neighbours = [k for k in keys if layout.partition(workflow_id_for("chain", k)) == partition][:3]
+        started = [await client.start("chain", idempotency_key=key) for key in neighbours]
+        started += [await client.start("chain") for _ in range(20)]
+        finals = [await client.wait(workflow_id, within=30) for workflow_id in started]
+        victim = await client.wait(victim_id, within=60)
+        assert run.node is not None
+        statistics = run.node.statistics()
+    assert [w.status for w in finals] == [WorkflowStatus.COMPLETED] * len(started)
+    # Its neighbours finished while the poison event was still being retried.
+    assert all((w.end_time or 0) < (victim.end_time or 0) for w in finals[: len(neighbours)])
+    assert attempts == 3
+    assert victim.status is WorkflowStatus.FAILED
+    reason = victim.reason_for_incompletion or ""
+    assert "could not decide event TaskResult" in reason
+    assert "after 3 attempts: KeyError: 'injected decider bug'" in reason
+    assert [t.status for t in victim.tasks] == [TaskStatus.CANCELED]  # its result never applied
+    letters = [letter for letter in await read_dead_letters(conn, layout) if victim_id in letter.data]
+    assert len(letters) == 1
+    assert ".result.inc." in letters[0].subject
+    assert letters[0].reason == reason
+    assert statistics.events_dead_lettered == 1
 
 
 async def test_a_task_purged_while_its_worker_runs_it_is_not_handed_back(conn: Connection, client: Client) -> None:
