@@ -48,6 +48,7 @@ from .health import HealthServer, parse_address
 from .logs import configure_logging
 from .membership import read_cluster
 from .node import DECISION_ATTEMPTS, Node
+from .reconciler import RECONCILE_AFTER_SECONDS, RECONCILE_RATE
 from .worker import load_workers, run_workers
 
 log = structlog.get_logger(__name__)
@@ -97,6 +98,8 @@ async def cmd_node(args: argparse.Namespace) -> int:
             expression_env=_expression_env(),
             history=not args.no_history,
             decision_attempts=args.decision_attempts,
+            reconcile_after=args.reconcile_after,
+            reconcile_rate=args.reconcile_rate,
         )
         if args.health is None:
             await _run_until_signal(node.run, node.request_stop)
@@ -130,6 +133,16 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
     return value
 
 
@@ -526,6 +539,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="an event whose decision fails (an engine bug) is tried N times, backing off, then dead-lettered "
         "and its workflow FAILED with the reason (default %(default)s)",
+    )
+    node.add_argument(
+        "--reconcile-after",
+        type=_positive_float,
+        default=RECONCILE_AFTER_SECONDS,
+        metavar="SECONDS",
+        help="audit a running workflow once its state is this old, and re-drive it if nothing durable would "
+        "move it (default %(default)s)",
+    )
+    node.add_argument(
+        "--reconcile-rate",
+        type=_positive_float,
+        default=RECONCILE_RATE,
+        metavar="PER_SECOND",
+        help="audit at most this many running workflows a second on this node (default %(default)s)",
     )
     node.set_defaults(handler=cmd_node)
 

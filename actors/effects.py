@@ -19,6 +19,7 @@ from partita.schemas import (
     ScheduleTimer,
     SendCommand,
     StartChild,
+    Workflow,
     WorkflowFinished,
 )
 from partita.transport import Connection, Layout, ensure_task_consumer, purge_task
@@ -31,6 +32,11 @@ log = structlog.get_logger(__name__)
 
 # AckWait of a task consumer whose type has no registered TaskDef: Conductor's default responseTimeoutSeconds.
 DEFAULT_ACK_WAIT_SECONDS: Final = 3600
+
+
+# An ended workflow's entry in the running index: a marker the server deletes after this long.
+RUNNING_ENDED_HEADER: Final = "Partita-Ended"
+RUNNING_ENDED_TTL: Final = "5s"
 
 
 def now_ms() -> int:
@@ -57,9 +63,10 @@ class EffectPerformer:
         started = self._layout.started_subject(workflow_id, task_type, domain) if effect.report_start else None
         return encode_json(structs.replace(task, result_subject=subject, started_subject=started))
 
-    async def perform(self, effects: Sequence[Effect]) -> None:
+    async def perform(self, effects: Sequence[Effect], *, index: Workflow | None = None) -> None:
         """Perform ``effects``: every JetStream publish at once, waiting for all the PubAcks together (one round
         trip per event, not one per effect); purges alongside. An outage surfaces as a :class:`TransportError`.
+        With ``index``, the running-workflows index is brought up to date with it too (:meth:`index_entry`).
 
         The end-of-workflow notification goes last, once everything durable is done: a client that sees it can
         read the final record, the children it started and the complete history.
@@ -76,6 +83,9 @@ class EffectPerformer:
                 case _:
                     publications.append(await self._publication(effect))
                     audit.append(effect if isinstance(effect, RecordHistory) else None)
+        if index is not None:
+            publications.append(self.index_entry(index))
+            audit.append(None)
         outcomes = await self._conn.publish_all(publications)
         failures = [error for error, entry in zip(outcomes, audit, strict=True) if error and entry is None]
         if failures:
@@ -100,7 +110,8 @@ class EffectPerformer:
                 schedule = self._layout.timer_schedule_subject(effect.timer_id)
                 data = encode_json(effect.event)
                 # The deadline is part of the id: re-arming a timer (retry, resume) must not be deduplicated away.
-                msg_id = self._sealed(f"timer:{effect.timer_id}:{effect.at}")
+                repair = f":r{effect.repair}" if effect.repair else ""
+                msg_id = self._sealed(f"timer:{effect.timer_id}:{effect.at}{repair}")
                 return Publication.scheduled(schedule, target, effect.at, data, msg_id)
             case StartChild(request=request):
                 subject = self._layout.start_subject(request.workflow_id)
@@ -120,6 +131,19 @@ class EffectPerformer:
                 )
             case _:
                 assert_never(effect)
+
+    def index_entry(self, workflow: Workflow) -> Publication:
+        """The running index's entry for ``workflow`` (see :meth:`index_publication`)."""
+        return self.index_publication(workflow.workflow_id, running=not workflow.status.is_terminal)
+
+    def index_publication(self, workflow_id: str, *, running: bool) -> Publication:
+        """The running index's entry for a workflow: present while it runs; once it has ended, replaced by a
+        marker that expires (the stream keeps one message per workflow), so the index holds only the running
+        and costs nothing per ended workflow."""
+        subject = self._layout.running_subject(workflow_id)
+        if not running:
+            return Publication(subject, b"", {RUNNING_ENDED_HEADER: "1", "Nats-TTL": RUNNING_ENDED_TTL})
+        return Publication(subject, b"")
 
     async def ensure_consumer(self, task_type: str, domain: str | None) -> None:
         """The consumer's AckWait is the *registered* TaskDef's responseTimeoutSeconds: one consumer serves

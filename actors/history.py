@@ -10,6 +10,7 @@ from partita.schemas import (
     ChildFinished,
     HistoryEntry,
     PauseWorkflow,
+    ReconcileWorkflow,
     RerunWorkflow,
     RestartWorkflow,
     ResumeWorkflow,
@@ -44,6 +45,8 @@ def describe(event: WireEvent) -> str:
             return f"sub-workflow {event.child_workflow_id} {event.status}"
         case TimerFired():
             return f"timer {event.purpose}"
+        case ReconcileWorkflow():
+            return "reconcile: re-drive " + (", ".join(event.task_ids) or "the workflow")
         case PauseWorkflow():
             return "pause"
         case ResumeWorkflow():

@@ -34,12 +34,13 @@ from partita.transport import (
     ensure_layout,
 )
 from partita.transport.payloads import PayloadStore
-from partita.transport.provision import EVENTS_PROGRESS_SECONDS, message_id_key
+from partita.transport.provision import EVENTS_ACK_WAIT_SECONDS, EVENTS_PROGRESS_SECONDS, message_id_key
 
 from .definition_cache import DefinitionCache
 from .effects import EffectPerformer
 from .membership import Membership
 from .presence import WorkerPresence
+from .reconciler import RECONCILE_AFTER_SECONDS, RECONCILE_RATE, Reconciler, ReconcilerCounters
 from .system_tasks import system_task_workers
 from .worker import run_workers
 from .workflow_actor import ActorContext, ActorCounters, Envelope, WorkflowActor, decode_event
@@ -61,6 +62,10 @@ class NodeStatistics(msgspec.Struct, frozen=True, kw_only=True):
     events_in_flight: int
     results_rejected: int = 0  # worker reports for another task type or an older delivery (acked, logged)
     events_dead_lettered: int = 0  # poison events: deciding them failed `decision_attempts` times
+    workflows_stranded: int = 0  # found by the reconciler with nothing durable to move them
+    workflows_repaired: int = 0  # re-driven by a ReconcileWorkflow on this node
+    workflows_audited: int = 0  # running workflows whose movers the reconciler checked
+    events_taken_over: int = 0  # held past their AckWait (this node was frozen) and handled by another node
 
 
 @dataclass(slots=True)
@@ -92,9 +97,15 @@ class Node:
         expression_env: Sequence[str] = (),
         history: bool = True,
         decision_attempts: int = DECISION_ATTEMPTS,
+        reconcile_after: float = RECONCILE_AFTER_SECONDS,
+        reconcile_rate: float = RECONCILE_RATE,
     ) -> None:
         if decision_attempts < 1:
             raise ValueError(f"decision_attempts must be >= 1, got {decision_attempts}")
+        if reconcile_after <= 0 or reconcile_rate <= 0:
+            raise ValueError(f"reconcile_after and reconcile_rate must be > 0, got {reconcile_after}, {reconcile_rate}")
+        self._reconcile = (reconcile_after, reconcile_rate)
+        self.reconciler: Reconciler | None = None
         self.conn = conn
         self.layout = layout or Layout()
         self.name = name or default_node_name()
@@ -119,6 +130,7 @@ class Node:
         self._counters = ActorCounters()  # shared with every actor through the ActorContext
 
     def statistics(self) -> NodeStatistics:
+        reconciled = self.reconciler.counters if self.reconciler else ReconcilerCounters()
         return NodeStatistics(
             name=self.name,
             events_received=self._received,
@@ -127,6 +139,10 @@ class Node:
             events_in_flight=len(self._in_flight),
             results_rejected=self._counters.results_rejected,
             events_dead_lettered=self._counters.events_dead_lettered,
+            workflows_stranded=reconciled.stranded,
+            workflows_repaired=self._counters.workflows_repaired,
+            workflows_audited=reconciled.audited,
+            events_taken_over=self._counters.events_taken_over,
         )
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
@@ -179,6 +195,17 @@ class Node:
                 await services.start(definitions.run)
                 await services.start(presence.run)
                 await services.start(membership.run)
+                quiet, rate = self._reconcile
+                reconciler = self.reconciler = Reconciler(
+                    self.conn,
+                    self.layout,
+                    context.workflows,
+                    effects,
+                    lambda: membership.owned,
+                    quiet_seconds=quiet,
+                    rate=rate,
+                )
+                await services.start(reconciler.run)
                 services.start_soon(self._progress_loop)
                 if self._system_tasks:
                     specs = system_task_workers(self.conn, self.layout)
@@ -299,7 +326,7 @@ class Node:
             for delivery, fetched in list(self._in_flight.items()):
                 if fetched <= held_since:
                     with contextlib.suppress(TransportError):
-                        await delivery.in_progress()
+                        await delivery.in_progress(EVENTS_ACK_WAIT_SECONDS)
 
     async def _nak_in_flight(self) -> None:
         """Hand back what we fetched but did not finish, so another node need not wait out the AckWait."""

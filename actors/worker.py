@@ -685,7 +685,7 @@ class TaskWorker:
         while True:
             await anyio.sleep(interval)
             with contextlib.suppress(TransportError):
-                await delivery.in_progress()
+                await delivery.in_progress(lease_seconds)
 
 
 async def run_workers(

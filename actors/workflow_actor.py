@@ -14,6 +14,7 @@ effects it owes (the outbox) -> perform the effects with deterministic message i
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -32,6 +33,7 @@ from partita.schemas import (
     Effect,
     PauseWorkflow,
     PayloadError,
+    ReconcileWorkflow,
     RecordHistory,
     RerunWorkflow,
     RestartRequested,
@@ -79,6 +81,7 @@ from partita.transport.codec import (
     timer_decoder,
 )
 from partita.transport.payloads import PayloadStore
+from partita.transport.provision import EVENTS_ACK_WAIT_SECONDS
 
 from .decider import Decision, decide, fail_workflow, snapshot_definition, uses_scripts
 from .definition_cache import DefinitionCache
@@ -96,6 +99,7 @@ JSON_EXPANSION: Final = 6
 MAX_CAS_ATTEMPTS: Final = 16
 RETRY_LATER_SECONDS: Final = 2.0
 MAX_RETRY_LATER_SECONDS: Final = 60.0
+ACK_WAIT_MARGIN_SECONDS: Final = 1.0  # an event held this close to its AckWait is checked before acting on
 UNKNOWN_WORKFLOW_DELIVERIES: Final = 5  # an event for a workflow not (yet) started is retried this often
 
 
@@ -118,6 +122,8 @@ class ActorCounters:
 
     results_rejected: int = 0  # worker reports for another task type, or for a delivery the task is past
     events_dead_lettered: int = 0  # events whose decision failed `decision_attempts` times (poison)
+    workflows_repaired: int = 0  # stranded workflows re-driven by a ReconcileWorkflow (see reconciler.py)
+    events_taken_over: int = 0  # held past the AckWait (a frozen node) and meanwhile handled by another node
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +273,7 @@ class WorkflowActor:
             except CasConflict:
                 continue
             assert self._record is not None
-            await self._ctx.effects.perform(self._record.outbox)
+            await self._ctx.effects.perform(self._record.outbox, index=self._record.workflow)
             self._log_transition(record.workflow if record else None, self._record.workflow)
             return True
         raise TransportError(f"workflow {self.workflow_id}: contended while failing it")
@@ -278,9 +284,26 @@ class WorkflowActor:
         with anyio.CancelScope(shield=True), anyio.move_on_after(5), contextlib.suppress(TransportError):
             await delivery.nak(delay)
 
+    async def _still_ours(self, delivery: Delivery) -> bool:
+        """Whether this node may still act on ``delivery``. Normally yes without asking: its AckWait was restarted
+        recently. Past it (this process was frozen, a GC pause, a partition) the event may have been redelivered
+        to another node, decided and acknowledged there: then acting now would repeat what that node did, past
+        message-id dedupe if the freeze was long (a task dispatched twice). So ask the stream."""
+        if time.monotonic() - delivery.refreshed < EVENTS_ACK_WAIT_SECONDS - ACK_WAIT_MARGIN_SECONDS:
+            return True
+        if await self._ctx.conn.stream_has_message(self._ctx.layout.events_stream, delivery.stream_seq):
+            return True
+        self._loaded = False  # another node moved the workflow on: never decide on what we cached
+        self._ctx.counters.events_taken_over += 1
+        self._log.warning("event_taken_over", stream_seq=delivery.stream_seq,
+                          held_seconds=round(time.monotonic() - delivery.refreshed, 1))  # fmt: skip
+        return False
+
     async def _apply(self, envelope: Envelope) -> None:
         delivery = envelope.delivery
         for attempt in range(MAX_CAS_ATTEMPTS):
+            if not await self._still_ours(delivery):
+                return
             fresh = not self._loaded
             if fresh:
                 if attempt == 0 and isinstance(envelope.event, StartWorkflow):
@@ -292,7 +315,9 @@ class WorkflowActor:
             record = self._record
             if record is not None and record.event_seq == delivery.stream_seq:
                 # Redelivery of the event that produced the current state: only its effects may be missing.
-                await self._ctx.effects.perform(record.outbox)
+                if not await self._still_ours(delivery):
+                    return
+                await self._ctx.effects.perform(record.outbox, index=record.workflow)
                 await delivery.ack()
                 self._log.info("event_replayed", stream_seq=delivery.stream_seq, effects=len(record.outbox))
                 return
@@ -322,9 +347,17 @@ class WorkflowActor:
                 self._log.debug("cas_conflict", stream_seq=delivery.stream_seq)
                 continue
             assert self._record is not None
-            await self._ctx.effects.perform(self._record.outbox)
+            before, after = (record.workflow if record else None), self._record.workflow
+            if not await self._still_ours(delivery):
+                return  # frozen after our write: the node that took the event over performed its outbox
+            began_or_ended = before is None or before.status.is_terminal != after.status.is_terminal
+            await self._ctx.effects.perform(self._record.outbox, index=after if began_or_ended else None)
             await delivery.ack()
-            self._log_transition(record.workflow if record else None, self._record.workflow)
+            if isinstance(envelope.event, ReconcileWorkflow):
+                self._ctx.counters.workflows_repaired += 1
+                self._log.warning("workflow_repaired", task_ids=envelope.event.task_ids,
+                                  effects=len(self._record.outbox), status=after.status)  # fmt: skip
+            self._log_transition(before, after)
             return
         self._loaded = False
         self._log.warning("event_contended", attempts=MAX_CAS_ATTEMPTS, stream_seq=delivery.stream_seq)
@@ -378,7 +411,7 @@ class WorkflowActor:
                 and await self._ctx.conn.stream_has_message(self._ctx.layout.events_stream, producer)
             ):
                 self._log.info("outbox_recovered", producer_seq=producer, effects=len(self._record.outbox))
-                await self._ctx.effects.perform(self._record.outbox)
+                await self._ctx.effects.perform(self._record.outbox, index=self._record.workflow)
         self._loaded = True
 
     async def _commit(self, decision: Decision, event_seq: int, cause: str) -> None:
@@ -491,6 +524,7 @@ class WorkflowActor:
                 UpdateTask()
                 | TerminateWorkflow()
                 | ChildFinished()
+                | ReconcileWorkflow()
                 | TimerFired()
                 | PauseWorkflow()
                 | ResumeWorkflow()

@@ -212,6 +212,16 @@ class ChildFinished(Message, frozen=True, tag="ChildFinished"):
     external_output_payload_storage_path: str | None = None
 
 
+class ReconcileWorkflow(Message, frozen=True, tag="ReconcileWorkflow"):
+    """Re-drive a workflow the reconciler found stranded: running, quiet since ``observedUpdateTime``, and the
+    durable message that should move each of ``taskIds`` (its task message, delayed dispatch or WAIT timer) gone.
+    Published by nodes to ``<prefix>.wf.<partition>.cmd``; ignored if the workflow has moved since."""
+
+    workflow_id: str
+    observed_update_time: int
+    task_ids: list[str] = msgspec.field(default_factory=list)
+
+
 class TimerPurpose(enum.StrEnum):
     WAIT = "wait"  # a WAIT task's duration/until
     TASK_TIMEOUT = "task_timeout"  # timeoutSeconds since the task started
@@ -282,6 +292,7 @@ class ScheduleTimer(Message, frozen=True, tag="ScheduleTimer"):
     timer_id: str
     at: int
     event: TimerFired
+    repair: int = 0  # non-zero: a re-arm by the reconciler (epoch ms), so message-id dedupe does not drop it
 
 
 class CancelDispatch(Message, frozen=True, tag="CancelDispatch"):
@@ -303,7 +314,7 @@ class SendCommand(Message, frozen=True, tag="SendCommand"):
     """Effect: publish ``command`` to the ``cmd`` subject of the workflow it names, with message id ``sendId``."""
 
     send_id: str
-    command: TerminateWorkflow | ChildFinished
+    command: TerminateWorkflow | ChildFinished | ReconcileWorkflow
 
 
 class WorkflowFinished(Message, frozen=True, tag="WorkflowFinished"):
@@ -351,7 +362,7 @@ class RecordHistory(Message, frozen=True, tag="RecordHistory"):
 
 Effect = DispatchTask | CancelDispatch | ScheduleTimer | StartChild | SendCommand | WorkflowFinished | RecordHistory
 Operation = PauseWorkflow | ResumeWorkflow | RetryWorkflow | RestartWorkflow | SkipTask | RerunWorkflow
-Command = UpdateTask | TerminateWorkflow | ChildFinished | Operation
+Command = UpdateTask | TerminateWorkflow | ChildFinished | ReconcileWorkflow | Operation
 # What arrives on an events-stream subject (start, result, started, cmd, timer).
 WireEvent = StartWorkflow | TaskResult | TaskStarted | Command | TimerFired
 
@@ -371,6 +382,7 @@ DeciderEvent = (
     | UpdateTask
     | TerminateWorkflow
     | ChildFinished
+    | ReconcileWorkflow
     | TimerFired
     | PauseWorkflow
     | ResumeWorkflow

@@ -85,7 +85,7 @@ class KvEntry:
 class Delivery:
     """One message fetched from a pull consumer. Ack only after its effect is durable."""
 
-    __slots__ = ("_msg", "data", "headers", "num_delivered", "published", "stream_seq", "subject")
+    __slots__ = ("_msg", "data", "headers", "num_delivered", "published", "refreshed", "stream_seq", "subject")
 
     def __init__(self, msg: Msg) -> None:
         self._msg = msg
@@ -96,6 +96,9 @@ class Delivery:
         self.stream_seq: int = meta.sequence.stream
         self.num_delivered: int = meta.num_delivered
         self.published: float = meta.timestamp.timestamp()  # when the stream stored it (epoch seconds)
+        # When the server last restarted its AckWait for us (fetch, then each +WPI), in monotonic seconds: past
+        # the AckWait from then, the message may be another consumer's.
+        self.refreshed: float = time.monotonic()
 
     async def ack(self) -> None:
         with translate_errors("ack"):
@@ -105,9 +108,15 @@ class Delivery:
         with translate_errors("nak"):
             await self._msg.nak(delay=delay)
 
-    async def in_progress(self) -> None:
+    async def in_progress(self, ack_wait: float) -> None:
+        """Ask the server to restart the AckWait (``ack_wait`` seconds, the consumer's). Sent later than that
+        since the last restart (this process was frozen), it restarts nothing we can count on: the message may
+        have gone to another consumer meanwhile, so :attr:`refreshed` stays where it was."""
+        sent = time.monotonic()
         with translate_errors("in_progress"):
             await self._msg.in_progress()
+        if sent - self.refreshed < ack_wait:
+            self.refreshed = sent
 
     async def term(self, reason: str) -> None:
         """Terminate redelivery, with a reason the server records in its advisory (nats-py cannot)."""
@@ -437,6 +446,34 @@ class Connection:
         except nats.errors.Error as exc:
             raise TransportError(f"get message {stream}#{seq}: {exc}") from exc
         return True
+
+    async def subject_has_message(self, stream: str, subject: str) -> bool:
+        """Whether ``stream`` holds a message on ``subject`` (one direct lookup of the last one)."""
+        try:
+            await self.js.get_last_msg(stream, subject)
+        except nats.js.errors.NotFoundError:
+            return False
+        except nats.errors.Error as exc:
+            raise TransportError(f"get last message {stream}/{subject}: {exc}") from exc
+        return True
+
+    async def subjects(self, stream: str, subject_filter: str) -> list[str]:
+        """The subjects of ``stream`` that hold messages and match ``subject_filter``, from the stream's own
+        index (no consumer, no message read), fetched a page at a time."""
+        subjects: list[str] = []
+        while True:
+            request = {"subjects_filter": subject_filter, "offset": len(subjects)}
+            with translate_errors(f"stream info {stream}"):
+                reply = await self._nc.request(
+                    f"$JS.API.STREAM.INFO.{stream}", json.dumps(request).encode(), timeout=self._request_timeout
+                )
+            answer = json.loads(reply.data)
+            if "error" in answer:
+                raise TransportError(f"stream info {stream}: {answer['error'].get('description', answer['error'])}")
+            page = list((answer.get("state") or {}).get("subjects") or {})
+            subjects.extend(page)
+            if not page or len(subjects) >= int(answer.get("total", 0)):
+                return subjects
 
     async def read_subject(self, stream: str, subject: str, *, limit: int = 10_000) -> list[bytes]:
         """The first ``limit`` messages on ``subject`` in ``stream``, oldest first, through an ephemeral consumer

@@ -15,6 +15,7 @@ Subjects::
     <prefix>.done.<workflowId>               core NATS: a workflow finished (for waiting clients)
     <prefix>.workers.<type>.<domain>         core NATS: a worker announces itself every 5 s
     <prefix>.event.<workflowType>.<name>     EVENT tasks' "conductor" sinks (stream <PREFIX>_EMITTED, 7 days)
+    <prefix>.running.<partition>.<workflowId>   a workflow that has not ended (stream <PREFIX>_RUNNING, 1 each)
 
 ``partition = crc32(utf8(workflowId)) % partitions``. Names and domains that are not valid subject tokens are
 escaped reversibly (:func:`escape_token`).
@@ -111,6 +112,28 @@ class Layout:
     @property
     def history_stream(self) -> str:
         return f"{self.prefix.upper()}_HISTORY"
+
+    @property
+    def running_stream(self) -> str:
+        """An index of the workflows that have not ended: one subject per workflow under its partition, one
+        message per subject (the reconciler lists a partition's without reading every record)."""
+        return f"{self.prefix.upper()}_RUNNING"
+
+    def running_subject(self, workflow_id: str) -> str:
+        return f"{self.prefix}.running.{self.partition(workflow_id)}.{escape_token(workflow_id)}"
+
+    def running_filter(self, partition: int) -> str:
+        return f"{self.prefix}.running.{partition}.*"
+
+    def parse_running_subject(self, subject: str) -> str | None:
+        """The workflow id of a :meth:`running_subject`, or None for a subject Partita does not write."""
+        parts = subject.split(".")
+        if len(parts) != 4 or parts[:2] != [self.prefix, "running"] or not parts[2].isdigit():
+            return None
+        try:
+            return unescape_token(parts[3])
+        except ValueError:
+            return None
 
     def history_subject(self, workflow_id: str) -> str:
         """Every transition of one workflow, in order (``partita workflow history``)."""

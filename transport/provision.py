@@ -170,6 +170,16 @@ async def _ensure_layout(conn: Connection, layout: Layout, replicas: int | None)
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
         )
         await _ensure_stream(conn, config, replicas)
+    running = StreamConfig(
+        name=layout.running_stream,
+        description="Partita workflows that have not ended, one message each (the reconciler's index)",
+        subjects=[f"{layout.prefix}.running.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_msgs_per_subject=1,
+        allow_msg_ttl=True,  # an ended workflow's entry is replaced by a marker that expires (RUNNING_ENDED_TTL)
+    )
+    await _ensure_stream(conn, running, replicas)
     await _ensure_bucket(conn, layout.workflows_bucket, 1, replicas)
     await _ensure_bucket(conn, layout.members_bucket, 1, replicas, ttl=MEMBERS_TTL_SECONDS)
     await _ensure_bucket(conn, layout.definitions_bucket, 5, replicas)

@@ -31,6 +31,7 @@ from partita.schemas import (
     DispatchTask,
     Limits,
     PauseWorkflow,
+    ReconcileWorkflow,
     RerunWorkflow,
     RestartRequested,
     ResumeWorkflow,
@@ -68,7 +69,9 @@ from partita.schemas.messages import TERMINAL_RESULT_STATUSES
 
 from . import operations, operators
 from .expressions import resolve
+from .liveness import MoverKind, mover_kind
 from .state import Decision, DecisionState, DomainActive, loop_ref, no_active_domains
+from .waits import wait_deadline
 
 __all__ = [
     "Decision",
@@ -127,6 +130,8 @@ def decide(
             return _terminate(state, event, now, active)
         case ChildFinished():
             return _child_finished(state, event, now, active)
+        case ReconcileWorkflow():
+            return _repair(state, event, now, active)
         case PauseWorkflow() | ResumeWorkflow() | RetryWorkflow() | RestartRequested() | SkipTask() | RerunWorkflow():
             return operations.apply(state, event, active.begin, now)
         case _:
@@ -387,6 +392,33 @@ def _child_finished(state: Workflow | None, event: ChildFinished, now: int, acti
     st.replace(finished)
     if not status.is_successful:
         task_failed(st, finished)
+    return _reconcile(st)
+
+
+def _repair(state: Workflow | None, event: ReconcileWorkflow, now: int, active: _Context) -> Decision:
+    """The reconciler found this workflow stranded: publish again what should move each named task (a fresh
+    dispatch id, a re-armed timer, the child's start), then walk the definition (a decision that left
+    nothing behind is re-made). Ignored if the workflow has moved since the audit: then it was not stranded."""
+    if state is None or state.status is not WorkflowStatus.RUNNING:
+        return Decision(None, note="reconcile for an unknown, paused or ended workflow")
+    if state.update_time != event.observed_update_time:
+        return Decision(None, note="reconcile for a workflow that has moved since the audit")
+    st = active.begin(state, now)
+    for task_id in event.task_ids:
+        task = state.task_by_id(task_id)
+        kind = mover_kind(task) if task is not None and not task.status.is_terminal else None
+        if task is None or kind is None:
+            continue
+        st.replace(task)  # its update time says when it was re-driven
+        if kind is MoverKind.TASK_MESSAGE:
+            st.effects.append(dispatch(st, task, f"{task.task_id}.{task.poll_count}.repair{now}", 0))
+        elif kind is MoverKind.TIMER:
+            at = wait_deadline(task.input_data, task.start_time)
+            assert at is not None  # (mover_kind says it has one)
+            fired = TimerFired(workflow_id=state.workflow_id, task_id=task.task_id)
+            st.effects.append(ScheduleTimer(timer_id=task.task_id, at=at, event=fired, repair=now))
+        else:  # the child never started (its start lost): start it again, under the same id
+            operators.execute(st, st.workflow_task(task), task)
     return _reconcile(st)
 
 

@@ -36,7 +36,7 @@ from .expressions import resolve
 from .scripts import ScriptError, evaluate_jq, to_case
 from .scripts import evaluate_javascript as _evaluate_javascript
 from .state import DecisionState, definition_ref, loop_ref
-from .waits import parse_duration, parse_until
+from .waits import wait_deadline
 
 # Conductor's TaskType.isBuiltIn: never retried.
 BUILT_IN: Final = frozenset(
@@ -192,12 +192,7 @@ def _execute_wait(st: DecisionState, task: Task) -> Task:
         reason = "WAIT task cannot have both 'duration' and 'until'"
         return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
     try:
-        if duration is not None:
-            at: int | None = st.now + parse_duration(str(duration)) * 1000
-        elif until is not None:
-            at = parse_until(str(until))
-        else:
-            at = None
+        at = wait_deadline(task.input_data, st.now)
     except ValueError as exc:
         return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, str(exc), {})
     started = _start(st, task, {})

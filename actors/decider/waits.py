@@ -31,6 +31,18 @@ def parse_duration(text: str) -> int:
     return total
 
 
+def wait_deadline(input_data: dict[str, object], started_at: int) -> int | None:
+    """When a WAIT task that started at ``started_at`` (epoch ms) with ``input_data`` is due, in epoch ms, or
+    None when it has neither ``duration`` nor ``until`` (it waits to be completed from outside); raises
+    ValueError for a time that does not parse."""
+    duration, until = input_data.get("duration"), input_data.get("until")
+    if duration is not None:
+        return started_at + parse_duration(str(duration)) * 1000
+    if until is not None:
+        return parse_until(str(until))
+    return None
+
+
 def parse_until(text: str) -> int:
     """Epoch ms of ``yyyy-MM-dd HH:mm``, ``yyyy-MM-dd HH:mm <zone>`` or ``yyyy-MM-dd`` (UTC unless a zone
     is given: an IANA name such as ``Europe/Paris``, ``UTC``/``GMT``/``Z``, or an offset ``+05:30``)."""

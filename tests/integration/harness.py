@@ -103,6 +103,14 @@ class Process:
         self.popen.wait(timeout=10)
         self._close_log()
 
+    def pause(self) -> None:
+        """SIGSTOP: frozen, as in a long GC pause or a network partition; its sockets stay open."""
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        os.kill(self.pid, signal.SIGCONT)
+
     def _close_log(self) -> None:
         if hasattr(self._log, "close"):
             self._log.close()
@@ -110,6 +118,7 @@ class Process:
     def stop(self, grace: float = 15.0) -> int:
         """SIGTERM, then SIGKILL after ``grace``; returns the exit code."""
         if self.popen.poll() is None:
+            os.kill(self.pid, signal.SIGCONT)  # a paused process could not act on the SIGTERM
             os.kill(self.pid, signal.SIGTERM)
             try:
                 self.popen.wait(timeout=grace)

@@ -222,5 +222,7 @@ def test_every_command_kind_round_trips_through_the_command_decoder() -> None:
             fields |= {"task_id": "t", "child_workflow_id": "c"}
         if "status" in kind.__struct_fields__:
             fields["status"] = "COMPLETED"
+        if "observed_update_time" in kind.__struct_fields__:
+            fields["observed_update_time"] = 1
         message = kind(**fields)
         assert command_decoder.decode(encode_json(message)) == message, kind.__name__
