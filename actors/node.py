@@ -38,12 +38,13 @@ from partita.transport.provision import EVENTS_ACK_WAIT_SECONDS, EVENTS_PROGRESS
 
 from .definition_cache import DefinitionCache
 from .effects import EffectPerformer
+from .events import Envelope, decode_event
 from .membership import Membership
 from .presence import WorkerPresence
 from .reconciler import RECONCILE_AFTER_SECONDS, RECONCILE_RATE, Reconciler, ReconcilerCounters
 from .system_tasks import system_task_workers
 from .worker import run_workers
-from .workflow_actor import ActorContext, ActorCounters, Envelope, WorkflowActor, decode_event
+from .workflow_actor import ActorContext, ActorCounters, WorkflowActor
 
 log = structlog.get_logger(__name__)
 

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from partita.actors import WorkerSpec
-from partita.actors.workflow_actor import decode_event_data
+from partita.actors.events import decode_event_data
 from partita.schemas import PayloadError, StartWorkflow, TaskStatus, Workflow, WorkflowStatus
 from partita.transport import Client, Connection, DeadLetter, Layout, TransportError, read_dead_letters
 from partita.transport.codec import MAX_NESTING_DEPTH, encode_json

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from partita.actors import workflow_actor
+from partita.actors import events
 from partita.actors.decider import decide
-from partita.actors.workflow_actor import (
+from partita.actors.events import (
     MAX_EPOCH_MILLIS,
     MAX_NAME_LENGTH,
     DecodedEvent,
@@ -279,7 +279,7 @@ def test_a_decoder_bug_becomes_a_dead_letter_not_a_node_crash(monkeypatch: pytes
     def broken(layout: Layout, subject: str, data: bytes) -> DecodedEvent:
         raise TypeError("a bug")
 
-    monkeypatch.setattr(workflow_actor, "decode_event_data", broken)
+    monkeypatch.setattr(events, "decode_event_data", broken)
     delivery = cast(Delivery, SimpleNamespace(subject=subject("cmd"), data=b"{}", stream_seq=7))
     with pytest.raises(PayloadError, match="the event decoder failed: TypeError: a bug"):
         decode_event(LAYOUT, delivery)
