@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 TYPECHECK_LINKS := build/typecheck/partita
 
-.PHONY: demo test check lint typecheck unit bench bench-peers bench-scale chaos dev clean
+.PHONY: demo test check lint typecheck unit bench bench-peers bench-scale chaos soak dev clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ bench-scale: $(STAMP)
 ## chaos: the fault-injection suite, three runs with different seeds (CI runs a short one in `make test`)
 chaos: $(STAMP)
 	for seed in 1 2 3; do $(PY) -m tests.chaos.chaos --workflows 300 --seed $$seed || exit 1; done
+
+## soak: MINUTES (default 20) of mixed load on a 3-server cluster while servers, nodes and workers fail at random
+MINUTES ?= 20
+soak: $(STAMP)
+	$(PY) -m tests.soak.soak --minutes $(MINUTES)
 
 ## dev: embedded nats-server + node on 127.0.0.1:4222, in the foreground
 dev: $(STAMP)
