@@ -17,7 +17,7 @@ import math
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -439,23 +439,11 @@ class Connection:
 
     async def stream_has_message(self, stream: str, seq: int) -> bool:
         """Whether ``seq`` is still in ``stream`` (on a work-queue stream: not yet acknowledged)."""
-        try:
-            await self.js.get_msg(stream, seq)
-        except nats.js.errors.NotFoundError:
-            return False
-        except nats.errors.Error as exc:
-            raise TransportError(f"get message {stream}#{seq}: {exc}") from exc
-        return True
+        return await _found(self.js.get_msg(stream, seq), f"get message {stream}#{seq}")
 
     async def subject_has_message(self, stream: str, subject: str) -> bool:
         """Whether ``stream`` holds a message on ``subject`` (one direct lookup of the last one)."""
-        try:
-            await self.js.get_last_msg(stream, subject)
-        except nats.js.errors.NotFoundError:
-            return False
-        except nats.errors.Error as exc:
-            raise TransportError(f"get last message {stream}/{subject}: {exc}") from exc
-        return True
+        return await _found(self.js.get_last_msg(stream, subject), f"get last message {stream}/{subject}")
 
     async def subjects(self, stream: str, subject_filter: str) -> list[str]:
         """The subjects of ``stream`` that hold messages and match ``subject_filter``, from the stream's own
@@ -478,12 +466,8 @@ class Connection:
     async def read_subject(self, stream: str, subject: str, *, limit: int = 10_000) -> list[bytes]:
         """The first ``limit`` messages on ``subject`` in ``stream``, oldest first, through an ephemeral consumer
         that acks nothing (reading changes nothing)."""
-        try:
-            await self.js.get_last_msg(stream, subject)
-        except nats.js.errors.NotFoundError:
+        if not await self.subject_has_message(stream, subject):
             return []  # nothing there: do not wait for a fetch to time out
-        except nats.errors.Error as exc:
-            raise TransportError(f"read {subject}: {exc}") from exc
         config = ConsumerConfig(
             ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=30.0, mem_storage=True
         )
@@ -543,6 +527,17 @@ class Connection:
             await self._nc.drain()
         except nats.errors.Error:  # already closing or disconnected: nothing left to drain
             await self._nc.close()
+
+
+async def _found(lookup: Awaitable[object], what: str) -> bool:
+    """Whether a message lookup found its message (False when the server says there is none)."""
+    try:
+        await lookup
+    except nats.js.errors.NotFoundError:
+        return False
+    except nats.errors.Error as exc:
+        raise TransportError(f"{what}: {exc}") from exc
+    return True
 
 
 def check_server_version(found: tuple[int, int, int]) -> None:
