@@ -22,16 +22,22 @@ from partita.schemas import (
     Workflow,
     WorkflowFinished,
 )
-from partita.transport import Connection, Layout, ensure_task_consumer, purge_task
+from partita.transport import (
+    Connection,
+    Layout,
+    NoStreamListening,
+    TransportError,
+    TransportTimeout,
+    ensure_task_consumer,
+    purge_task,
+)
 from partita.transport.codec import encode_json
 from partita.transport.connection import Publication
 
 from .definition_cache import DefinitionCache
+from .task_lease import TASK_LEASE_SECONDS, consumer_ack_wait
 
 log = structlog.get_logger(__name__)
-
-# AckWait of a task consumer whose type has no registered TaskDef: Conductor's default responseTimeoutSeconds.
-DEFAULT_ACK_WAIT_SECONDS: Final = 3600
 
 
 # An ended workflow's entry in the running index: a marker the server deletes after this long.
@@ -53,7 +59,7 @@ class EffectPerformer:
         self._definitions = definitions
         self._message_id_key = message_id_key  # seals ids on the events stream (provision.message_id_key)
         # (type, domain) -> (AckWait, concurrency limit) this node last provisioned the consumer with
-        self._consumers: dict[tuple[str, str | None], tuple[int, int | None]] = {}
+        self._consumers: dict[tuple[str, str | None], tuple[float, int | None]] = {}
 
     def encode_dispatch(self, effect: DispatchTask) -> bytes:
         """The task message exactly as a worker will receive it (its subjects filled in)."""
@@ -90,14 +96,28 @@ class EffectPerformer:
         failures = [error for error, entry in zip(outcomes, audit, strict=True) if error and entry is None]
         if failures:
             raise failures[0]
-        for error, entry in zip(outcomes, audit, strict=True):
-            if error is not None and entry is not None:
-                # An audit trail must not stall workflows (a deleted or full history stream): log the gap.
-                # In an outage the event's other effects fail too, and the replay records it after all.
-                workflow_id, cause = entry.entry.workflow_id, entry.entry.cause
-                log.warning("history_unrecorded", workflow_id=workflow_id, cause=cause, error=str(error))
+        gaps = [(error, entry) for error, entry in zip(outcomes, audit, strict=True) if error and entry]
+        if gaps and await self._history_will_return(gaps[0][0]):
+            raise gaps[0][0]  # the event comes back; its replay records the entry (the rest are duplicates)
+        for error, entry in gaps:
+            # An audit trail must not stall workflows (a deleted or full history stream): log the gap.
+            workflow_id, cause = entry.entry.workflow_id, entry.entry.cause
+            log.warning("history_unrecorded", workflow_id=workflow_id, cause=cause, error=str(error))
         for notice in notices:
             await self._conn.publish(self._layout.done_subject(notice.workflow_id), encode_json(notice))
+
+    async def _history_will_return(self, error: TransportError) -> bool:
+        """Whether a history entry that failed to publish will be accepted if the event is tried again: the
+        history stream timed out or is electing a leader (a server died), rather than gone or full. Then the
+        event is deferred instead of acked with a gap in its workflow's history."""
+        if isinstance(error, TransportTimeout):
+            return True
+        if not isinstance(error, NoStreamListening):
+            return False  # refused: full, denied, too large
+        try:
+            return await self._conn.stream_exists(self._layout.history_stream)
+        except TransportError:
+            return True  # cannot tell in an outage: try again rather than lose the entry
 
     async def _publication(
         self, effect: DispatchTask | ScheduleTimer | StartChild | SendCommand | RecordHistory
@@ -146,10 +166,11 @@ class EffectPerformer:
         return Publication(subject, b"")
 
     async def ensure_consumer(self, task_type: str, domain: str | None) -> None:
-        """The consumer's AckWait is the *registered* TaskDef's responseTimeoutSeconds: one consumer serves
-        every workflow, so an inline ``taskDefinition`` of one workflow must not change it for the others."""
+        """The consumer's AckWait is the task lease, or the *registered* TaskDef's responseTimeoutSeconds if
+        shorter (:mod:`.task_lease`): one consumer serves every workflow, so an inline ``taskDefinition`` of one
+        workflow must not change it for the others."""
         registered = await self._definitions.task_def(task_type)
-        ack_wait = registered.response_timeout_seconds if registered else DEFAULT_ACK_WAIT_SECONDS
+        ack_wait = consumer_ack_wait(registered.response_timeout_seconds if registered else TASK_LEASE_SECONDS)
         limit = (registered.concurrent_exec_limit or None) if registered else None
         key = (task_type, domain)
         if self._consumers.get(key) != (ack_wait, limit):

@@ -7,12 +7,13 @@ only then acks the task message. Retry semantics are types: a plain exception is
 TaskDef), :class:`TerminalError` is FAILED_WITH_TERMINAL_ERROR, returning :class:`InProgress` hands the task
 back to be delivered again after ``callback_after`` seconds.
 
-A task message is delivered more than once only when its previous delivery outlived the consumer's AckWait,
-which is the TaskDef's ``responseTimeoutSeconds`` (heartbeats extend it): the worker holding it died, hung, or
-ran past it without heartbeats. The worker that receives such a redelivery does not run the old attempt again;
-it reports ``TIMED_OUT``, and the node retries the task as a new instance, as Conductor does. A worker that
-hands a task back on purpose (shutdown, rate limit) therefore publishes a fresh copy and acks the original
-instead of nak-ing it, so a hand-back is never mistaken for a timeout.
+A task message is delivered again when its previous delivery outlived the consumer's AckWait, a short lease
+that the holder extends up to the TaskDef's ``responseTimeoutSeconds`` (see :mod:`.task_lease`): the delivery
+was lost on its way, or the worker holding it died, or it ran past its response timeout. A redelivery older
+than the response timeout is not run again: the receiver reports ``TIMED_OUT``, and the node retries the task
+as a new instance, as Conductor does; a younger one simply runs. A worker that hands a task back on purpose
+(shutdown, rate limit) publishes a fresh copy and acks the original instead of nak-ing it, so a hand-back is
+never counted as a redelivery.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import itertools
 import math
 import os
 import secrets
 import socket
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final, final
 
@@ -55,11 +57,11 @@ from partita.transport.payloads import PayloadStore
 from partita.transport.ratelimit import take as take_rate_slot
 
 from .presence import ANNOUNCE_INTERVAL_SECONDS
+from .task_lease import TASK_LEASE_SECONDS, extensions, lease, redelivery_verdict, response_timeout
 
 log = structlog.get_logger(__name__)
 
 FETCH_MAX_WAIT: Final = 1.0
-CLOCK_SKEW_SECONDS: Final = 1.0  # between the server's clock (message timestamps) and ours
 BIND_POLL_SECONDS: Final = 0.25  # an authenticated worker looks for its consumer this often until a node makes it
 BIND_WARNING_SECONDS: Final = 10.0
 RESULT_PUBLISH_ATTEMPTS: Final = 8  # backing off 0.5, 1, 2, then 4 s: about 20 s, a cluster failover included
@@ -198,7 +200,7 @@ class TaskWorker:
         self._slot_freed = anyio.Event()
         self._threads = anyio.CapacityLimiter(spec.concurrency)
         self._parameters = _parameters(spec.function)
-        self._ack_wait = 3600.0  # the consumer's AckWait, read when binding
+        self._ack_wait = TASK_LEASE_SECONDS  # the consumer's AckWait, read when binding
         self._limits: KvBucket | None = None
         self._payloads = PayloadStore(conn, self.layout)
         self._in_flight: set[Delivery] = set()
@@ -225,7 +227,12 @@ class TaskWorker:
         spec = self.spec
         if self.conn.identity is None:
             name, self._ack_wait = await ensure_task_consumer(
-                self.conn, self.layout, spec.task_type, spec.domain, ack_wait_seconds=None
+                self.conn,
+                self.layout,
+                spec.task_type,
+                spec.domain,
+                ack_wait_seconds=TASK_LEASE_SECONDS,
+                adopt_existing=True,
             )
             return name
         subject = self.layout.worker_announce_subject(spec.task_type, spec.domain)
@@ -402,17 +409,24 @@ class TaskWorker:
             with contextlib.suppress(TransportError):  # not kept, so not terminated: it comes back
                 await dead_letter(self.conn, self.layout, delivery, str(exc))
             return
-        if delivery.num_delivered > 1 and self.spec.redelivery_times_out and await self._timed_out(delivery):
-            await self._report_response_timeout(delivery, task)
-            return
-        if self.spec.lease_extend:  # heartbeats from receipt to ack: loading, running and reporting all count
-            async with anyio.create_task_group() as heartbeat:
-                lease = min(self._ack_wait, task.response_timeout_seconds or self._ack_wait)
-                heartbeat.start_soon(self._heartbeat, delivery, lease)
-                await self._run(delivery, task)
-                heartbeat.cancel_scope.cancel()
-        else:
+        timeout = response_timeout(task.response_timeout_seconds)
+        if delivery.num_delivered > 1 and self.spec.redelivery_times_out:
+            reason = redelivery_verdict(time.time() - delivery.published, delivery.num_delivered, timeout)
+            if reason is not None:
+                await self._report_response_timeout(delivery, task, reason)
+                return
+            self._log.info("task_redelivered_early", stream_seq=delivery.stream_seq, deliveries=delivery.num_delivered)
+        held = lease(self._ack_wait, timeout)
+        times = extensions(held, timeout, unbounded=self.spec.lease_extend)
+        first = next(times, None)
+        if first is None:  # the lease reaches the response deadline: nothing to extend
             await self._run(delivery, task)
+            return
+        # Extensions from receipt to ack: loading, running and reporting all count.
+        async with anyio.create_task_group() as heartbeat:
+            heartbeat.start_soon(self._heartbeat, delivery, held, itertools.chain((first,), times))
+            await self._run(delivery, task)
+            heartbeat.cancel_scope.cancel()
 
     async def _run(self, delivery: Delivery, task: TaskMessage) -> None:
         if task.external_input_payload_storage_path and not task.input_data:
@@ -452,7 +466,7 @@ class TaskWorker:
             if await self._publish_result(task, result):
                 with contextlib.suppress(TransportError):  # an unacked task is redelivered: harmless
                     await delivery.ack()
-            else:  # JetStream unreachable: the result is lost, as for a dead worker; the redelivery times out
+            else:  # JetStream unreachable: back in 5 s and run again (timed out, if older than its response timeout)
                 with contextlib.suppress(TransportError):
                     await delivery.nak(5.0)
         elapsed = result.end_time - started
@@ -521,41 +535,17 @@ class TaskWorker:
             poll_count=task.poll_count,
         )
 
-    async def _timed_out(self, delivery: Delivery) -> bool:
-        """Whether a redelivery means the AckWait (responseTimeoutSeconds) passed without an answer. JetStream
-        also redelivers early, when a consumer's leader moves to another server (a server died) or after a
-        nak; a message stored less than an AckWait ago cannot have timed out, so that one simply runs."""
-        if time.time() - delivery.published >= self._ack_wait - CLOCK_SKEW_SECONDS:
-            return True
-        with contextlib.suppress(TransportError):  # a node may have shortened the AckWait since we bound
-            found = await find_task_consumer(self.conn, self.layout, self.spec.task_type, self.spec.domain)
-            if found is not None:
-                self._ack_wait = found[1]
-        timed_out = time.time() - delivery.published >= self._ack_wait - CLOCK_SKEW_SECONDS
-        if not timed_out:
-            self._log.info("task_redelivered_early", stream_seq=delivery.stream_seq, deliveries=delivery.num_delivered)
-        return timed_out
-
-    async def _report_response_timeout(self, delivery: Delivery, task: TaskMessage) -> None:
-        """JetStream delivered ``task`` again: nobody acked or extended its previous delivery within the AckWait.
-        Conductor marks such a task TIMED_OUT (whatever its timeoutPolicy) and retries it as a new instance;
-        report exactly that rather than running the old attempt a second time."""
-        with contextlib.suppress(TransportError):  # a node may have set the AckWait since we bound
-            _, self._ack_wait = await ensure_task_consumer(
-                self.conn, self.layout, self.spec.task_type, self.spec.domain, ack_wait_seconds=None
-            )
-        seconds = round(self._ack_wait)
-        reason = (
-            f"Task timed out after {seconds} seconds (responseTimeoutSeconds): "
-            "no result or heartbeat from the worker that took it"
-        )
+    async def _report_response_timeout(self, delivery: Delivery, task: TaskMessage, reason: str) -> None:
+        """JetStream delivered ``task`` again, too late (:func:`redelivery_verdict`). Conductor marks such a task
+        TIMED_OUT (whatever its timeoutPolicy) and retries it as a new instance; report exactly that rather than
+        running the old attempt a second time."""
         self._log.warning(
             "task_response_timed_out",
             task_id=task.task_id,
             workflow_id=task.workflow_instance_id,
             task_ref=task.reference_task_name,
             deliveries=delivery.num_delivered,
-            response_timeout_seconds=seconds,
+            response_timeout_seconds=round(response_timeout(task.response_timeout_seconds)),
         )
         await self._report_without_running(delivery, task, TaskResultStatus.TIMED_OUT, reason)
 
@@ -680,10 +670,11 @@ class TaskWorker:
         failed = TaskResultStatus.FAILED_WITH_TERMINAL_ERROR
         return msgspec.structs.replace(result, status=failed, output_data={}, logs=[], reason_for_incompletion=reason)
 
-    async def _heartbeat(self, delivery: Delivery, lease_seconds: float) -> None:
-        interval = max(1.0, lease_seconds / 3)
-        while True:
-            await anyio.sleep(interval)
+    async def _heartbeat(self, delivery: Delivery, lease_seconds: float, times: Iterator[float]) -> None:
+        """Extend the delivery's lease at ``times`` (seconds after receipt, :func:`extensions`)."""
+        received = delivery.refreshed
+        for at in times:
+            await anyio.sleep(max(0.0, received + at - time.monotonic()))
             with contextlib.suppress(TransportError):
                 await delivery.in_progress(lease_seconds)
 

@@ -40,6 +40,7 @@ from .errors import (
     AuthError,
     CasConflict,
     ConnectionFailed,
+    NoStreamListening,
     PermissionDenied,
     ProvisioningError,
     ServerVersionError,
@@ -65,7 +66,7 @@ def translate_errors(what: str) -> Iterator[None]:
     except nats.errors.MaxPayloadError as exc:
         raise PayloadError(f"{what}: message exceeds the server's max_payload") from exc
     except nats.js.errors.NoStreamResponseError as exc:
-        raise TransportError(f"{what}: no stream is listening (is the layout provisioned?)") from exc
+        raise NoStreamListening(f"{what}: no stream is listening (is the layout provisioned?)") from exc
     except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as exc:
         raise TransportError(f"{what}: connection closed") from exc
     except nats.js.errors.APIError as exc:
@@ -297,7 +298,7 @@ class Publication:
 
 def _publish_error(what: str, error: BaseException) -> TransportError:
     if isinstance(error, nats.js.errors.NoStreamResponseError):
-        return TransportError(f"{what}: no stream is listening (is the layout provisioned?)")
+        return NoStreamListening(f"{what}: no stream is listening (is the layout provisioned?)")
     if isinstance(error, nats.js.errors.APIError):
         return TransportError(f"{what}: {error.description} (code {error.err_code})")
     return TransportError(f"{what}: {error}")
@@ -440,6 +441,10 @@ class Connection:
     async def stream_has_message(self, stream: str, seq: int) -> bool:
         """Whether ``seq`` is still in ``stream`` (on a work-queue stream: not yet acknowledged)."""
         return await _found(self.js.get_msg(stream, seq), f"get message {stream}#{seq}")
+
+    async def stream_exists(self, stream: str) -> bool:
+        """Whether ``stream`` exists (it may still be without a leader)."""
+        return await _found(self.js.stream_info(stream), f"stream info {stream}")
 
     async def subject_has_message(self, stream: str, subject: str) -> bool:
         """Whether ``stream`` holds a message on ``subject`` (one direct lookup of the last one)."""

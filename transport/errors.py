@@ -25,6 +25,11 @@ class TransportTimeout(TransportError):
     """A request or acknowledgement did not arrive in time."""
 
 
+class NoStreamListening(TransportError):
+    """No stream took a publish: none stores its subject, or the one that does is electing a leader (a cluster
+    failing over answers so too, for a moment)."""
+
+
 class CasConflict(TransportError):
     """A compare-and-set write lost: someone else wrote the key since we read it."""
 

@@ -275,7 +275,7 @@ async def find_task_consumer(
         return None
     except nats.errors.Error as exc:
         raise ProvisioningError(f"consumer {name}: {exc}") from exc
-    return name, float(info.config.ack_wait or 3600)
+    return name, float(info.config.ack_wait or 30)  # the server's default AckWait
 
 
 async def ensure_task_consumer(
@@ -284,23 +284,24 @@ async def ensure_task_consumer(
     task_type: str,
     domain: str | None,
     *,
-    ack_wait_seconds: float | None,
+    ack_wait_seconds: float,
     max_in_flight: int | None = None,
+    adopt_existing: bool = False,
 ) -> tuple[str, float]:
     """The durable pull consumer for (type, domain): ``(name, AckWait in seconds)``.
 
-    With ``ack_wait_seconds`` (a node, which knows the registered TaskDef's ``responseTimeoutSeconds`` and
-    ``concurrentExecLimit``) the consumer is created or updated to that AckWait and ``max_ack_pending`` =
-    ``max_in_flight``: JetStream then hands out at most that many unfinished tasks across *all* workers, which is
-    Conductor's concurrentExecLimit enforced by the server. Without it (a worker) an existing consumer is left as
-    it is, and a missing one is created with Conductor's default response timeout of 3600 s.
+    A node (which knows the registered TaskDef's ``responseTimeoutSeconds`` and ``concurrentExecLimit``) creates
+    or updates the consumer to that AckWait and ``max_ack_pending`` = ``max_in_flight``: JetStream then hands out
+    at most that many unfinished tasks across *all* workers, which is Conductor's concurrentExecLimit enforced by
+    the server. With ``adopt_existing`` (a worker) an existing consumer is left as it is, and only a missing one
+    is created with ``ack_wait_seconds``.
     """
     name = layout.task_consumer(task_type, domain)
-    if ack_wait_seconds is None:
+    if adopt_existing:
         found = await find_task_consumer(conn, layout, task_type, domain)
         if found is not None:
             return found
-    ack_wait = float(ack_wait_seconds or 3600)
+    ack_wait = float(ack_wait_seconds)
     config = ConsumerConfig(
         durable_name=name,
         filter_subject=f"{layout.task_subject(task_type, domain)}.*",

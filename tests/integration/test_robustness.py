@@ -13,6 +13,7 @@ from nats.js.api import StreamConfig
 
 from partita.actors import InProgress, Node, TaskMessage, WorkerSpec, workflow_actor
 from partita.actors.decider import Decision
+from partita.actors.task_lease import TASK_LEASE_SECONDS
 from partita.schemas import TaskResultReceived, TaskStatus, WorkflowStatus
 from partita.transport import (
     Client,
@@ -114,7 +115,7 @@ async def test_an_inline_task_definition_does_not_change_the_shared_consumer(con
         workflow = await client.wait(await client.start("inline_rt"), within=30)
     assert workflow.status is WorkflowStatus.COMPLETED
     info = await conn.js.consumer_info(client.layout.tasks_stream, client.layout.task_consumer("inc", None))
-    assert info.config.ack_wait == 600
+    assert info.config.ack_wait == TASK_LEASE_SECONDS  # the registered 600 s (capped at the lease), not the inline 5 s
 
 
 async def test_a_worker_reporting_progress_gets_the_same_task_again_after_the_callback(
@@ -154,7 +155,7 @@ async def test_a_worker_stopped_mid_task_hands_the_task_back_at_once(conn: Conne
         workflow_id = await client.start("stuck")
         with anyio.fail_after(30):
             await began.wait()
-    # Handed back as a fresh copy: deliverable now, not after its 3600 s AckWait, and a first delivery, so
+    # Handed back as a fresh copy: deliverable now, not after its lease, and a first delivery, so
     # the next worker runs it instead of reporting a response timeout.
     consumer = client.layout.task_consumer("forever", None)
 
@@ -386,3 +387,17 @@ async def test_a_task_purged_while_its_worker_runs_it_is_not_handed_back(conn: C
     await eventually(settled, what="the purged task acked and nothing queued")
     stream = await conn.js.stream_info(client.layout.tasks_stream)
     assert stream.state.messages == 0
+
+
+async def test_workflows_run_on_when_the_history_stream_is_gone(conn: Connection, client: Client) -> None:
+    # An audit trail must not stall workflows: with its stream deleted (an operator's doing), each entry is
+    # logged as a gap and the workflow completes. (A stream that is only electing a leader defers the event
+    # instead, so the replay records the entry: the cluster test checks every history is complete.)
+    await client.register_json(
+        b'{"name": "untraced", "tasks": [{"name": "inc", "taskReferenceName": "i", "inputParameters": {"n": 1}}]}'
+    )
+    await conn.js.delete_stream(client.layout.history_stream)
+    async with running(conn, [WorkerSpec("inc", inc)]):
+        workflow = await client.wait(await client.start("untraced"), within=30)
+    assert workflow.status is WorkflowStatus.COMPLETED
+    assert workflow.output == {"n": 2}
