@@ -70,9 +70,18 @@ def translate_errors(what: str) -> Iterator[None]:
     except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as exc:
         raise TransportError(f"{what}: connection closed") from exc
     except nats.js.errors.APIError as exc:
-        raise TransportError(f"{what}: {exc.description} (code {exc.err_code})") from exc
+        raise _api_error(what, exc) from exc
     except nats.errors.Error as exc:
         raise TransportError(f"{what}: {exc}") from exc
+
+
+def _api_error(what: str, exc: nats.js.errors.APIError) -> TransportError:
+    """JetStream's refusal, saying why; a bare status (503: no JetStream answered, a cluster electing its
+    meta leader) has no description, so name the status instead of printing ``None``."""
+    if exc.description is None and exc.err_code is None:
+        status = f" (status {exc.code})" if exc.code else ""
+        return TransportError(f"{what}: JetStream unavailable{status}, try again")
+    return TransportError(f"{what}: {exc.description} (code {exc.err_code})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +309,7 @@ def _publish_error(what: str, error: BaseException) -> TransportError:
     if isinstance(error, nats.js.errors.NoStreamResponseError):
         return NoStreamListening(f"{what}: no stream is listening (is the layout provisioned?)")
     if isinstance(error, nats.js.errors.APIError):
-        return TransportError(f"{what}: {error.description} (code {error.err_code})")
+        return _api_error(what, error)
     return TransportError(f"{what}: {error}")
 
 
