@@ -12,12 +12,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
 from partita.actors import Node, TaskWorker, WorkerSpec, run_workers
-from partita.transport import Connection, Layout
+from partita.transport import Connection, Layout, TransportError
 
 REPO = Path(__file__).resolve().parents[2]
 PARTITA = str(Path(sys.executable).with_name("partita"))
@@ -76,6 +76,22 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within} s waiting for {what}")
         await anyio.sleep(0.02)
+
+
+T = TypeVar("T")
+
+
+async def retrying(call: Callable[[], Awaitable[T]], within: float = 120.0) -> T:
+    """A client call retried across a server's failover (the connection reconnects by itself), until
+    ``within`` seconds have passed."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return await call()
+        except TransportError:
+            if time.monotonic() > deadline:
+                raise
+            await anyio.sleep(0.2)
 
 
 class Process:

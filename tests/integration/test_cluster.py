@@ -4,7 +4,7 @@ loopback ports), with replicated (R3) streams and buckets: servers and nodes kil
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 from pathlib import Path
@@ -13,11 +13,11 @@ import anyio
 import msgspec
 
 from partita.actors.membership import LEASE_SECONDS, read_cluster
-from partita.schemas import HistoryEntry, TaskStatus, WorkflowStatus
-from partita.transport import Client, Connection, Layout, TransportError, connect, ensure_layout
+from partita.schemas import TaskStatus, WorkflowStatus
+from partita.transport import Client, Connection, Layout, connect, ensure_layout
 from partita.transport.server import ClusterMember, local_cluster
 
-from .harness import REPO, Process, eventually
+from .harness import REPO, Process, eventually, retrying
 
 # The full run (`PARTITA_CLUSTER_WORKFLOWS=300`) is for a developer's machine; CI runs a trimmed one. Both: three
 # servers from deploy/nats, R3 streams, three node processes, two worker processes, a server and a node killed.
@@ -90,7 +90,9 @@ async def test_workflows_complete_exactly_once_while_a_server_and_a_node_are_kil
             processes[0].kill()  # and one of the three nodes
             with anyio.fail_after(180):
                 finals = [await client.wait(workflow_id) for workflow_id in ids]
-            histories = [await _history(client, workflow_id) for workflow_id in ids]
+            # Reading a history needs an ephemeral consumer, which the cluster may refuse (503) for a while
+            # after a server died: ask again.
+            histories = [await retrying(partial(client.history, workflow_id), within=60) for workflow_id in ids]
         finally:
             for process in processes:
                 process.stop()
@@ -111,19 +113,6 @@ async def test_workflows_complete_exactly_once_while_a_server_and_a_node_are_kil
         assert history[-1].status is WorkflowStatus.COMPLETED
     # Workers are at-least-once: a step may run twice around a crash, never zero times.
     assert len(os.listdir(markers)) >= WORKFLOWS * STEPS
-
-
-async def _history(client: Client, workflow_id: str) -> Sequence[HistoryEntry]:
-    """A workflow's history, asked again while the cluster still answers 503 (JetStream unavailable) after a
-    server died: reading it needs an ephemeral consumer, which the meta leader must create."""
-    deadline = anyio.current_time() + 60
-    while True:
-        try:
-            return await client.history(workflow_id)
-        except TransportError:
-            if anyio.current_time() > deadline:
-                raise
-            await anyio.sleep(0.5)
 
 
 async def test_partitions_spread_when_nodes_join_and_move_back_when_one_stops_without_stalling_workflows(

@@ -9,9 +9,8 @@ completed more than once in one workflow (or its sub-workflow) is a *duplicate c
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -23,8 +22,9 @@ import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from partita.schemas import HistoryEntry, TaskStatus, Workflow, WorkflowStatus
-from partita.transport import Client, TransportError
+from partita.transport import Client
 
+from ..integration.harness import retrying
 from .definitions import expected_output
 
 CHECKS_AT_ONCE: Final = 8
@@ -63,18 +63,6 @@ class Verdict:
         details = "; ".join(f"{cause}: {detail}" for cause, detail in problems.items())
         tasks = f"; tasks: {_trail(workflow)}" if workflow is not None else ""
         self.bad.append(f"{item.workflow_id} {item.kind} {json.dumps(item.input)}: {details}{tasks}")
-
-
-async def retrying(call: Callable[[], Awaitable[T]], within: float = 120.0) -> T:
-    """A client call retried across a server's failover (the connection reconnects by itself)."""
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            return await call()
-        except TransportError:
-            if time.monotonic() > deadline:
-                raise
-            await anyio.sleep(0.2)
 
 
 async def read_histories(client: Client) -> dict[str, list[Step]]:

@@ -37,7 +37,8 @@ from partita.actors import configure_logging
 from partita.schemas import Workflow, WorkflowTimeout
 from partita.transport import Client, Connection, Layout, TransportError, connect, ensure_layout
 
-from .checks import Started, check, count_repaired, retrying
+from ..integration.harness import retrying
+from .checks import Started, check, count_repaired
 from .definitions import TASK_DEFS, WORKFLOW_DEFS, next_workflow
 from .fleet import NODES, WORKERS, Faults, open_fleet, say
 
