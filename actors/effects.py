@@ -24,6 +24,7 @@ from partita.schemas import (
 )
 from partita.transport import (
     Connection,
+    Fenced,
     Layout,
     NoStreamListening,
     TransportError,
@@ -35,6 +36,7 @@ from partita.transport.codec import encode_json
 from partita.transport.connection import Publication
 
 from .definition_cache import DefinitionCache
+from .fencing import Fences
 from .task_lease import TASK_LEASE_SECONDS, consumer_ack_wait
 
 log = structlog.get_logger(__name__)
@@ -52,11 +54,17 @@ def now_ms() -> int:
 @final
 class EffectPerformer:
     def __init__(
-        self, conn: Connection, layout: Layout, definitions: DefinitionCache, message_id_key: bytes = b""
+        self,
+        conn: Connection,
+        layout: Layout,
+        definitions: DefinitionCache,
+        message_id_key: bytes = b"",
+        fences: Fences | None = None,
     ) -> None:
         self._conn = conn
         self._layout = layout
         self._definitions = definitions
+        self._fences = fences  # a node's: every task dispatch names its partition's fence (actors/fencing.py)
         self._message_id_key = message_id_key  # seals ids on the events stream (provision.message_id_key)
         # (type, domain) -> (AckWait, concurrency limit) this node last provisioned the consumer with
         self._consumers: dict[tuple[str, str | None], tuple[float, int | None]] = {}
@@ -79,6 +87,7 @@ class EffectPerformer:
         """
         publications: list[Publication] = []
         audit: list[RecordHistory | None] = []  # per publication: the history entry it records, if any
+        fenced: dict[int, int] = {}  # publication -> the partition whose fence it names (task dispatches)
         notices: list[WorkflowFinished] = []
         for effect in effects:
             match effect:
@@ -87,12 +96,17 @@ class EffectPerformer:
                 case WorkflowFinished():
                     notices.append(effect)
                 case _:
+                    if isinstance(effect, DispatchTask):
+                        fenced[len(publications)] = self._layout.partition(effect.task.workflow_instance_id)
                     publications.append(await self._publication(effect))
                     audit.append(effect if isinstance(effect, RecordHistory) else None)
         if index is not None:
             publications.append(self.index_entry(index))
             audit.append(None)
         outcomes = await self._conn.publish_all(publications)
+        for at, partition in fenced.items():
+            if isinstance(outcomes[at], Fenced) and self._fences is not None:
+                self._fences.refused(partition)
         failures = [error for error, entry in zip(outcomes, audit, strict=True) if error and entry is None]
         if failures:
             raise failures[0]
@@ -191,8 +205,12 @@ class EffectPerformer:
         if effect.not_before > now_ms():
             # One schedule subject per task: a newer delayed dispatch of the same task replaces a pending one.
             schedule = self._layout.task_schedule_subject(task.task_id)
-            return Publication.scheduled(schedule, target, effect.not_before, data, effect.dispatch_id)
-        return Publication.durable(target, data, effect.dispatch_id)
+            publication = Publication.scheduled(schedule, target, effect.not_before, data, effect.dispatch_id)
+        else:
+            publication = Publication.durable(target, data, effect.dispatch_id)
+        if self._fences is None:
+            return publication
+        return self._fences.fence(publication, self._layout.partition(task.workflow_instance_id))
 
 
 def seal(key: bytes, msg_id: str) -> str:

@@ -28,6 +28,7 @@ from partita.transport import Connection, KvBucket, Layout, TransportError, esca
 from partita.transport.errors import PartitionTaken
 from partita.transport.provision import delete_consumer, set_node_consumer
 
+from .fencing import Fences
 from .partitions import assign
 
 log = structlog.get_logger(__name__)
@@ -71,8 +72,12 @@ class Membership:
         *,
         heartbeat: float = HEARTBEAT_SECONDS,
         lease: float = LEASE_SECONDS,
+        fences: Fences | None = None,
     ) -> None:
         self._conn = conn
+        # Every partition we consume is fenced before its events are (actors/fencing.py).
+        self.fences = fences or Fences(conn, layout, name)
+        self.fences.on_refused = self.suspect
         self._layout = layout
         self.name = name
         self.consumer = layout.node_consumer(name)
@@ -256,7 +261,8 @@ class Membership:
         else:  # members may join now, but none is declared gone until the bucket has answered us for a lease
             live = sorted(set(live) | self._trusted_live)
         target = assign(live, self._layout.partitions).get(self.name, frozenset())
-        if target == self.owned and self._verified and time.monotonic() - self._swept < self._lease / 2:
+        settled = target == self.owned and self._verified and not self.fences.missing(self.owned)
+        if settled and time.monotonic() - self._swept < self._lease / 2:
             return
         # Someone may hold what we should own (a dead member?), our consumer may not be what we think, or it is
         # time for the periodic sweep.
@@ -268,6 +274,9 @@ class Membership:
         if target != self.owned:
             held = {p for member, (parts, _) in consumers.items() if member != self.name for p in parts}
             await self._take(target, held)
+        if unfenced := self.fences.missing(self.owned):  # adopted as they were, refused, or a fence that failed
+            log.info("partitions_fenced", member=self.name, count=len(unfenced))
+            await self.fences.take(unfenced)
 
     def _adopt(self, consumers: dict[str, tuple[list[int], datetime]]) -> None:
         """Take the server's word for what our consumer filters. Our consumer's filter only ever grows by being
@@ -309,6 +318,10 @@ class Membership:
         except PartitionTaken:  # taken meanwhile by a node that saw the members sooner: next beat
             self._verified = True
             return
+        try:  # before any of their events is fetched: the fence must come before our replays of them
+            await self.fences.take(free)
+        except TransportError as exc:  # fenced again by the next rounds; until then their dispatches wait
+            log.warning("partitions_unfenced", member=self.name, error=str(exc))
         self._set_owned(keep | free)
         self._verified = True
         if target - self.owned:
@@ -317,6 +330,9 @@ class Membership:
             )
 
     def _set_owned(self, owned: frozenset[int], *, quiet: bool = False) -> None:
+        """``quiet``: a moment's reset while our consumer is made anew (see _take); the fences we hold stay."""
+        if not quiet:
+            self.fences.keep(owned)
         if owned != self.owned:
             if not quiet:
                 log.info("partitions_owned", member=self.name, count=len(owned), gained=len(owned - self.owned))

@@ -39,6 +39,7 @@ from partita.transport.provision import EVENTS_ACK_WAIT_SECONDS, EVENTS_PROGRESS
 from .definition_cache import DefinitionCache
 from .effects import EffectPerformer
 from .events import Envelope, decode_event
+from .fencing import Fences
 from .membership import Membership
 from .presence import WorkerPresence
 from .reconciler import RECONCILE_AFTER_SECONDS, RECONCILE_RATE, Reconciler, ReconcilerCounters
@@ -165,10 +166,13 @@ class Node:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         structlog.contextvars.bind_contextvars(node=self.name)
-        await ensure_layout(self.conn, self.layout, replicas=self._replicas, patience=LAYOUT_PATIENCE_SECONDS)
+        await ensure_layout(
+            self.conn, self.layout, replicas=self._replicas, patience=LAYOUT_PATIENCE_SECONDS, upgrade=True
+        )
         definitions = DefinitionCache(DefinitionStore(await self.conn.kv(self.layout.definitions_bucket), self.layout))
         key = await message_id_key(self.conn, self.layout)
-        effects = EffectPerformer(self.conn, self.layout, definitions, message_id_key=key)
+        fences = Fences(self.conn, self.layout, self.name)  # shared: membership fences, effects name the fences
+        effects = EffectPerformer(self.conn, self.layout, definitions, message_id_key=key, fences=fences)
         # Authenticated deployments (``partita auth``): workers may not create their consumers, and may announce
         # only the pairs they are granted, so the node creates what it hears. On an open server workers create
         # their own, and anyone could announce anything: the node does not act on announcements there.
@@ -189,7 +193,7 @@ class Node:
             counters=self._counters,
             decision_attempts=self._decision_attempts,
         )
-        membership = self.membership = Membership(self.conn, self.layout, self.name)
+        membership = self.membership = Membership(self.conn, self.layout, self.name, fences=fences)
         consumer = await self.conn.pull_consumer(self.layout.events_stream, membership.consumer)
         try:
             async with anyio.create_task_group() as services:

@@ -64,6 +64,8 @@ log = structlog.get_logger(__name__)
 FETCH_MAX_WAIT: Final = 1.0
 BIND_POLL_SECONDS: Final = 0.25  # an authenticated worker looks for its consumer this often until a node makes it
 BIND_WARNING_SECONDS: Final = 10.0
+BIND_RETRY_SECONDS: Final = 1.0  # an open-server worker asks again this often while its consumer request fails
+BIND_PATIENCE_SECONDS: Final = 120.0  # ... and gives up (exits with the error) after this long
 RESULT_PUBLISH_ATTEMPTS: Final = 8  # backing off 0.5, 1, 2, then 4 s: about 20 s, a cluster failover included
 RESULT_PUBLISH_GRACE: Final = 30.0
 
@@ -226,15 +228,7 @@ class TaskWorker:
         and ack only): it announces itself, and a node that hears it creates the consumer."""
         spec = self.spec
         if self.conn.identity is None:
-            name, self._ack_wait = await ensure_task_consumer(
-                self.conn,
-                self.layout,
-                spec.task_type,
-                spec.domain,
-                ack_wait_seconds=TASK_LEASE_SECONDS,
-                adopt_existing=True,
-            )
-            return name
+            return await self._bind_open()
         subject = self.layout.worker_announce_subject(spec.task_type, spec.domain)
         payload = encode_json({"taskType": spec.task_type, "domain": spec.domain, "workerId": self.worker_id})
         since, warned = time.monotonic(), False
@@ -257,6 +251,30 @@ class TaskWorker:
                     hint="a node creates it when it hears this worker: is a node running in this deployment?",
                 )
             with anyio.move_on_after(BIND_POLL_SECONDS):
+                await self._stopping.wait()
+        return None
+
+    async def _bind_open(self) -> str | None:
+        """Find or create the consumer, waiting out a cluster that is electing leaders (its requests time out
+        for seconds) for up to BIND_PATIENCE_SECONDS rather than exiting."""
+        spec = self.spec
+        deadline = time.monotonic() + BIND_PATIENCE_SECONDS
+        while not self._stopping.is_set():
+            try:
+                name, self._ack_wait = await ensure_task_consumer(
+                    self.conn,
+                    self.layout,
+                    spec.task_type,
+                    spec.domain,
+                    ack_wait_seconds=TASK_LEASE_SECONDS,
+                    adopt_existing=True,
+                )
+                return name
+            except TransportError as exc:
+                if time.monotonic() > deadline:
+                    raise
+                self._log.warning("consumer_bind_failed", error=str(exc))
+            with anyio.move_on_after(BIND_RETRY_SECONDS):
                 await self._stopping.wait()
         return None
 

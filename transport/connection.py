@@ -40,6 +40,7 @@ from .errors import (
     AuthError,
     CasConflict,
     ConnectionFailed,
+    Fenced,
     NoStreamListening,
     PermissionDenied,
     ProvisioningError,
@@ -75,9 +76,15 @@ def translate_errors(what: str) -> Iterator[None]:
         raise TransportError(f"{what}: {exc}") from exc
 
 
+_EXPECTED_SUBJECT_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
+_WRONG_LAST_SEQUENCE = 10071  # an expected-last-sequence header did not hold: for a task dispatch, a fence
+
+
 def _api_error(what: str, exc: nats.js.errors.APIError) -> TransportError:
     """JetStream's refusal, saying why; a bare status (503: no JetStream answered, a cluster electing its
     meta leader) has no description, so name the status instead of printing ``None``."""
+    if exc.err_code == _WRONG_LAST_SEQUENCE:
+        return Fenced(f"{what}: fenced by a newer owner of its partition ({exc.description})")
     if exc.description is None and exc.err_code is None:
         status = f" (status {exc.code})" if exc.code else ""
         return TransportError(f"{what}: JetStream unavailable{status}, try again")
@@ -97,7 +104,7 @@ class Delivery:
 
     __slots__ = ("_msg", "data", "headers", "num_delivered", "published", "refreshed", "stream_seq", "subject")
 
-    def __init__(self, msg: Msg) -> None:
+    def __init__(self, msg: Msg, delivered_after: float) -> None:
         self._msg = msg
         self.subject: str = msg.subject
         self.data: bytes = msg.data
@@ -106,9 +113,11 @@ class Delivery:
         self.stream_seq: int = meta.sequence.stream
         self.num_delivered: int = meta.num_delivered
         self.published: float = meta.timestamp.timestamp()  # when the stream stored it (epoch seconds)
-        # When the server last restarted its AckWait for us (fetch, then each +WPI), in monotonic seconds: past
-        # the AckWait from then, the message may be another consumer's.
-        self.refreshed: float = time.monotonic()
+        # When the server last restarted its AckWait for us (delivery, then each +WPI), in monotonic seconds, or
+        # earlier: past the AckWait from then, the message may be another consumer's. Never later, so at first
+        # it is a moment the client knows came before the delivery (see PullConsumer.fetch), not when the
+        # message was read: a process frozen after the server delivered reads it only on waking.
+        self.refreshed: float = delivered_after
 
     async def ack(self) -> None:
         with translate_errors("ack"):
@@ -143,16 +152,26 @@ class PullConsumer:
     def __init__(self, sub: JetStreamContext.PullSubscription, name: str) -> None:
         self._sub = sub
         self.name = name
+        self._last_fetch = time.monotonic()  # when the previous fetch began (or we subscribed)
 
     async def fetch(self, batch: int, max_wait: float) -> list[Delivery]:
-        """Up to ``batch`` messages, waiting at most ``max_wait`` seconds for the first; [] when none came."""
+        """Up to ``batch`` messages, waiting at most ``max_wait`` seconds for the first; [] when none came.
+
+        Each is stamped with a moment that surely came before the server delivered it (its AckWait began):
+        the start of this fetch for what this fetch's pull request brought; for what was already waiting in
+        the client's buffer (delivered after an earlier fetch gave up, or while this process was frozen), the
+        start of the previous fetch, which emptied the buffer first.
+        """
+        started = time.monotonic()
+        buffered = self._sub.pending_msgs  # nats-py hands these out first, before it sends a pull request
+        previous, self._last_fetch = self._last_fetch, started
         try:
             msgs = await self._sub.fetch(batch=batch, timeout=max_wait)
         except (nats.errors.TimeoutError, TimeoutError):
             return []
         except nats.errors.Error as exc:
             raise TransportError(f"fetch from {self.name}: {exc}") from exc
-        return [Delivery(msg) for msg in msgs]
+        return [Delivery(msg, previous if i < buffered else started) for i, msg in enumerate(msgs)]
 
     async def aclose(self) -> None:
         with contextlib.suppress(nats.errors.Error):
@@ -304,8 +323,20 @@ class Publication:
             headers["Nats-Msg-Id"] = msg_id
         return cls(schedule_subject, data, headers)
 
+    def fenced(self, fence_subject: str, token: int) -> Publication:
+        """This publication, stored only while ``token`` is still the last message on ``fence_subject`` (same
+        stream): a newer fence there makes the server refuse it (:class:`Fenced`). Checked when the server
+        stores it, so a schedule is checked when scheduled, not when it fires."""
+        fence = {
+            _EXPECTED_SUBJECT_SEQUENCE: str(token),
+            "Nats-Expected-Last-Subject-Sequence-Subject": fence_subject,
+        }
+        return Publication(self.subject, self.data, {**(self.headers or {}), **fence})
+
 
 def _publish_error(what: str, error: BaseException) -> TransportError:
+    if isinstance(error, nats.errors.TimeoutError | TimeoutError):
+        return TransportTimeout(f"{what}: timed out")
     if isinstance(error, nats.js.errors.NoStreamResponseError):
         return NoStreamListening(f"{what}: no stream is listening (is the layout provisioned?)")
     if isinstance(error, nats.js.errors.APIError):
@@ -337,19 +368,27 @@ class Connection:
         instead of one per message. Returns, per message, None (stored) or the error."""
         if not publications:
             return []
-        futures: list[asyncio.Future[PubAck]] = []
-        with translate_errors("publish"):
-            for publication in publications:
-                subject, data, headers = publication.subject, publication.data, publication.headers
-                futures.append(await self.js.publish_async(subject, data, headers=headers))
-        _, pending = await asyncio.wait(futures, timeout=self._request_timeout)
+        # Each a request of its own, all in flight at once. Not nats-py's publish_async: it raises a JetStream
+        # refusal (a stream full, a fence) inside its reply handler instead of failing the future, so the
+        # refusal looked like a timeout, and an event whose effect is refused was deferred forever.
+        timeout = self._request_timeout
+        futures: list[asyncio.Future[PubAck]] = [
+            asyncio.ensure_future(self.js.publish(p.subject, p.data, timeout=timeout, headers=p.headers))
+            for p in publications
+        ]
+        try:
+            _, pending = await asyncio.wait(futures, timeout=timeout + 1.0)  # each times out by itself first
+        finally:  # cancelled (a shutdown): leave no request behind unawaited
+            for future in futures:
+                future.cancel()
         outcomes: list[TransportError | None] = []
         for publication, future in zip(publications, futures, strict=True):
             what = f"publish {publication.subject}"
             if future in pending:
-                future.cancel()
                 outcomes.append(TransportTimeout(f"{what}: timed out"))
-            elif (error := future.exception()) is not None:
+            elif isinstance(error := future.exception(), nats.errors.MaxPayloadError):
+                raise PayloadError(f"{what}: message exceeds the server's max_payload") from error
+            elif error is not None:
                 outcomes.append(_publish_error(what, error))
             else:
                 outcomes.append(None)
@@ -429,6 +468,13 @@ class Connection:
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
+    async def publish_rollup(self, subject: str, data: bytes) -> int:
+        """Publish to JetStream as the only message on ``subject`` (``Nats-Rollup: sub`` drops the earlier ones;
+        the stream must allow rollups); returns the stream sequence."""
+        with translate_errors(f"publish {subject}"):
+            ack = await self.js.publish(subject, data, headers={"Nats-Rollup": "sub"})
+        return ack.seq
+
     async def publish_at(
         self, schedule_subject: str, target: str, at_ms: int, data: bytes, *, msg_id: str | None = None
     ) -> int:
@@ -450,6 +496,16 @@ class Connection:
     async def stream_has_message(self, stream: str, seq: int) -> bool:
         """Whether ``seq`` is still in ``stream`` (on a work-queue stream: not yet acknowledged)."""
         return await _found(self.js.get_msg(stream, seq), f"get message {stream}#{seq}")
+
+    async def last_message(self, stream: str, subject: str) -> tuple[int, bytes] | None:
+        """The stream sequence and data of the last message on ``subject`` in ``stream``, if there is one."""
+        try:
+            msg = await self.js.get_last_msg(stream, subject)
+        except nats.js.errors.NotFoundError:
+            return None
+        except nats.errors.Error as exc:
+            raise TransportError(f"get last message {stream}/{subject}: {exc}") from exc
+        return None if msg.seq is None else (msg.seq, msg.data or b"")
 
     async def stream_exists(self, stream: str) -> bool:
         """Whether ``stream`` exists (it may still be without a leader)."""

@@ -46,5 +46,10 @@ class PartitionTaken(TransportError):
     """An event partition a node tried to take is still filtered by another node's consumer."""
 
 
+class Fenced(TransportError):
+    """A task dispatch the tasks stream refused: its partition was fenced by a newer owner since this node's
+    token (actors/fencing.py), or this node holds no token for it. The event goes back to the partition's owner."""
+
+
 class PermissionDenied(TransportError):
     """The NATS server refused a publish or subscription: this identity's role does not allow it."""

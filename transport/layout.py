@@ -6,6 +6,7 @@ Subjects::
 
     <prefix>.task.<type>.<domain>.<taskId>   task messages (work-queue stream <PREFIX>_TASKS); domain "_" = none
     <prefix>.tsched.<dispatchId>             schedules that publish a task message later (same stream)
+    <prefix>.fence.<partition>               the partition's fence: its owner's dispatches name it (same stream)
     <prefix>.wf.<partition>.start            StartWorkflow            (stream <PREFIX>_EVENTS)
     <prefix>.wf.<partition>.result.<type>.<domain>    TaskResult from workers  (stream <PREFIX>_EVENTS)
     <prefix>.wf.<partition>.started.<type>.<domain>   TaskStarted from workers (only when the task asks for it)
@@ -177,6 +178,11 @@ class Layout:
 
     def task_schedule_subject(self, dispatch_id: str) -> str:
         return f"{self.prefix}.tsched.{escape_token(dispatch_id)}"
+
+    def fence_subject(self, partition: int) -> str:
+        """One message per partition, published by each node that takes the partition: a task dispatch is stored
+        only while the fence it names is the last one (actors/fencing.py)."""
+        return f"{self.prefix}.fence.{partition}"
 
     def task_consumer(self, task_type: str, domain: str | None) -> str:
         """Deterministic durable name of the pull consumer for (type, domain)."""

@@ -10,6 +10,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 
 import anyio
 import nats.errors
@@ -55,13 +56,18 @@ async def _stream_config(conn: Connection, name: str) -> StreamConfig | None:
     return info.config
 
 
-async def _ensure_stream(conn: Connection, config: StreamConfig, replicas: int | None) -> None:
-    """Create the stream if missing. An existing one is updated only when ``replicas`` is given (a node
-    provisioning on purpose); otherwise it is adopted as it is, so a client can never shrink an R3 stream."""
+async def _ensure_stream(conn: Connection, config: StreamConfig, replicas: int | None, *, upgrade: bool) -> None:
+    """Create the stream if missing. An existing one is updated when ``replicas`` is given (a node provisioning
+    on purpose), or, with ``upgrade`` (any node), when it lacks a subject or a feature this version needs (one
+    made by an older Partita), keeping its replicas; otherwise it is adopted as it is, so a client can never
+    shrink an R3 stream."""
     assert config.name is not None
     existing = await _stream_config(conn, config.name)
     if existing is not None and replicas is None:
-        return
+        if not upgrade or (upgraded := _upgraded(existing, config)) is None:
+            return
+        log.warning("stream_upgraded", stream=config.name, subjects=upgraded.subjects)
+        config, replicas = upgraded, existing.num_replicas
     config.num_replicas = replicas or 1
     try:
         if existing is None:
@@ -74,6 +80,17 @@ async def _ensure_stream(conn: Connection, config: StreamConfig, replicas: int |
         # Created concurrently by another process a moment ago: adopt it.
     except nats.errors.Error as exc:
         raise ProvisioningError(f"stream {config.name}: {exc}") from exc
+
+
+def _upgraded(existing: StreamConfig, wanted: StreamConfig) -> StreamConfig | None:
+    """``existing`` with the subjects and the rollup permission ``wanted`` adds, the rest (an operator's tuning)
+    untouched; None when it lacks neither."""
+    missing = [subject for subject in wanted.subjects or () if subject not in (existing.subjects or ())]
+    rollup = bool(wanted.allow_rollup_hdrs) and not existing.allow_rollup_hdrs
+    if not missing and not rollup:
+        return None
+    return replace(existing, subjects=[*(existing.subjects or ()), *missing],
+                   allow_rollup_hdrs=existing.allow_rollup_hdrs or wanted.allow_rollup_hdrs)  # fmt: skip
 
 
 async def _adopt(conn: Connection, stream: str, replicas: int | None) -> bool:
@@ -118,7 +135,7 @@ async def _ensure_object_store(conn: Connection, bucket: str, replicas: int | No
 
 
 async def ensure_layout(
-    conn: Connection, layout: Layout, *, replicas: int | None = None, patience: float = 0.0
+    conn: Connection, layout: Layout, *, replicas: int | None = None, patience: float = 0.0, upgrade: bool = False
 ) -> None:
     """Create what is missing: the streams and the KV buckets (nodes make their own events consumers).
 
@@ -128,14 +145,14 @@ async def ensure_layout(
 
     ``replicas=None`` (clients, workers, nodes not told otherwise) creates missing pieces with one replica
     and leaves existing ones alone. A number (``partita node --replicas 3``) also brings existing streams and
-    buckets to that replica count.
+    buckets to that replica count. ``upgrade`` (nodes) adds what a stream made by an older version lacks.
     """
     started = time.monotonic()
     deadline = started + patience
     delay = 0.5
     while True:
         try:
-            await _ensure_layout(conn, layout, replicas)
+            await _ensure_layout(conn, layout, replicas, upgrade)
             return
         except TransportError as exc:
             explained = conn.explain(exc, started, "create the missing streams and buckets", "$JS.API.STREAM.")
@@ -148,10 +165,10 @@ async def ensure_layout(
             delay = min(delay * 2, 5.0)
 
 
-async def _ensure_layout(conn: Connection, layout: Layout, replicas: int | None) -> None:
+async def _ensure_layout(conn: Connection, layout: Layout, replicas: int | None, upgrade: bool) -> None:
     day = 24 * 3600.0
     streams = (
-        (layout.tasks_stream, "Partita task messages: one subject per task", ("task", "tsched"), None),
+        (layout.tasks_stream, "Partita task messages: one subject per task", ("task", "tsched", "fence"), None),
         (layout.events_stream, "Partita workflow events: starts, results, commands, timers", ("wf", "esched"), None),
         (layout.emitted_stream, "Events of EVENT tasks with a 'conductor' sink, kept 7 days", ("event",), 7 * day),
         (layout.dead_letter_stream, "Messages nothing could process, with the reason", ("dlq",), 30 * day),
@@ -167,9 +184,10 @@ async def _ensure_layout(conn: Connection, layout: Layout, replicas: int | None)
             storage=StorageType.FILE,
             max_age=max_age,
             allow_msg_schedules=True if work_queue else None,
+            allow_rollup_hdrs=name == layout.tasks_stream,  # a partition's fence keeps one message
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
         )
-        await _ensure_stream(conn, config, replicas)
+        await _ensure_stream(conn, config, replicas, upgrade=upgrade)
     running = StreamConfig(
         name=layout.running_stream,
         description="Partita workflows that have not ended, one message each (the reconciler's index)",
@@ -179,7 +197,7 @@ async def _ensure_layout(conn: Connection, layout: Layout, replicas: int | None)
         max_msgs_per_subject=1,
         allow_msg_ttl=True,  # an ended workflow's entry is replaced by a marker that expires (RUNNING_ENDED_TTL)
     )
-    await _ensure_stream(conn, running, replicas)
+    await _ensure_stream(conn, running, replicas, upgrade=upgrade)
     await _ensure_bucket(conn, layout.workflows_bucket, 1, replicas)
     await _ensure_bucket(conn, layout.members_bucket, 1, replicas, ttl=MEMBERS_TTL_SECONDS)
     await _ensure_bucket(conn, layout.definitions_bucket, 5, replicas)

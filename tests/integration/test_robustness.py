@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import msgspec
 import pytest
-from nats.js.api import StreamConfig
+from nats.js.api import ConsumerConfig, DiscardPolicy, StreamConfig
 
 from partita.actors import InProgress, Node, TaskMessage, WorkerSpec, workflow_actor
 from partita.actors.decider import Decision
@@ -27,7 +27,7 @@ from partita.transport import (
 )
 from partita.transport.codec import encode_json
 
-from .harness import eventually, running
+from .harness import Process, eventually, running, unprocessed_events
 
 CHAIN = {
     "name": "chain",
@@ -385,8 +385,10 @@ async def test_a_task_purged_while_its_worker_runs_it_is_not_handed_back(conn: C
         return (info.num_pending, info.num_ack_pending) == (0, 0)
 
     await eventually(settled, what="the purged task acked and nothing queued")
-    stream = await conn.js.stream_info(client.layout.tasks_stream)
-    assert stream.state.messages == 0
+    # No task message left (the partitions' fences live in the same stream, one message each).
+    tasks = await conn.js.stream_info(client.layout.tasks_stream, subjects_filter=f"{client.layout.prefix}.task.>")
+    assert tasks.state.subjects in (None, {})
+    assert tasks.state.messages == client.layout.partitions
 
 
 async def test_workflows_run_on_when_the_history_stream_is_gone(conn: Connection, client: Client) -> None:
@@ -401,3 +403,56 @@ async def test_workflows_run_on_when_the_history_stream_is_gone(conn: Connection
         workflow = await client.wait(await client.start("untraced"), within=30)
     assert workflow.status is WorkflowStatus.COMPLETED
     assert workflow.output == {"n": 2}
+
+
+async def test_workflows_run_on_when_the_history_stream_is_full(conn: Connection, client: Client) -> None:
+    # Full (an operator's limit, new messages refused): the same, each entry over the limit logged as a gap.
+    # The refusal must be seen as one: taken for a timeout, the event would be deferred again and again.
+    await client.register_json(
+        b'{"name": "untraced", "tasks": [{"name": "inc", "taskReferenceName": "i", "inputParameters": {"n": 1}}]}'
+    )
+    config: StreamConfig = (await conn.js.stream_info(client.layout.history_stream)).config
+    config.max_msgs, config.discard = 1, DiscardPolicy.NEW
+    await conn.js.update_stream(config)
+    async with running(conn, [WorkerSpec("inc", inc)]):
+        workflow = await client.wait(await client.start("untraced"), within=30)
+        # Nothing deferred for ever: every event acknowledged.
+        await eventually(lambda: _all_processed(conn, client.layout), what="every event acknowledged")
+    assert workflow.status is WorkflowStatus.COMPLETED
+    assert workflow.output == {"n": 2}
+    assert (await conn.js.stream_info(client.layout.history_stream)).state.messages == 1
+
+
+async def _all_processed(conn: Connection, layout: Layout) -> bool:
+    return await unprocessed_events(conn, layout) == 0
+
+
+async def test_a_worker_waits_while_jetstream_refuses_its_consumer_then_runs(
+    nats_server: EmbeddedServer, conn: Connection, client: Client, tmp_path: Path
+) -> None:
+    # A worker whose consumers cannot be made yet (a cluster electing leaders; here a stream at its consumer
+    # limit) keeps asking, saying so, instead of exiting; it runs its tasks once they can be made.
+    layout = client.layout
+    config: StreamConfig = (await conn.js.stream_info(layout.tasks_stream)).config
+    await conn.js.delete_stream(layout.tasks_stream)
+    config.max_consumers = 2  # room for the worker's two consumers, taken; a limit an update cannot change
+    await conn.js.add_stream(config)
+    for blocker in ("blocker1", "blocker2"):
+        blocked = ConsumerConfig(durable_name=blocker, filter_subject=f"{layout.prefix}.task.{blocker}.>")
+        await conn.js.add_consumer(layout.tasks_stream, blocked)
+    task = {"name": "step", "taskReferenceName": "s", "inputParameters": {"marker_dir": str(tmp_path), "n": 1}}
+    await client.register_json(msgspec.json.encode({"name": "one", "tasks": [task]}))
+    log = tmp_path / "w.log"
+    worker = Process("--nats", nats_server.url, "worker", "tests.integration.slow_workers", log_path=log)
+    try:
+        await eventually(lambda: log.exists() and b'"consumer_bind_failed"' in log.read_bytes(), what="a refusal")
+        for blocker in ("blocker1", "blocker2"):
+            await conn.js.delete_consumer(layout.tasks_stream, blocker)
+        async with running(conn, system_tasks=False):  # whose workers would take the two places first
+            workflow = await client.wait(await client.start("one"), within=30)
+        assert worker.popen.poll() is None  # still running: it waited rather than exiting
+    finally:
+        worker.stop()
+    assert workflow.status is WorkflowStatus.COMPLETED
+    assert workflow.tasks[0].output_data == {"n": 2}
+    assert b"maximum consumers limit reached" in log.read_bytes()

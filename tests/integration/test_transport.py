@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import anyio
+import nats
 import pytest
-from nats.js.api import RetentionPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
 
 from partita.actors import WorkerSpec
 from partita.schemas import TaskStatus, WorkflowStatus
@@ -15,6 +19,7 @@ from partita.transport import (
     CasConflict,
     Client,
     Connection,
+    Delivery,
     EmbeddedServer,
     Layout,
     ServerVersionError,
@@ -66,6 +71,52 @@ async def test_provisioning_is_idempotent_and_builds_the_documented_layout(conn:
     assert (await conn.kv(layout.members_bucket)).name == "acme_members"
     # Nodes make their own events consumers (partition ownership), so provisioning makes none.
     assert await conn.js.consumers_info(layout.events_stream) == []
+
+
+async def test_a_delivery_read_after_a_freeze_is_dated_from_before_it(
+    nats_server: EmbeddedServer, conn: Connection
+) -> None:
+    """The server delivers into the socket of a process that is frozen; the process reads the message only when
+    it wakes. Its AckWait began before that: the delivery must say so, or a node would act on an event that
+    another node has taken over meanwhile (see the zombie test)."""
+    await conn.js.add_stream(StreamConfig(name="T", subjects=["t.>"]))
+    await conn.js.add_consumer("T", ConsumerConfig(durable_name="c", ack_policy=AckPolicy.EXPLICIT))
+    consumer = await conn.pull_consumer("T", "c")
+    fetched: list[Delivery] = []
+
+    async def fetch_until_one() -> None:
+        while not fetched:
+            fetched.extend(await consumer.fetch(8, max_wait=0.5))
+
+    def publish_elsewhere() -> None:  # another client publishes while this one is frozen, and waits for the delivery
+        async def publish() -> None:
+            other = await nats.connect(nats_server.url)
+            try:
+                await other.jetstream().publish("t.1", b"x")
+                deadline = time.monotonic() + 10
+                while (await other.jetstream().consumer_info("T", "c")).num_ack_pending < 1:
+                    assert time.monotonic() < deadline, "the server never delivered"
+                    await asyncio.sleep(0.01)
+            finally:
+                await other.close()
+
+        asyncio.run(publish())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(fetch_until_one)
+        await eventually(lambda: _waiting(conn), what="the pull request at the server")
+        frozen_at = time.monotonic()
+        thread = threading.Thread(target=publish_elsewhere)
+        thread.start()
+        thread.join()  # the freeze: this event loop runs nothing meanwhile, and outlasts the fetch's wait
+        time.sleep(0.6)  # noqa: ASYNC251 -- the fault itself, not a wait for something
+    await consumer.aclose()
+    [delivery] = fetched
+    assert delivery.refreshed < frozen_at
+
+
+async def _waiting(conn: Connection) -> bool:
+    return (await conn.js.consumer_info("T", "c")).num_waiting >= 1
 
 
 async def test_a_stale_revision_loses_the_compare_and_set(conn: Connection) -> None:

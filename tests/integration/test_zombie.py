@@ -3,7 +3,9 @@
 Its partitions move to the other node while it sleeps, with the events it held; the other node decides them and
 performs their effects. When the zombie wakes it still holds those events, some already decided and written by
 itself just before it froze. Acting on them now would dispatch their tasks a second time: long after the first
-publish, so JetStream's message-id dedupe no longer catches it. It must notice and drop them instead.
+publish, so JetStream's message-id dedupe no longer catches it. It must notice and drop them instead; and what
+it had already handed to its client before freezing, written only when it wakes, the tasks stream refuses
+(fencing, actors/fencing.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import anyio
 import msgspec
 
+from partita.actors.membership import read_cluster
 from partita.schemas import TaskStatus, WorkflowStatus
 from partita.transport import Client, Connection, EmbeddedServer
 
@@ -26,6 +29,7 @@ DEDUPE_SECONDS = 12.0
 FROZEN_SECONDS = 20.0
 WORKFLOWS = 200
 STEPS = 4
+BACKLOG = 16  # events the zombie holds when it freezes
 
 
 async def test_a_node_frozen_past_its_lease_does_nothing_twice_when_it_wakes(
@@ -49,12 +53,18 @@ async def test_a_node_frozen_past_its_lease_does_nothing_twice_when_it_wakes(
     zombie = Process("--nats", url, "node", "--name", "zombie", log_path=tmp_path / "zombie.log")
     other = Process("--nats", url, "node", "--name", "other", log_path=tmp_path / "other.log")
     try:
-        await eventually(lambda: _logged(tmp_path / "zombie.log", "node_started")
-                         and _logged(tmp_path / "other.log", "node_started"), within=30, what="both nodes")  # fmt: skip
-        # All at once, so that the zombie is busy when it freezes: events fetched, decided, written, half done.
-        ids = [await client.start("zombie_chain", {"dir": str(markers)}) for _ in range(WORKFLOWS)]
-        await eventually(lambda: len(os.listdir(markers)) >= 40, within=60, what="40 steps to run")
-        zombie.pause()
+        # Both nodes up is not enough: the one started second owns nothing until the first lets half go.
+        await eventually(lambda: _split(conn, client), within=30, what="the partitions split between the nodes")
+        # All at once, and the zombie frozen in the midst of them: events fetched, decided, written, half done.
+        ids: list[str] = []
+
+        async def start_all() -> None:
+            for _ in range(WORKFLOWS):
+                ids.append(await client.start("zombie_chain", {"dir": str(markers)}))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(start_all)
+            await _freeze_holding_events(zombie, conn, client)
         await anyio.sleep(FROZEN_SECONDS)  # the fault itself: how long the node stays frozen
         zombie.resume()
         with anyio.fail_after(120):
@@ -62,7 +72,7 @@ async def test_a_node_frozen_past_its_lease_does_nothing_twice_when_it_wakes(
     finally:
         for process in (workers, zombie, other):
             process.stop()
-    taken_over = (tmp_path / "zombie.log").read_bytes().count(b'"event_taken_over"')
+    zombie_log, other_log = (tmp_path / "zombie.log").read_bytes(), (tmp_path / "other.log").read_bytes()
     assert [w.status for w in finals] == [WorkflowStatus.COMPLETED] * WORKFLOWS
     for workflow in finals:
         assert [t.reference_task_name for t in workflow.tasks] == [f"s{i}" for i in range(STEPS)]
@@ -70,9 +80,31 @@ async def test_a_node_frozen_past_its_lease_does_nothing_twice_when_it_wakes(
     # Exactly once, at the workers too: not one task dispatched a second time.
     executed = sorted(os.listdir(markers))
     assert len(executed) == WORKFLOWS * STEPS, f"{len(executed) - WORKFLOWS * STEPS} extra executions"
-    # The interleaving happened: the zombie woke holding events the other node had taken over, and dropped them.
-    assert taken_over >= 1
+    # The interleaving happened: the zombie froze holding events (see _freeze_holding_events) and the other node
+    # declared it dead and took them over. Woken, the zombie drops those it had not begun (event_taken_over),
+    # gives up those it was writing (their writes time out: event_deferred), and the late bytes of those are
+    # refused (CAS on the records, fences on the dispatches), or the counts above would be off. Which of these
+    # a run shows depends on where each event was at the SIGSTOP; some runs show neither, when every held event
+    # was still in the zombie's socket (its client then drops them with the failed fetch).
+    assert b'"dead_member_consumer_removed"' in other_log
+    assert zombie_log.count(b'"node_stopped"') == 1  # and the zombie lived on after waking, to stop when told
 
 
-def _logged(path: Path, event: str) -> bool:
-    return path.exists() and f'"event": "{event}"'.encode() in path.read_bytes()
+async def _freeze_holding_events(zombie: Process, conn: Connection, client: Client) -> None:
+    """SIGSTOP the zombie at a moment it holds a backlog of events (delivered to it, not yet acknowledged: more
+    than the few whose acks may still sit unsent in its client's buffer); if it froze with fewer, wake it and
+    try again while the starts pour in."""
+    consumer = client.layout.node_consumer("zombie")
+    with anyio.fail_after(30):
+        while True:
+            zombie.pause()
+            if (await conn.js.consumer_info(client.layout.events_stream, consumer)).num_ack_pending >= BACKLOG:
+                return
+            zombie.resume()
+            await anyio.sleep(0.01)  # let it take on more work before the next try
+
+
+async def _split(conn: Connection, client: Client) -> bool:
+    status = await read_cluster(conn, client.layout)
+    owned = {member.name: len(member.partitions) for member in status.members if member.live}
+    return owned == {"zombie": client.layout.partitions // 2, "other": client.layout.partitions // 2}
