@@ -17,8 +17,9 @@ import math
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
 import anyio
@@ -181,9 +182,10 @@ class PullConsumer:
 class KvBucket:
     """A JetStream KV bucket with compare-and-set writes."""
 
-    def __init__(self, kv: KeyValue, name: str) -> None:
+    def __init__(self, kv: KeyValue, name: str, subject_count: Callable[[str], Awaitable[int]] | None = None) -> None:
         self._kv = kv
         self.name = name
+        self._subject_count = subject_count  # subjects of the bucket's stream matching a filter (stream info)
 
     async def get(self, key: str) -> KvEntry | None:
         try:
@@ -225,16 +227,31 @@ class KvBucket:
             await self._kv.delete(key)
 
     async def keys(self, pattern: str = ">") -> list[str]:
-        """Keys matching a subject-style ``pattern`` (``*`` one token, ``>`` the rest), filtered server-side."""
+        """Keys matching a subject-style ``pattern`` (``*`` one token, ``>`` the rest), filtered server-side.
+
+        Read until as many subjects have come as the stream said it holds, rather than until nats-py's "caught
+        up" marker: the watcher sends that marker early when the server delivered a key before answering the
+        watcher's consumer-info request but the client had not read it yet (a loaded machine), and the listing
+        then came back short, even empty."""
+        expected = await self._subject_count(f"$KV.{self.name}.{pattern}") if self._subject_count else None
         keys: list[str] = []
+        seen = 0
+        caught_up = False
         with translate_errors(f"kv keys {self.name}"):
-            watcher = await self._kv.watch(pattern, meta_only=True, ignore_deletes=True)
+            watcher = await self._kv.watch(pattern, meta_only=True)
             try:
-                with anyio.fail_after(KEYS_WITHIN):
+                with anyio.move_on_after(KEYS_WITHIN):
                     async for entry in watcher:
                         if entry is None:
+                            caught_up = True
+                        else:
+                            seen += 1
+                            if entry.operation is None:  # not a delete or purge marker
+                                keys.append(entry.key)
+                        if (expected is None and caught_up) or (expected is not None and seen >= expected):
                             break
-                        keys.append(entry.key)
+                if not caught_up and (expected is None or seen < expected):
+                    raise TimeoutError  # stalled: neither every subject nor the marker came
             finally:
                 await watcher.stop()  # type: ignore[no-untyped-call]
         return keys
@@ -587,7 +604,10 @@ class Connection:
             if isinstance(exc.__cause__, nats.js.errors.NotFoundError):
                 raise ProvisioningError(f"bucket {bucket} does not exist") from exc
             raise self.explain(exc, started, f"open bucket {bucket}", f"KV_{bucket}") from exc
-        return KvBucket(kv, bucket)
+        return KvBucket(kv, bucket, partial(self._subject_count, f"KV_{bucket}"))
+
+    async def _subject_count(self, stream: str, subject_filter: str) -> int:
+        return len(await self.subjects(stream, subject_filter))
 
     async def aclose(self) -> None:
         """Drain (finish in-flight publishes and subscriptions), then close."""
