@@ -351,6 +351,21 @@ class Publication:
         return Publication(self.subject, self.data, {**(self.headers or {}), **fence})
 
 
+class _JetStream(JetStreamContext):
+    """nats-py's JetStream context, with ``publish_async`` failing the future on a JetStream refusal (a full
+    stream, a fence): nats-py raises the refusal inside its reply handler instead, which leaves the future to
+    time out, so a refused effect looked like an outage and its event was deferred for ever."""
+
+    async def _handle_async_reply(self, msg: Msg) -> None:
+        try:
+            await super()._handle_async_reply(msg)
+        except nats.js.errors.APIError as exc:
+            token = msg.subject[len(self._nc._inbox_prefix) + 22 + 2 :]  # as nats-py's own handler reads it
+            future = self._publish_async_futures.get(token)
+            if future is not None and not future.done():
+                future.set_exception(exc)
+
+
 def _publish_error(what: str, error: BaseException) -> TransportError:
     if isinstance(error, nats.errors.TimeoutError | TimeoutError):
         return TransportTimeout(f"{what}: timed out")
@@ -385,17 +400,14 @@ class Connection:
         instead of one per message. Returns, per message, None (stored) or the error."""
         if not publications:
             return []
-        # Each a request of its own, all in flight at once. Not nats-py's publish_async: it raises a JetStream
-        # refusal (a stream full, a fence) inside its reply handler instead of failing the future, so the
-        # refusal looked like a timeout, and an event whose effect is refused was deferred forever.
-        timeout = self._request_timeout
-        futures: list[asyncio.Future[PubAck]] = [
-            asyncio.ensure_future(self.js.publish(p.subject, p.data, timeout=timeout, headers=p.headers))
-            for p in publications
-        ]
+        futures: list[asyncio.Future[PubAck]] = []
+        with translate_errors("publish"):
+            for publication in publications:  # refusals fail their futures (_JetStream)
+                subject, data, headers = publication.subject, publication.data, publication.headers
+                futures.append(await self.js.publish_async(subject, data, headers=headers))
         try:
-            _, pending = await asyncio.wait(futures, timeout=timeout + 1.0)  # each times out by itself first
-        finally:  # cancelled (a shutdown): leave no request behind unawaited
+            _, pending = await asyncio.wait(futures, timeout=self._request_timeout)
+        finally:  # cancelled (a shutdown): leave no future behind unawaited
             for future in futures:
                 future.cancel()
         outcomes: list[TransportError | None] = []
@@ -857,5 +869,5 @@ async def connect(
     if not nc._server_info.get("jetstream"):
         await nc.close()
         raise ServerVersionError("the NATS server has JetStream disabled; start it with -js")
-    js = nc.jetstream(timeout=request_timeout)
+    js = _JetStream(nc, timeout=request_timeout)
     return Connection(nc, js, request_timeout, identity=credentials.principal(), denials=denials)
