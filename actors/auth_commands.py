@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 
 from partita.transport import AuthDirectory, AuthError, Credentials, Identity, Layout, Role, permissions
+from partita.transport.auth import account_name, account_of
 
 DEFAULT_AUTH_DIR = ".partita/auth"
 NO_DOMAIN_FLAG = "--no-domain"
@@ -79,6 +80,8 @@ def add_auth_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     remove = sub.add_parser("remove", help="remove an identity (and its seed file here)")
     remove.add_argument("name")
     remove.set_defaults(handler=cmd_auth_remove)
+    render = sub.add_parser("render", help="write accounts.conf again from identities.json (after an upgrade)")
+    render.set_defaults(handler=cmd_auth_render)
     listing = sub.add_parser("list", help="identities, roles and grants")
     listing.set_defaults(handler=cmd_auth_list)
     show = sub.add_parser("permissions", help="the subjects an identity may publish and subscribe to")
@@ -138,6 +141,23 @@ async def cmd_auth_init(args: argparse.Namespace) -> int:
     for role in (Role.NODE, Role.ADMIN, Role.CLIENT):
         if directory.get(str(role)) is None:
             _report(directory, directory.add(functools.partial(_plain_identity, role), str(role)))
+    directory.render()  # what this version generates, for identities made by an older one too
+    _done(directory)
+    return 0
+
+
+async def cmd_auth_render(args: argparse.Namespace) -> int:
+    directory = _directory(args)
+    try:
+        if not directory.identities():
+            print(f"error: no identities in {directory.path} (run `partita auth init` first)", file=sys.stderr)
+            return 2
+        count = directory.render()
+    except AuthError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    engine = account_name(directory.layout)
+    print(f"{count} identities: the nodes in account {engine}, every other identity in an account of its own")
     _done(directory)
     return 0
 
@@ -180,5 +200,6 @@ async def cmd_auth_permissions(args: argparse.Namespace) -> int:
         print(f"error: no identity {args.name!r} in {directory.path}", file=sys.stderr)
         return 2
     perms = permissions(identity, directory.layout)
-    print(json.dumps({"publish": list(perms.publish), "subscribe": list(perms.subscribe)}, indent=2))
+    shown = {"account": account_of(identity, directory.layout), "publish": perms.publish, "subscribe": perms.subscribe}
+    print(json.dumps(shown, indent=2))
     return 0

@@ -141,11 +141,11 @@ class EffectPerformer:
                 return await self._dispatch(effect)
             case ScheduleTimer():
                 target = self._layout.timer_subject(effect.event.workflow_id)
-                schedule = self._layout.timer_schedule_subject(effect.timer_id)
+                schedule = self.timer_schedule_subject(effect.timer_id)
                 data = encode_json(effect.event)
                 # The deadline is part of the id: re-arming a timer (retry, resume) must not be deduplicated away.
                 repair = f":r{effect.repair}" if effect.repair else ""
-                msg_id = self._sealed(f"timer:{effect.timer_id}:{effect.at}{repair}")
+                msg_id = self.sealed(f"timer:{effect.timer_id}:{effect.at}{repair}")
                 return Publication.scheduled(schedule, target, effect.at, data, msg_id)
             case StartChild(request=request):
                 subject = self._layout.start_subject(request.workflow_id)
@@ -154,10 +154,10 @@ class EffectPerformer:
                     # A failure workflow's copy of the failed one does not fit: send its id instead.
                     trimmed = {**request.input, "failedWorkflow": {"workflowId": request.input.get("workflowId")}}
                     data = encode_json(structs.replace(request, input=trimmed))
-                return Publication.durable(subject, data, self._sealed(f"start:{request.workflow_id}"))
+                return Publication.durable(subject, data, self.sealed(f"start:{request.workflow_id}"))
             case SendCommand(send_id=send_id, command=command):
                 subject = self._layout.command_subject(command.workflow_id)
-                return Publication.durable(subject, encode_json(command), self._sealed(send_id))
+                return Publication.durable(subject, encode_json(command), self.sealed(send_id))
             case RecordHistory(entry=entry):
                 subject = self._layout.history_subject(entry.workflow_id)
                 return Publication.durable(
@@ -193,8 +193,15 @@ class EffectPerformer:
             )
             self._consumers[key] = (ack_wait, limit)
 
-    def _sealed(self, msg_id: str) -> str:
+    def sealed(self, msg_id: str) -> str:
+        """``msg_id`` sealed with the nodes' key (:func:`seal`)."""
         return seal(self._message_id_key, msg_id)
+
+    def timer_schedule_subject(self, timer_id: str) -> str:
+        """Where the schedule of a timer lives, sealed like the message ids: a publisher to the events stream
+        may ask the server to purge a schedule by naming its subject (``Nats-Schedule-Next: purge``), and with
+        a subject only nodes can compute nobody else can name one to cancel a timer."""
+        return self._layout.timer_schedule_subject(self.sealed(timer_id))
 
     async def _dispatch(self, effect: DispatchTask) -> Publication:
         task = effect.task

@@ -3,7 +3,7 @@ sees it (``decode_event``, the one gate; ``decode_event_data``, its pure core)."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -62,6 +62,7 @@ def decode_event(layout: Layout, delivery: Delivery) -> Envelope:
     only that: anything else escaping would stop the node's fetch loop, and the event, never acknowledged,
     would come back to stop the restarted node again."""
     try:
+        check_provenance(layout, delivery.subject, delivery.headers)
         decoded = decode_event_data(layout, delivery.subject, delivery.data)
     except PayloadError:
         raise
@@ -78,6 +79,38 @@ def decode_event(layout: Layout, delivery: Delivery) -> Envelope:
         problem=decoded.problem,
         subject_domain=decoded.subject_domain,
     )
+
+
+SCHEDULER_HEADER: Final = "Nats-Scheduler"
+_SCHEDULE_NEXT: Final = "nats-schedule-next"  # on what a schedule fired: "purge" (the schedule is done)
+_FIRED_HEADERS: Final = frozenset({SCHEDULER_HEADER.lower(), _SCHEDULE_NEXT})
+
+
+def check_provenance(layout: Layout, subject: str, headers: Mapping[str, str]) -> None:
+    """Refuse (:class:`PayloadError`) an event that a message schedule published unless a node made the schedule.
+
+    The events stream allows message schedules, for nodes' timers: a schedule on ``<prefix>.esched.<id>`` that
+    publishes a ``TimerFired`` on ``<prefix>.wf.<p>.timer``. Any publisher to the stream could add schedule
+    headers to its own message, and nats-server would then publish the target itself, on any subject of the
+    stream, without the publisher's permissions. The server strips every ``Nats-Schedule*`` header from what a
+    schedule fires and sets ``Nats-Scheduler`` to the schedule's subject (and refuses that header from a
+    client), so the header says who scheduled: only a timer, fired by a schedule on a subject only nodes may
+    publish, is trusted. A message that still carries schedule headers (a schedule, or a schedule purge,
+    published on an events subject) is refused too.
+    """
+    names = {name.lower(): value for name, value in headers.items()}
+    scheduler = names.get(SCHEDULER_HEADER.lower())
+    kind = subject.split(".")[3] if subject.count(".") >= 3 else ""
+    if any(name.startswith("nats-schedule") for name in names if name not in _FIRED_HEADERS):
+        raise PayloadError(f"a message schedule published on {clip(subject)!r}: only nodes schedule messages")
+    if scheduler is None:
+        if _SCHEDULE_NEXT in names:
+            raise PayloadError(f"a schedule purge published on {clip(subject)!r}: only nodes schedule messages")
+        if kind == "timer":
+            raise PayloadError("a timer that no schedule fired: only nodes' schedules publish timers")
+        return
+    if kind != "timer" or not scheduler.startswith(f"{layout.prefix}.esched."):
+        raise PayloadError(f"published by a message schedule on {clip(scheduler)!r}, which no node made")
 
 
 def decode_event_data(layout: Layout, subject: str, data: bytes) -> DecodedEvent:

@@ -265,7 +265,7 @@ class Node:
             self._rejected += 1
             log.error("event_rejected", subject=delivery.subject, stream_seq=delivery.stream_seq, error=str(exc))
             try:
-                await dead_letter(self.conn, self.layout, delivery, str(exc))
+                await dead_letter(self.conn, self.layout, delivery, str(exc), seal=context.effects.sealed)
             except TransportError:  # not kept, so not terminated: it comes back after AckWait
                 log.warning("dead_letter_failed", subject=delivery.subject, stream_seq=delivery.stream_seq)
             return

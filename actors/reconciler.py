@@ -148,7 +148,9 @@ class Reconciler:
                 delayed = layout.task_schedule_subject(task.task_id)
                 return await has(layout.tasks_stream, queued) or await has(layout.tasks_stream, delayed)
             case MoverKind.TIMER:
-                return await has(layout.events_stream, layout.timer_schedule_subject(task.task_id))
+                sealed = self._effects.timer_schedule_subject(task.task_id)
+                legacy = layout.timer_schedule_subject(task.task_id)  # armed by a version before sealing
+                return await has(layout.events_stream, sealed) or await has(layout.events_stream, legacy)
             case MoverKind.CHILD:
                 assert task.sub_workflow_id is not None
                 return await self._child_moves(workflow, task.task_id, task.sub_workflow_id)

@@ -211,7 +211,7 @@ class WorkflowActor:
             f"{delivery.num_delivered} attempts: {type(exc).__name__}: {clip(str(exc), 400)}"
         )
         try:
-            await keep_dead_letter(self._ctx.conn, self._ctx.layout, delivery, reason)
+            await keep_dead_letter(self._ctx.conn, self._ctx.layout, delivery, reason, seal=self._ctx.effects.sealed)
             failed = await self._fail(envelope, reason)
             await delivery.term(reason)
         except TransportError as error:

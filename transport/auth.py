@@ -1,7 +1,9 @@
 """Least-privilege NATS identities for a deployment: who may publish and subscribe to what (design §9).
 
-NATS authenticates and authorises; Partita only writes the configuration. A deployment lives in its own NATS
-account (JetStream enabled), and every identity in it has a role:
+NATS authenticates and authorises; Partita only writes the configuration. The engine (nodes, every stream and
+bucket) lives in one NATS account with JetStream; every other identity lives in an account of its own that
+imports from the engine's exactly what its permissions allow (:func:`render_accounts`), so that no reply
+subject of its can name an engine stream. Every identity has a role:
 
 * ``node``: everything in the account (nodes provision streams, run workflows, own partitions);
 * ``admin``: what a client may do, plus registering definitions, removing workflows and reading the DLQ and
@@ -13,9 +15,9 @@ account (JetStream enabled), and every identity in it has a role:
 
 Every identity subscribes only under its own inbox prefix, so it cannot read other identities' replies.
 
-This module is pure: :func:`permissions` turns an :class:`Identity` into subject lists and
-:func:`render_accounts` writes the ``accounts {}`` block for ``nats-server``. Key generation uses nkeys
-(Ed25519 seeds the server never sees).
+This module is pure: :func:`permissions` turns an :class:`Identity` into subject lists, :func:`boundary` into
+its account's imports, and :func:`render_accounts` writes the ``accounts {}`` block for ``nats-server``. Key
+generation uses nkeys (Ed25519 seeds the server never sees).
 """
 
 from __future__ import annotations
@@ -166,7 +168,8 @@ def _worker(identity: Identity, layout: Layout) -> tuple[list[str], list[str]]:
 
 
 def permissions(identity: Identity, layout: Layout) -> Permissions:
-    """The subjects ``identity`` may publish to and subscribe to, in the deployment's account."""
+    """The subjects ``identity`` may publish to and subscribe to: for a node everything in the engine's account;
+    for any other identity the allow-lists of its user, which are also what its account imports."""
     if identity.role is Role.NODE:
         return Permissions(publish=(">",), subscribe=(">",))
     publish, subscribe = _base(identity)
@@ -184,21 +187,91 @@ def _unique(subjects: Iterable[str]) -> tuple[str, ...]:
 
 
 def account_name(layout: Layout) -> str:
+    """The engine's account: its streams and buckets, and the nodes (the name older versions used for all)."""
     return layout.prefix.upper().replace("-", "_")
 
 
+def account_of(identity: Identity, layout: Layout) -> str:
+    """The NATS account ``identity`` lives in: nodes in the engine's, every other identity in one of its own."""
+    if identity.role is Role.NODE:
+        return account_name(layout)
+    return f"{account_name(layout)}-{identity.role}-{identity.name}"
+
+
+# Requests whose reply is several messages (a pull request delivers a batch of tasks to its reply subject).
+_STREAMED_REPLIES: Final = ("$JS.API.CONSUMER.MSG.NEXT.",)
+
+
+class Boundary(msgspec.Struct, frozen=True):
+    """What crosses from one identity's account into the engine's: the services it imports (everything it may
+    publish: the engine answers in the identity's account, so no reply subject of its can name an engine
+    stream) and the streams (what it may subscribe to: its inbox for push deliveries, done notices)."""
+
+    account: str
+    services: tuple[str, ...]
+    streams: tuple[str, ...]
+
+
+def boundary(identity: Identity, layout: Layout) -> Boundary | None:
+    """The imports of a non-node identity's account, exactly its allow-lists; None for a node."""
+    if identity.role is Role.NODE:
+        return None
+    perms = permissions(identity, layout)
+    return Boundary(account_of(identity, layout), perms.publish, perms.subscribe)
+
+
 def render_accounts(identities: Sequence[Identity], layout: Layout) -> str:
-    """The ``accounts {}`` block of a nats-server configuration (include it from the server's file)."""
+    """The ``accounts {}`` block of a nats-server configuration (include it from the server's file).
+
+    The engine's account holds the nodes (and every stream and bucket); each other identity gets an account of
+    its own, without JetStream, that imports from the engine exactly the subjects its permissions allow. A
+    request it makes is answered in its own account, where nothing is stored, so a reply subject cannot write
+    into an engine stream; and two identities share nothing but the engine's exports."""
     names = [identity.name for identity in identities]
     if len(set(names)) != len(names):
         raise AuthError("identity names must be unique")
+    engine = account_name(layout)
+    boundaries = [(identity, b) for identity in identities if (b := boundary(identity, layout)) is not None]
+    services: dict[str, list[str]] = {}
+    streams: dict[str, list[str]] = {}
+    for _, b in boundaries:
+        for subject in b.services:
+            services.setdefault(subject, []).append(b.account)
+        for subject in b.streams:
+            streams.setdefault(subject, []).append(b.account)
     lines = [
         f"# Generated by `partita auth` for the deployment {layout.prefix!r}. Do not edit: re-run `partita auth`.",
         "accounts {",
-        f"  {account_name(layout)}: {{",
+        f"  {engine}: {{",
         "    jetstream: enabled",
         "    users: [",
+        *_users([i for i in identities if i.role is Role.NODE], layout),
+        "    ]",
+        "    exports: [",
     ]
+    for subject, accounts in services.items():
+        streamed = ", response_type: stream" if subject.startswith(_STREAMED_REPLIES) else ""
+        lines.append(f"      {{ service: {json.dumps(subject)}, accounts: {_list(accounts)}{streamed} }}")
+    for subject, accounts in streams.items():
+        lines.append(f"      {{ stream: {json.dumps(subject)}, accounts: {_list(accounts)} }}")
+    lines += ["    ]", "  }"]
+    for identity, b in boundaries:
+        lines += [
+            f"  {json.dumps(b.account)}: {{",
+            "    users: [",
+            *_users([identity], layout),
+            "    ]",
+            "    imports: [",
+        ]
+        lines += [f"      {{ service: {{ account: {engine}, subject: {json.dumps(s)} }} }}" for s in b.services]
+        lines += [f"      {{ stream: {{ account: {engine}, subject: {json.dumps(s)} }} }}" for s in b.streams]
+        lines += ["    ]", "  }"]
+    lines += ["}", ""]
+    return "\n".join(lines)
+
+
+def _users(identities: Sequence[Identity], layout: Layout) -> list[str]:
+    lines: list[str] = []
     for identity in identities:
         perms = permissions(identity, layout)
         lines += [
@@ -210,8 +283,7 @@ def render_accounts(identities: Sequence[Identity], layout: Layout) -> str:
             "        }",
             "      }",
         ]
-    lines += ["    ]", "  }", "}", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def _list(subjects: Sequence[str]) -> str:
@@ -302,6 +374,13 @@ class AuthDirectory:
         self._save(identities)
         return identity
 
+    def render(self) -> int:
+        """Write ``accounts.conf`` again from ``identities.json`` (after an upgrade changed what is generated);
+        the number of identities in it."""
+        identities = self.identities()
+        self._save(identities)
+        return len(identities)
+
     def remove(self, name: str) -> bool:
         identities = self.identities()
         kept = [i for i in identities if i.name != name]
@@ -341,10 +420,13 @@ def _write_atomic(path: Path, data: bytes) -> None:
 __all__ = [
     "AuthDirectory",
     "AuthError",
+    "Boundary",
     "Identity",
     "Permissions",
     "Role",
     "account_name",
+    "account_of",
+    "boundary",
     "inbox_prefix_for",
     "new_nkey",
     "permissions",

@@ -52,7 +52,7 @@ _IDEMPOTENCY_NAMESPACE = uuid.UUID("0b0c4a53-63f0-4e43-8a0f-3f3f1b8a7d52")
 # Completions are pushed on <prefix>.done.<id>; core NATS can drop a notice across a reconnect, so a waiter
 # also re-reads the record this often as a safety net.
 _WAIT_RECHECK_SECONDS = 5.0
-# A start is published with its id as Nats-Msg-Id, so retrying it is safe: ride out a cluster failover.
+# A start is published with a message id its retries share, so retrying it is safe: ride out a cluster failover.
 START_PATIENCE_SECONDS = 15.0
 _IDEMPOTENCY_LOOKAHEAD = 3
 
@@ -194,7 +194,10 @@ class Client:
         data = encode_json(message)
         if len(data) > self.conn.payload_limit:
             raise PayloadError(f"start message is {len(data)} bytes; the limit is {self.conn.payload_limit} bytes")
-        subject, msg_id = self.layout.start_subject(workflow_id), f"start:{workflow_id}"
+        # Retries of this publish share the id (and are deduplicated); nobody can guess it in advance. A worker
+        # may publish on the events stream with any id, and one that guessed a start's would make JetStream
+        # drop the start as a duplicate. Another start of the same id is harmless: the node ignores it.
+        subject, msg_id = self.layout.start_subject(workflow_id), f"start:{workflow_id}:{uuid.uuid4().hex}"
         await self.conn.publish_durable(subject, data, msg_id=msg_id, retry_for=START_PATIENCE_SECONDS)
         return workflow_id
 

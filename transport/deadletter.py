@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Callable
 from typing import Final
 
 import msgspec
@@ -35,18 +36,29 @@ _decoder = msgspec.json.Decoder(DeadLetter)
 MAX_REASON_LENGTH: Final = 4096
 
 
-async def dead_letter(conn: Connection, layout: Layout, delivery: Delivery, reason: str) -> None:
+def _as_is(msg_id: str) -> str:
+    return msg_id
+
+
+async def dead_letter(
+    conn: Connection, layout: Layout, delivery: Delivery, reason: str, *, seal: Callable[[str], str] = _as_is
+) -> None:
     """Keep ``delivery`` in the dead-letter stream, then terminate it. If it cannot be kept, it is not
     terminated either: it comes back after its AckWait (nothing is lost). Raises only
     :class:`TransportError`."""
-    await keep_dead_letter(conn, layout, delivery, reason)
+    await keep_dead_letter(conn, layout, delivery, reason, seal=seal)
     await delivery.term(reason)
 
 
-async def keep_dead_letter(conn: Connection, layout: Layout, delivery: Delivery, reason: str) -> None:
+async def keep_dead_letter(
+    conn: Connection, layout: Layout, delivery: Delivery, reason: str, *, seal: Callable[[str], str] = _as_is
+) -> None:
     """Keep a copy of ``delivery`` in the dead-letter stream (once: a repeat is deduplicated), leaving the
-    delivery itself to the caller. Raises only :class:`TransportError`."""
-    msg_id = f"dlq:{delivery.subject}:{delivery.stream_seq}"
+    delivery itself to the caller. Raises only :class:`TransportError`.
+
+    Workers may publish dead letters too, with any message id: a node passes ``seal`` (its message-id MAC) so
+    that nobody else can occupy the id of a letter it is about to keep and have it dropped as a duplicate."""
+    msg_id = seal(f"dlq:{delivery.subject}:{delivery.stream_seq}")
     # The server counts headers against max_payload too, and this one holds a subject of up to 4 KiB.
     limit = conn.payload_limit - len(msg_id.encode())
     now = time.time_ns() // 1_000_000
@@ -71,10 +83,7 @@ def encode_dead_letter(subject: str, stream_seq: int, data: bytes, reason: str, 
         reason = reason[:MAX_REASON_LENGTH] + "..."
 
     def encode(kept: bytes) -> bytes:
-        try:
-            text, encoding = kept.decode(), "utf-8"
-        except UnicodeDecodeError:  # binary, or text cut inside a character: keep the bytes exactly
-            text, encoding = base64.b64encode(kept).decode(), "base64"
+        text, encoding = _text(kept)
         letter = DeadLetter(
             subject=subject,
             stream_seq=stream_seq,
@@ -109,5 +118,23 @@ async def read_dead_letters(conn: Connection, layout: Layout, limit: int = 100) 
         except Exception:
             continue
         if raw.data:
-            letters.append(msgspec.structs.replace(_decoder.decode(raw.data), seq=seq))
+            letters.append(_letter(raw.subject or "", raw.data, seq))
     return letters
+
+
+def _text(data: bytes) -> tuple[str, str]:
+    try:
+        return data.decode(), "utf-8"
+    except UnicodeDecodeError:  # binary, or text cut inside a character: keep the bytes exactly
+        return base64.b64encode(data).decode(), "base64"
+
+
+def _letter(subject: str, data: bytes, seq: int) -> DeadLetter:
+    """The letter stored at ``seq``; one that is not a letter (a worker may publish to the stream, with anything
+    in it) is shown as such rather than stopping the listing."""
+    try:
+        return msgspec.structs.replace(_decoder.decode(data), seq=seq)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        text, encoding = _text(data[:256])
+        return DeadLetter(subject=subject, stream_seq=0, reason=f"not a dead letter: {exc}", data=text,
+                          data_encoding=encoding, seq=seq, size=len(data), truncated=len(data) > 256)  # fmt: skip

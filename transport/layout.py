@@ -220,6 +220,13 @@ class Layout:
     def events_filter(self) -> str:
         return f"{self.prefix}.wf.>"
 
+    @property
+    def events_subjects(self) -> list[str]:
+        """The events stream's subjects: each partition's, by number, and the timers' schedules. Named one by
+        one, so the stream refuses a message on a partition outside the layout (``<prefix>.wf.71.>`` with 64
+        partitions): no node consumes it, and a message nobody consumes (a schedule, say) would lie there."""
+        return [*(self.partition_filter(p) for p in range(self.partitions)), f"{self.prefix}.esched.>"]
+
     def partition_filter(self, partition: int) -> str:
         """Every event of one partition (a node's consumer filters on the partitions it owns)."""
         return f"{self.prefix}.wf.{partition}.>"

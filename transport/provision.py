@@ -56,7 +56,14 @@ async def _stream_config(conn: Connection, name: str) -> StreamConfig | None:
     return info.config
 
 
-async def _ensure_stream(conn: Connection, config: StreamConfig, replicas: int | None, *, upgrade: bool) -> None:
+async def _ensure_stream(
+    conn: Connection,
+    config: StreamConfig,
+    replicas: int | None,
+    *,
+    upgrade: bool,
+    retired: frozenset[str] = frozenset(),
+) -> None:
     """Create the stream if missing. An existing one is updated when ``replicas`` is given (a node provisioning
     on purpose), or, with ``upgrade`` (any node), when it lacks a subject or a feature this version needs (one
     made by an older Partita), keeping its replicas; otherwise it is adopted as it is, so a client can never
@@ -64,7 +71,7 @@ async def _ensure_stream(conn: Connection, config: StreamConfig, replicas: int |
     assert config.name is not None
     existing = await _stream_config(conn, config.name)
     if existing is not None and replicas is None:
-        if not upgrade or (upgraded := _upgraded(existing, config)) is None:
+        if not upgrade or (upgraded := _upgraded(existing, config, retired)) is None:
             return
         log.warning("stream_upgraded", stream=config.name, subjects=upgraded.subjects)
         config, replicas = upgraded, existing.num_replicas
@@ -82,14 +89,16 @@ async def _ensure_stream(conn: Connection, config: StreamConfig, replicas: int |
         raise ProvisioningError(f"stream {config.name}: {exc}") from exc
 
 
-def _upgraded(existing: StreamConfig, wanted: StreamConfig) -> StreamConfig | None:
-    """``existing`` with the subjects and the rollup permission ``wanted`` adds, the rest (an operator's tuning)
-    untouched; None when it lacks neither."""
-    missing = [subject for subject in wanted.subjects or () if subject not in (existing.subjects or ())]
+def _upgraded(existing: StreamConfig, wanted: StreamConfig, retired: frozenset[str]) -> StreamConfig | None:
+    """``existing`` with the subjects and the rollup permission ``wanted`` adds, without the ``retired`` subjects
+    an older version used (replaced by narrower ones), the rest (an operator's tuning) untouched; None when
+    nothing is missing or retired."""
+    kept = [subject for subject in existing.subjects or () if subject not in retired]
+    missing = [subject for subject in wanted.subjects or () if subject not in kept]
     rollup = bool(wanted.allow_rollup_hdrs) and not existing.allow_rollup_hdrs
-    if not missing and not rollup:
+    if not missing and not rollup and len(kept) == len(existing.subjects or ()):
         return None
-    return replace(existing, subjects=[*(existing.subjects or ()), *missing],
+    return replace(existing, subjects=[*kept, *missing],
                    allow_rollup_hdrs=existing.allow_rollup_hdrs or wanted.allow_rollup_hdrs)  # fmt: skip
 
 
@@ -167,19 +176,25 @@ async def ensure_layout(
 
 async def _ensure_layout(conn: Connection, layout: Layout, replicas: int | None, upgrade: bool) -> None:
     day = 24 * 3600.0
+    p = layout.prefix
     streams = (
-        (layout.tasks_stream, "Partita task messages: one subject per task", ("task", "tsched", "fence"), None),
-        (layout.events_stream, "Partita workflow events: starts, results, commands, timers", ("wf", "esched"), None),
-        (layout.emitted_stream, "Events of EVENT tasks with a 'conductor' sink, kept 7 days", ("event",), 7 * day),
-        (layout.dead_letter_stream, "Messages nothing could process, with the reason", ("dlq",), 30 * day),
-        (layout.history_stream, "Every workflow's transitions, kept 30 days", ("history",), HISTORY_DAYS * day),
-    )
-    for name, description, roots, max_age in streams:
+        (layout.tasks_stream, "Partita task messages: one subject per task", [f"{p}.task.>", f"{p}.tsched.>",
+         f"{p}.fence.>"], None),
+        (layout.events_stream, "Partita workflow events: starts, results, commands, timers", layout.events_subjects,
+         None),
+        (layout.emitted_stream, "Events of EVENT tasks with a 'conductor' sink, kept 7 days", [f"{p}.event.>"],
+         7 * day),
+        (layout.dead_letter_stream, "Messages nothing could process, with the reason", [f"{p}.dlq.>"], 30 * day),
+        (layout.history_stream, "Every workflow's transitions, kept 30 days", [f"{p}.history.>"], HISTORY_DAYS * day),
+    )  # fmt: skip
+    # Older versions let the events stream take any partition token; it now names each partition.
+    retired = frozenset({layout.events_filter})
+    for name, description, subjects, max_age in streams:
         work_queue = max_age is None  # tasks and events are consumed once; the others are kept for reading
         config = StreamConfig(
             name=name,
             description=description,
-            subjects=[f"{layout.prefix}.{root}.>" for root in roots],
+            subjects=subjects,
             retention=RetentionPolicy.WORK_QUEUE if work_queue else RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=max_age,
@@ -187,7 +202,7 @@ async def _ensure_layout(conn: Connection, layout: Layout, replicas: int | None,
             allow_rollup_hdrs=name == layout.tasks_stream,  # a partition's fence keeps one message
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
         )
-        await _ensure_stream(conn, config, replicas, upgrade=upgrade)
+        await _ensure_stream(conn, config, replicas, upgrade=upgrade, retired=retired)
     running = StreamConfig(
         name=layout.running_stream,
         description="Partita workflows that have not ended, one message each (the reconciler's index)",

@@ -12,8 +12,10 @@ import anyio
 import msgspec
 
 from partita.actors import WorkerSpec
+from partita.actors.effects import seal
 from partita.schemas import TaskStatus, WorkflowStatus
 from partita.transport import Client, Connection, Layout
+from partita.transport.provision import message_id_key
 
 from .harness import eventually, running
 
@@ -108,7 +110,8 @@ async def test_a_wait_whose_timer_was_deleted_is_rearmed_for_its_original_time(
         began = time.time() * 1000
         workflow_id = await client.start("rec_wait")
         wait_id = await _task_of(client, workflow_id, "wait", TaskStatus.IN_PROGRESS)
-        await _delete(conn, layout.events_stream, layout.timer_schedule_subject(wait_id))
+        sealed = seal(await message_id_key(conn, layout), wait_id)  # only nodes can name a timer's schedule
+        await _delete(conn, layout.events_stream, layout.timer_schedule_subject(sealed))
         final = await client.wait(workflow_id, within=30)
         statistics = run.node.statistics()
     assert final.status is WorkflowStatus.COMPLETED

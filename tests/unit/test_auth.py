@@ -9,7 +9,17 @@ import pytest
 
 from partita.actors.cli import main
 from partita.transport import Layout
-from partita.transport.auth import AuthDirectory, AuthError, Identity, Role, new_nkey, permissions, render_accounts
+from partita.transport.auth import (
+    AuthDirectory,
+    AuthError,
+    Identity,
+    Role,
+    account_of,
+    boundary,
+    new_nkey,
+    permissions,
+    render_accounts,
+)
 
 LAYOUT = Layout()
 
@@ -104,6 +114,47 @@ def test_the_auth_command_writes_seeds_identities_and_the_accounts_file(tmp_path
     assert "task@get-inventory@john" not in directory.accounts_file.read_text()
     with pytest.raises(AuthError, match="not 'other'"):
         AuthDirectory(auth, Layout(prefix="other")).identities()
+
+
+def test_render_writes_the_accounts_again_and_refuses_an_empty_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    auth = tmp_path / "auth"
+    assert main(["auth", "--dir", str(auth), "render"]) == 2
+    assert "partita auth init" in capsys.readouterr().err
+    assert main(["auth", "--dir", str(auth), "init"]) == 0
+    directory = AuthDirectory(auth, LAYOUT)
+    directory.accounts_file.write_text("accounts { PARTITA: { users: [] } }\n")  # as an older version wrote it
+    assert main(["auth", "--dir", str(auth), "render"]) == 0
+    assert "3 identities" in capsys.readouterr().out
+    assert directory.accounts_file.read_text() == render_accounts(directory.identities(), LAYOUT)
+    assert main(["auth", "--dir", str(auth), "permissions", "client"]) == 0
+    assert '"account": "PARTITA-client-client"' in capsys.readouterr().out
+
+
+def test_every_identity_but_the_nodes_imports_exactly_its_permissions_from_the_engine() -> None:
+    key = new_nkey()[1]
+    node = Identity(name="n", role=Role.NODE, public_key=key)
+    worker = _worker()
+    client = Identity(name="c", role=Role.CLIENT, public_key=new_nkey()[1])
+    assert boundary(node, LAYOUT) is None
+    assert account_of(node, LAYOUT) == "PARTITA"
+    for identity in (worker, client):
+        b = boundary(identity, LAYOUT)
+        perms = permissions(identity, LAYOUT)
+        assert b is not None
+        assert (b.account, b.services, b.streams) == (account_of(identity, LAYOUT), perms.publish, perms.subscribe)
+    text = render_accounts([node, worker, client], LAYOUT)
+    engine, rest = text.split('"PARTITA-worker-inventory-app": {', 1)
+    assert "jetstream: enabled" in engine
+    assert "jetstream" not in rest  # no stream outside the engine's account
+    assert f"nkey: {key}" in engine
+    assert f"nkey: {worker.public_key}" in rest
+    # An export names the accounts that may import it, and only those: the worker's pull is not the client's.
+    pull = f"$JS.API.CONSUMER.MSG.NEXT.{LAYOUT.tasks_stream}.task@get-inventory@john"
+    assert f'{{ service: "{pull}", accounts: ["PARTITA-worker-inventory-app"], response_type: stream }}' in engine
+    assert f'{{ service: {{ account: PARTITA, subject: "{pull}" }} }}' in rest
+    assert f'{{ stream: {{ account: PARTITA, subject: "_INBOX_{worker.public_key}.>" }} }}' in rest
 
 
 def test_credentials_name_their_identity_and_its_inbox_prefix(tmp_path: Path) -> None:

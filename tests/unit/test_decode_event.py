@@ -280,7 +280,7 @@ def test_a_decoder_bug_becomes_a_dead_letter_not_a_node_crash(monkeypatch: pytes
         raise TypeError("a bug")
 
     monkeypatch.setattr(events, "decode_event_data", broken)
-    delivery = cast(Delivery, SimpleNamespace(subject=subject("cmd"), data=b"{}", stream_seq=7))
+    delivery = cast(Delivery, SimpleNamespace(subject=subject("cmd"), data=b"{}", headers={}, stream_seq=7))
     with pytest.raises(PayloadError, match="the event decoder failed: TypeError: a bug"):
         decode_event(LAYOUT, delivery)
 
@@ -327,3 +327,26 @@ def test_a_start_report_for_another_task_type_or_an_older_delivery_is_rejected()
     assert began.workflow is not None
     again = decide(began.workflow, received("work", 0), 3_000)  # a duplicate: the task is IN_PROGRESS
     assert (again.workflow, again.rejected) == (None, False)
+
+
+def test_only_timers_fired_by_a_node_made_schedule_are_trusted() -> None:
+    """What a schedule fires carries ``Nats-Scheduler`` (set by the server, never by a publisher): a timer from a
+    schedule on ``<prefix>.esched.`` is an event; anything else a schedule fired, a schedule or a schedule purge
+    published on an events subject, and a timer no schedule fired, are refused."""
+    fired = {"Nats-Scheduler": "partita.esched.t1=3Aab12", "Nats-Schedule-Next": "purge"}
+    events.check_provenance(LAYOUT, "partita.wf.3.timer", fired)
+    events.check_provenance(LAYOUT, "partita.wf.3.result.work._", {"Nats-Msg-Id": "result:x"})
+    refused = {
+        ("partita.wf.3.timer", ()): "no schedule fired",
+        ("partita.wf.3.cmd", (("Nats-Scheduler", "partita.wf.71.result.work._"),)): "which no node made",
+        ("partita.wf.3.timer", (("Nats-Scheduler", "partita.wf.71.result.work._"),)): "which no node made",
+        ("partita.wf.3.start", (("Nats-Scheduler", "partita.esched.t1"),)): "which no node made",
+        ("partita.wf.3.result.work._", (("Nats-Schedule", "@at 2026-01-01T00:00:00Z"),)): "a message schedule",
+        ("partita.wf.3.result.work._", (("nats-schedule-target", "partita.wf.3.cmd"),)): "a message schedule",
+        ("partita.wf.3.result.work._", (("Nats-Schedule-Next", "purge"),)): "a schedule purge",
+        ("partita.wf.3.result.work._", (("Nats-Schedule-Next", "purge"), ("Nats-Scheduler", "partita.esched.t1")),):
+            "which no node made",
+    }  # fmt: skip
+    for (subject, headers), reason in refused.items():
+        with pytest.raises(PayloadError, match=reason):
+            events.check_provenance(LAYOUT, subject, dict(headers))
