@@ -44,6 +44,7 @@ from partita.transport import (
 from partita.transport.codec import encode_json, workflow_json
 
 from .auth_commands import add_auth_commands, add_connection_options, credentials
+from .egress import ALLOW_ENV, LOOPBACK, parse_entry
 from .health import HealthServer, parse_address
 from .logs import configure_logging
 from .membership import read_cluster
@@ -88,6 +89,11 @@ async def _wait_for_signal(on_first: Callable[[], None]) -> None:
 
 
 async def cmd_node(args: argparse.Namespace) -> int:
+    try:
+        http_allow = _http_allow(args, default=())
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     conn = await connect(args.nats, name="partita-node", credentials=credentials(args))
     try:
         node = Node(
@@ -100,6 +106,7 @@ async def cmd_node(args: argparse.Namespace) -> int:
             decision_attempts=args.decision_attempts,
             reconcile_after=args.reconcile_after,
             reconcile_rate=args.reconcile_rate,
+            http_allow=http_allow,
         )
         if args.health is None:
             await _run_until_signal(node.run, node.request_stop)
@@ -146,6 +153,43 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _http_allow_entry(text: str) -> str:
+    try:
+        parse_entry(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return text
+
+
+def _add_http_allow(parser: argparse.ArgumentParser, default: Sequence[str]) -> None:
+    shown = ", ".join(default) if default else "none, public addresses only"
+    parser.add_argument(
+        "--http-allow",
+        action="append",
+        type=_http_allow_entry,
+        default=None,
+        metavar="CIDR_OR_HOST",
+        help="a network (10.0.0.0/8), address or host name HTTP tasks may reach although it is internal "
+        "(loopback, private, link-local such as the cloud metadata service 169.254.169.254, ...). Repeatable; "
+        f"replaces env {ALLOW_ENV} (comma-separated), and either replaces the default (default: {shown})",
+    )
+
+
+def _http_allow(args: argparse.Namespace, *, default: Sequence[str]) -> list[str]:
+    """--http-allow if given, else PARTITA_HTTP_ALLOW (comma-separated) if set, else ``default``."""
+    if args.http_allow is not None:
+        return list(args.http_allow)
+    if ALLOW_ENV not in os.environ:
+        return list(default)
+    entries = [entry.strip() for entry in os.environ[ALLOW_ENV].split(",") if entry.strip()]
+    for entry in entries:
+        try:
+            parse_entry(entry)
+        except ValueError as exc:
+            raise ValueError(f"{ALLOW_ENV}: {exc}") from exc
+    return entries
+
+
 def _expression_env() -> list[str]:
     """PARTITA_EXPRESSION_ENV: comma-separated names of environment variables expressions may read."""
     return [name.strip() for name in os.environ.get("PARTITA_EXPRESSION_ENV", "").split(",") if name.strip()]
@@ -165,6 +209,11 @@ async def _run_until_signal(run: Callable[[], Awaitable[None]], request_stop: Ca
 
 
 async def cmd_dev(args: argparse.Namespace) -> int:
+    try:
+        http_allow = _http_allow(args, default=LOOPBACK)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     data = Path(await anyio.Path(args.data).resolve())
     extra, node_credentials = "", Credentials()
     if args.tls:
@@ -203,7 +252,7 @@ async def cmd_dev(args: argparse.Namespace) -> int:
         conn = await connect(server.url, name="partita-dev", credentials=node_credentials)
         try:
             print(f"partita dev: NATS with JetStream at {server.url} (data in {data}); Ctrl-C stops", file=sys.stderr)
-            node = Node(conn, Layout(prefix=args.prefix), expression_env=_expression_env())
+            node = Node(conn, Layout(prefix=args.prefix), expression_env=_expression_env(), http_allow=http_allow)
             await _run_until_signal(node.run, node.request_stop)
         finally:
             with anyio.CancelScope(shield=True):
@@ -509,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=4222, help="NATS port on 127.0.0.1 (default %(default)s)")
     dev.add_argument("--tls", action="store_true", help="TLS with a local CA (certificates next to --data)")
     dev.add_argument("--auth", default=None, metavar="DIR", help="require the identities of `partita auth --dir DIR`")
+    _add_http_allow(dev, default=LOOPBACK)
     dev.set_defaults(handler=cmd_dev)
 
     node = commands.add_parser("node", help="run an actor node (workflow actors) against NATS")
@@ -555,6 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PER_SECOND",
         help="audit at most this many running workflows a second on this node (default %(default)s)",
     )
+    _add_http_allow(node, default=())
     node.set_defaults(handler=cmd_node)
 
     worker = commands.add_parser("worker", help="run the @worker_task functions of the given modules")

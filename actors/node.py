@@ -38,6 +38,7 @@ from partita.transport.provision import EVENTS_ACK_WAIT_SECONDS, EVENTS_PROGRESS
 
 from .definition_cache import DefinitionCache
 from .effects import EffectPerformer
+from .egress import EgressPolicy
 from .events import Envelope, decode_event
 from .fencing import Fences
 from .membership import Membership
@@ -101,7 +102,11 @@ class Node:
         decision_attempts: int = DECISION_ATTEMPTS,
         reconcile_after: float = RECONCILE_AFTER_SECONDS,
         reconcile_rate: float = RECONCILE_RATE,
+        http_allow: Sequence[str] = (),
     ) -> None:
+        """``http_allow``: networks (``10.0.0.0/8``), addresses or host names HTTP tasks may reach although they
+        are internal (loopback, private, link-local, ...; see :mod:`.egress`). By default only public addresses
+        are reachable. A bad entry raises :class:`ValueError`."""
         if decision_attempts < 1:
             raise ValueError(f"decision_attempts must be >= 1, got {decision_attempts}")
         if reconcile_after <= 0 or reconcile_rate <= 0:
@@ -116,6 +121,8 @@ class Node:
         self._stop_grace = stop_grace
         self._replicas = replicas
         self._system_tasks = system_tasks
+        # A lone string is one entry (iterating it would parse each character as one).
+        self._egress = EgressPolicy.parse([http_allow] if isinstance(http_allow, str) else http_allow)
         self._history = history
         self._decision_attempts = decision_attempts
         self._presence: WorkerPresence | None = None
@@ -213,10 +220,15 @@ class Node:
                 await services.start(reconciler.run)
                 services.start_soon(self._progress_loop)
                 if self._system_tasks:
-                    specs = system_task_workers(self.conn, self.layout)
+                    specs = system_task_workers(self.conn, self.layout, self._egress)
                     await services.start(partial(run_workers, self.conn, specs, self.layout, stop=self._stopping))
                 async with anyio.create_task_group() as actors:
-                    log.info("node_started", prefix=self.layout.prefix, max_in_flight=self._max_in_flight)
+                    log.info(
+                        "node_started",
+                        prefix=self.layout.prefix,
+                        max_in_flight=self._max_in_flight,
+                        http_allow=self._egress.entries(),
+                    )
                     task_status.started()
                     self._consuming = True
                     try:

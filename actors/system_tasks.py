@@ -3,21 +3,28 @@
 They travel through the task stream like worker tasks (``partita.task.HTTP._``, ``partita.task.EVENT._``) and
 every node runs a :class:`TaskWorker` for each, so they get the same guarantees (durable queue, result
 published before ack, redelivery) and never run inside the decider: a slow HTTP server holds one execution
-slot, not a node's event loop or another workflow.
+slot, not a node's event loop or another workflow. HTTP tasks connect only where the node's egress policy
+allows (:mod:`.egress`; public addresses, and what ``--http-allow`` names).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Final
 
 import httpx
+import structlog
 
 from partita.schemas import TaskMessage
 from partita.transport import Connection, Layout, TransportError, escape_token
 
+from .egress import EgressPolicy
+from .http_egress import CheckedTransport, EgressRefused
 from .worker import Failure, InProgress, TerminalError, WorkerSpec
+
+log = structlog.get_logger(__name__)
 
 HTTP_CONCURRENCY: Final = 64
 EVENT_CONCURRENCY: Final = 16
@@ -35,10 +42,18 @@ def _milliseconds(value: object, default: int) -> float:
     return (int(value) if isinstance(value, int | float | str) and str(value).isdigit() else default) / 1000
 
 
-async def http_task(task: TaskMessage) -> dict[str, object] | InProgress | Failure:
-    """Conductor's HTTP task: ``http_request`` (or the input itself) with ``uri``, ``method``, ``headers``,
-    ``body``, ``accept``, ``contentType``, ``connectionTimeOut``/``readTimeOut`` (ms). 2xx: COMPLETED with
-    ``response`` {body, headers, statusCode, reasonPhrase}; anything else FAILED, reason = the body."""
+@dataclass(frozen=True, slots=True)
+class _HttpRequest:
+    method: str
+    uri: str
+    headers: dict[str, str]
+    content: bytes | None
+    timeout: httpx.Timeout
+
+
+def _http_request(task: TaskMessage) -> _HttpRequest:
+    """``http_request`` (or the input itself) with ``uri``, ``method``, ``headers``, ``body``, ``accept``,
+    ``contentType``, ``connectionTimeOut``/``readTimeOut`` (ms); a malformed one fails the task terminally."""
     request = task.input_data.get("http_request", task.input_data)
     if not isinstance(request, Mapping):
         raise TerminalError("http_request must be an object")
@@ -59,11 +74,12 @@ async def http_task(task: TaskMessage) -> dict[str, object] | InProgress | Failu
     connect = _milliseconds(request.get("connectionTimeOut"), DEFAULT_TIMEOUT_MS)
     read = _milliseconds(request.get("readTimeOut"), DEFAULT_TIMEOUT_MS)
     timeout = httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
-    try:
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client:
-            reply = await client.request(method, uri, headers=headers, content=content)
-    except httpx.HTTPError as exc:
-        return Failure(f"{method} {uri} failed: {type(exc).__name__}: {exc}")
+    return _HttpRequest(method, uri, headers, content, timeout)
+
+
+def _http_outcome(task: TaskMessage, reply: httpx.Response) -> dict[str, object] | InProgress | Failure:
+    """2xx: COMPLETED with ``response`` {body, headers, statusCode, reasonPhrase}; anything else FAILED, reason =
+    the body."""
     try:
         parsed: object = reply.json()
     except ValueError:
@@ -79,6 +95,39 @@ async def http_task(task: TaskMessage) -> dict[str, object] | InProgress | Failu
     if _async_complete(task):
         return InProgress(output={"response": response})
     return {"response": response}
+
+
+def http_task(policy: EgressPolicy) -> Callable[[TaskMessage], Awaitable[dict[str, object] | InProgress | Failure]]:
+    """Conductor's HTTP task, connecting only where ``policy`` allows: a refused address (redirects included)
+    fails the task terminally, naming the address and how to allow it."""
+
+    async def call(task: TaskMessage) -> dict[str, object] | InProgress | Failure:
+        request = _http_request(task)
+        transport = CheckedTransport(policy)
+        try:
+            async with httpx.AsyncClient(transport=transport, timeout=request.timeout, follow_redirects=True) as client:
+                reply = await client.request(
+                    request.method, request.uri, headers=request.headers, content=request.content
+                )
+        except EgressRefused as exc:
+            refused = exc.refusal
+            log.warning(
+                "http_request_refused",
+                workflow_id=task.workflow_instance_id,
+                task_id=task.task_id,
+                task_ref=task.reference_task_name,
+                uri=request.uri,
+                host=refused.host,
+                address=str(refused.address),
+                kind=refused.kind,
+                network=str(refused.network),
+            )
+            return Failure(str(exc), terminal=True)
+        except httpx.HTTPError as exc:
+            return Failure(f"{request.method} {request.uri} failed: {type(exc).__name__}: {exc}")
+        return _http_outcome(task, reply)
+
+    return call
 
 
 def event_subject(sink: str, task: TaskMessage, layout: Layout) -> tuple[str, bool]:
@@ -121,9 +170,10 @@ def event_task(conn: Connection, layout: Layout) -> WorkerSpec:
     return WorkerSpec("EVENT", publish_event, concurrency=EVENT_CONCURRENCY, redelivery_times_out=False)
 
 
-def system_task_workers(conn: Connection, layout: Layout) -> list[WorkerSpec]:
-    """The node-executed system tasks, as worker specs for :func:`run_workers`."""
+def system_task_workers(conn: Connection, layout: Layout, egress: EgressPolicy) -> list[WorkerSpec]:
+    """The node-executed system tasks, as worker specs for :func:`run_workers`; HTTP tasks connect only where
+    ``egress`` allows."""
     return [
-        WorkerSpec("HTTP", http_task, concurrency=HTTP_CONCURRENCY, redelivery_times_out=False),
+        WorkerSpec("HTTP", http_task(egress), concurrency=HTTP_CONCURRENCY, redelivery_times_out=False),
         event_task(conn, layout),
     ]

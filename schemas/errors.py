@@ -10,6 +10,7 @@ Every error Partita raises on purpose derives from :class:`PartitaError`::
     │   └── WorkflowTimeout        a wait for a workflow ended before the workflow did
     ├── PayloadError               a message is malformed or too large
     ├── AuthError                  an identity, a grant or a credentials file is invalid (partita.transport)
+    ├── EgressRefused              an HTTP task would connect where the egress policy refuses (partita.actors)
     └── TransportError             NATS/JetStream failed us (partita.transport.errors)
         ├── ConnectionFailed       cannot reach any server, or the server refused our credentials
         ├── ServerVersionError     the server lacks a feature we depend on
