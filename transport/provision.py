@@ -125,6 +125,17 @@ async def _ensure_bucket(
         )
 
 
+async def _forbid_rollups(conn: Connection, stream: str) -> None:
+    """Refuse ``Nats-Rollup`` headers on a bucket that never needs them. Workers write the rate-limit counters of
+    their own task types, and a roll-up on any key of the bucket would purge every type's counters (the whole
+    stream, with ``all``): the counters only need create and compare-and-set. KV buckets are made with roll-ups
+    allowed, so this turns them off, on a new bucket and on one an older version made."""
+    config = await _stream_config(conn, stream)
+    if config is not None and config.allow_rollup_hdrs:
+        with translate_errors(f"stream {stream}"):
+            await conn.js.update_stream(replace(config, allow_rollup_hdrs=False))
+
+
 async def _ensure_object_store(conn: Connection, bucket: str, replicas: int | None) -> None:
     if await _adopt(conn, f"OBJ_{bucket}", replicas):
         return
@@ -219,6 +230,7 @@ async def _ensure_layout(conn: Connection, layout: Layout, replicas: int | None,
     await _ensure_bucket(conn, layout.secrets_bucket, 1, replicas)
     # Rate-limit windows: one counter per (task type, window); a day is longer than any sensible window.
     await _ensure_bucket(conn, layout.limits_bucket, 1, replicas, ttl=24 * 3600.0)
+    await _forbid_rollups(conn, f"KV_{layout.limits_bucket}")
     await _ensure_object_store(conn, layout.payloads_bucket, replicas)
 
 

@@ -83,6 +83,8 @@ async def deployment(tmp_path: Path, *, legacy: bool) -> AsyncIterator[Deploymen
                 info = await conn.js.stream_info(LAYOUT.events_stream)
                 subjects = [LAYOUT.events_filter, f"{LAYOUT.prefix}.esched.>"]
                 await conn.js.update_stream(replace(info.config, subjects=subjects))
+                limits = (await conn.js.stream_info(f"KV_{LAYOUT.limits_bucket}")).config
+                await conn.js.update_stream(replace(limits, allow_rollup_hdrs=True))  # as every KV bucket is made
             finally:
                 await conn.aclose()
         yield d
@@ -384,3 +386,23 @@ async def test_the_isolated_deployment_runs_on_a_jetstream_cluster(tmp_path: Pat
         finally:
             await conn.aclose()
         await _run_order(d)
+
+
+async def test_a_worker_cannot_roll_up_the_rate_limit_counters_of_other_task_types(tmp_path: Path) -> None:
+    """inventory-app may write the counters of get-inventory; a roll-up header on one of them used to purge the
+    whole bucket, every other type's counters with it. The bucket now refuses roll-ups."""
+    others = "rate.ship.123"
+    for legacy in (True, False):
+        async with deployment(tmp_path / f"legacy-{legacy}", legacy=legacy) as d, node_connection(d) as conn:
+            kv = await conn.js.key_value(LAYOUT.limits_bucket)
+            await kv.create(others, b"7")
+            async with raw(d, "inventory-app") as nc:
+                own = f"$KV.{LAYOUT.limits_bucket}.rate.get-inventory.123"
+                if legacy:
+                    await nc.jetstream().publish(own, b"0", headers={"Nats-Rollup": "all"})
+                else:
+                    with pytest.raises(nats.js.errors.APIError, match="rollup"):
+                        await nc.jetstream().publish(own, b"0", headers={"Nats-Rollup": "all"})
+                    await nc.jetstream().publish(own, b"1")  # its own counter, written as the worker SDK does
+            kept = await _value(conn, LAYOUT.limits_bucket, others)
+            assert kept == (None if legacy else b"7")
