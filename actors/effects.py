@@ -193,6 +193,12 @@ class EffectPerformer:
             )
             self._consumers[key] = (ack_wait, limit)
 
+    @property
+    def message_id_key(self) -> bytes:
+        """The nodes' shared key (``provision.message_id_key``): it seals message ids, timer schedule subjects
+        and the ids of the workflows decisions start."""
+        return self._message_id_key
+
     def sealed(self, msg_id: str) -> str:
         """``msg_id`` sealed with the nodes' key (:func:`seal`)."""
         return seal(self._message_id_key, msg_id)

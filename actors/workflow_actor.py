@@ -240,7 +240,7 @@ class WorkflowActor:
                 workflow = await self._offloader.hydrate(record.workflow)
                 assert workflow is not None
                 try:
-                    decision = fail_workflow(workflow, reason, now)
+                    decision = fail_workflow(workflow, reason, now, id_key=self._ctx.effects.message_id_key)
                 except Exception:  # the decider fails even at this: keep the state, only the status changes
                     self._log.exception("workflow_fail_decision_failed")
                     failed = await self._failed_record(reason, delivery.stream_seq, workflow)
@@ -370,6 +370,7 @@ class WorkflowActor:
             now_ms(),
             domain_active=self._ctx.presence.is_active,
             environment=self._ctx.environment,
+            id_key=self._ctx.effects.message_id_key,
         )
         if uses_scripts(definition):
             # A script may run up to its time limit: never on the event loop, and only a few at a time.

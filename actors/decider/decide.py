@@ -70,7 +70,7 @@ from partita.schemas.messages import TERMINAL_RESULT_STATUSES
 from . import operations, operators
 from .expressions import resolve
 from .liveness import MoverKind, mover_kind
-from .state import Decision, DecisionState, DomainActive, loop_ref, no_active_domains
+from .state import Decision, DecisionState, DomainActive, loop_ref, no_active_domains, workflow_id_from
 from .waits import wait_deadline
 
 __all__ = [
@@ -93,9 +93,10 @@ class _Context:
     domain_active: DomainActive
     environment: Mapping[str, str]
     limits: Limits
+    id_key: bytes
 
     def begin(self, workflow: Workflow, now: int) -> DecisionState:
-        return DecisionState(workflow, now, self.domain_active, self.environment, self.limits)
+        return DecisionState(workflow, now, self.domain_active, self.environment, self.limits, self.id_key)
 
 
 NO_DOMAIN = "NO_DOMAIN"
@@ -109,12 +110,14 @@ def decide(
     domain_active: DomainActive = no_active_domains,
     environment: Mapping[str, str] | None = None,
     limits: Limits | None = None,
+    id_key: bytes = b"",
 ) -> Decision:
     """``domain_active(taskType, domain)`` says whether a worker of that domain announced itself recently (for
     comma-separated taskToDomain fallback lists); ``environment`` holds the allow-listed values expressions
     may read (``${workflow.env.NAME}``); ``limits`` what a workflow may grow to (default: this process's
-    :func:`~partita.schemas.configured_limits`, read once at import, never here)."""
-    active = _Context(domain_active, environment or {}, limits or configured_limits())
+    :func:`~partita.schemas.configured_limits`, read once at import, never here); ``id_key`` the nodes' key
+    that seals the ids of the workflows a decision starts (:func:`.state.workflow_id_from`)."""
+    active = _Context(domain_active, environment or {}, limits or configured_limits(), id_key)
     match event:
         case WorkflowStartRequested():
             return _start(state, event, now, active)
@@ -138,13 +141,15 @@ def decide(
             assert_never(event)
 
 
-def fail_workflow(state: Workflow, reason: str, now: int, *, limits: Limits | None = None) -> Decision:
+def fail_workflow(
+    state: Workflow, reason: str, now: int, *, limits: Limits | None = None, id_key: bytes = b""
+) -> Decision:
     """End ``state`` FAILED with ``reason``, as the engine ends a workflow it cannot go on with: pending tasks
     CANCELED (sub-workflows terminated), its parent told, its failure workflow started. Nothing is walked, so
     this works when deciding the workflow's events does not (a poison event)."""
     if state.status.is_terminal:
         return Decision(None, note=f"already {state.status}")
-    st = _Context(no_active_domains, {}, limits or configured_limits()).begin(state, now)
+    st = _Context(no_active_domains, {}, limits or configured_limits(), id_key).begin(state, now)
     st.end(WorkflowStatus.FAILED, reason)
     return _reconcile(st)
 
@@ -489,7 +494,7 @@ def _start_failure_workflow(st: DecisionState, status: WorkflowStatus, reason: s
         name = found if isinstance(found, str) else None
     if not name:
         return
-    failure_id = str(uuid.uuid5(_TASK_ID_NAMESPACE, f"{workflow.workflow_id}/failure/{workflow.run_count}"))
+    failure_id = workflow_id_from(st, _TASK_ID_NAMESPACE, f"{workflow.workflow_id}/failure/{workflow.run_count}")
     # A compact summary, not the whole record (which may be close to the size limit already).
     failed = {
         "workflowId": workflow.workflow_id,

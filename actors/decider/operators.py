@@ -35,7 +35,7 @@ from partita.schemas.limits import MAX_SAFE_DEPTH, json_depth
 from .expressions import resolve
 from .scripts import ScriptError, evaluate_jq, to_case
 from .scripts import evaluate_javascript as _evaluate_javascript
-from .state import DecisionState, definition_ref, loop_ref
+from .state import DecisionState, definition_ref, loop_ref, workflow_id_from
 from .waits import wait_deadline
 
 # Conductor's TaskType.isBuiltIn: never retried.
@@ -208,8 +208,7 @@ _CHILD_NAMESPACE = uuid.UUID("3d0e8f3c-2f6b-4b7e-a1f2-7b9c6c1d4e55")
 
 
 def _child_id(st: DecisionState, task: Task) -> str:
-    """Deterministic, so a replayed decision starts the same child (and the start is deduplicated)."""
-    return str(uuid.uuid5(_CHILD_NAMESPACE, f"{st.workflow.workflow_id}/{task.task_id}"))
+    return workflow_id_from(st, _CHILD_NAMESPACE, f"{st.workflow.workflow_id}/{task.task_id}")
 
 
 def _inline_definition(value: object) -> WorkflowDef | None:

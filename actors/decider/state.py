@@ -6,6 +6,9 @@ back a new frozen record, so the caller's state is never touched.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -62,12 +65,14 @@ class DecisionState:
         domain_active: DomainActive = no_active_domains,
         environment: Mapping[str, str] | None = None,
         limits: Limits | None = None,
+        id_key: bytes = b"",
     ) -> None:
         self.workflow = workflow
         self.now = now
         self.domain_active = domain_active
         self.environment = environment or {}
         self.limits = limits or configured_limits()
+        self.id_key = id_key  # seals the ids of the workflows a decision starts (see workflow_id_from)
         self.tasks: list[Task] = list(workflow.tasks)
         self.effects: list[Effect] = []
         self.ending: tuple[WorkflowStatus, str | None, dict[str, object] | None] | None = None
@@ -240,3 +245,13 @@ def build_document(
             "domain": task.domain,
         }
     return doc
+
+
+def workflow_id_from(st: DecisionState, namespace: uuid.UUID, name: str) -> str:
+    """The id of a workflow this decision starts (a child, a failure workflow): deterministic, so a replayed
+    decision starts the same one and the start is deduplicated, and with the nodes' key (``id_key``) one nobody
+    else can compute. A client or worker that may start workflows could otherwise start one with the child's id
+    first, and its workflow would then stand in for the child (the real start is ignored as a duplicate)."""
+    if st.id_key:
+        name = f"{name}/{hmac.new(st.id_key, name.encode(), hashlib.sha256).hexdigest()}"
+    return str(uuid.uuid5(namespace, name))

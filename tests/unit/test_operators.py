@@ -743,3 +743,31 @@ def test_switches_nest_and_a_start_delay_defers_the_dispatch() -> None:
     assert isinstance(dispatch, DispatchTask)
     assert dispatch.not_before == NOW + 30_000
     assert decision.workflow.tasks[-1].start_delay_in_seconds == 30
+
+
+def test_with_the_nodes_key_a_child_id_is_deterministic_but_nobody_else_can_compute_it() -> None:
+    """Without a key a child's id is uuid5 of the parent's id and the task's, which anyone who can read the
+    parent can compute, and start a workflow of that id first; sealed, it is the same on every node only."""
+    import uuid
+
+    from partita.actors.decider.operators import _CHILD_NAMESPACE
+    from partita.schemas import StartChild
+
+    definition = {"name": "parent", "tasks": [{"name": "child", "taskReferenceName": "sub", "type": "SUB_WORKFLOW",
+                                               "subWorkflowParam": {"name": "kid"}}]}  # fmt: skip
+    snapshot = snapshot_definition(msgspec.convert(definition, WorkflowDef), {})
+    requested = WorkflowStartRequested(request=StartWorkflow(workflow_id="wf", name="parent"), definition=snapshot)
+
+    def child_id(key: bytes) -> tuple[str, str]:
+        decision = decide(None, requested, NOW, id_key=key)
+        assert decision.workflow is not None
+        (effect,) = decision.effects
+        assert isinstance(effect, StartChild)
+        return effect.request.workflow_id, decision.workflow.tasks[0].task_id
+
+    plain, task_id = child_id(b"")
+    assert plain == str(uuid.uuid5(_CHILD_NAMESPACE, f"wf/{task_id}"))  # what an attacker computes
+    sealed, _ = child_id(b"the nodes' key")
+    assert sealed != plain
+    assert child_id(b"the nodes' key")[0] == sealed  # a replay on any node starts the same child
+    assert child_id(b"another deployment")[0] != sealed
