@@ -48,6 +48,7 @@ from .egress import ALLOW_ENV, LOOPBACK, parse_entry
 from .health import HealthServer, parse_address
 from .logs import configure_logging
 from .membership import read_cluster
+from .migrate_commands import add_migrate_commands
 from .node import DECISION_ATTEMPTS, Node
 from .reconciler import RECONCILE_AFTER_SECONDS, RECONCILE_RATE
 from .worker import load_workers, run_workers
@@ -552,6 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_connection_options(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     add_auth_commands(commands)
+    add_migrate_commands(commands)
 
     dev = commands.add_parser("dev", help="embedded nats-server (JetStream) plus a node, in the foreground")
     dev.add_argument("--data", default=os.environ.get("PARTITA_DATA_DIR", ".partita/data"), help="JetStream store")

@@ -59,6 +59,7 @@ class EffectPerformer:
         layout: Layout,
         definitions: DefinitionCache,
         message_id_key: bytes = b"",
+        timers_in_events: bool = False,
         fences: Fences | None = None,
     ) -> None:
         self._conn = conn
@@ -66,6 +67,7 @@ class EffectPerformer:
         self._definitions = definitions
         self._fences = fences  # a node's: every task dispatch names its partition's fence (actors/fencing.py)
         self._message_id_key = message_id_key  # seals ids on the events stream (provision.message_id_key)
+        self._timers_in_events = timers_in_events  # an events stream made before the timers stream
         # (type, domain) -> (AckWait, concurrency limit) this node last provisioned the consumer with
         self._consumers: dict[tuple[str, str | None], tuple[float, int | None]] = {}
 
@@ -140,8 +142,7 @@ class EffectPerformer:
             case DispatchTask():
                 return await self._dispatch(effect)
             case ScheduleTimer():
-                target = self._layout.timer_subject(effect.event.workflow_id)
-                schedule = self.timer_schedule_subject(effect.timer_id)
+                target, schedule = self._timer_subjects(effect)
                 data = encode_json(effect.event)
                 # The deadline is part of the id: re-arming a timer (retry, resume) must not be deduplicated away.
                 repair = f":r{effect.repair}" if effect.repair else ""
@@ -203,10 +204,20 @@ class EffectPerformer:
         """``msg_id`` sealed with the nodes' key (:func:`seal`)."""
         return seal(self._message_id_key, msg_id)
 
+    def _timer_subjects(self, effect: ScheduleTimer) -> tuple[str, str]:
+        """Where a timer fires and where its schedule lives: in the timers stream, which the events stream
+        sources as ``.timer`` events; or, for an events stream an older version made (it has schedules of its
+        own, and a stream with schedules cannot source), in the events stream as before."""
+        workflow_id, layout = effect.event.workflow_id, self._layout
+        if self._timers_in_events:
+            return layout.timer_subject(workflow_id), layout.legacy_timer_schedule_subject(self.sealed(effect.timer_id))
+        return layout.fired_subject(workflow_id), self.timer_schedule_subject(effect.timer_id)
+
     def timer_schedule_subject(self, timer_id: str) -> str:
-        """Where the schedule of a timer lives, sealed like the message ids: a publisher to the events stream
-        may ask the server to purge a schedule by naming its subject (``Nats-Schedule-Next: purge``), and with
-        a subject only nodes can compute nobody else can name one to cancel a timer."""
+        """Where the schedule of a timer lives (the timers stream), sealed like the message ids: a publisher to
+        a stream with schedules may ask the server to purge one by naming its subject (``Nats-Schedule-Next:
+        purge``). Only nodes publish to the timers stream; the seal also keeps the schedules that older versions
+        left in the events stream, under the same names, out of reach."""
         return self._layout.timer_schedule_subject(self.sealed(timer_id))
 
     async def _dispatch(self, effect: DispatchTask) -> Publication:

@@ -89,14 +89,14 @@ _FIRED_HEADERS: Final = frozenset({SCHEDULER_HEADER.lower(), _SCHEDULE_NEXT})
 def check_provenance(layout: Layout, subject: str, headers: Mapping[str, str]) -> None:
     """Refuse (:class:`PayloadError`) an event that a message schedule published unless a node made the schedule.
 
-    The events stream allows message schedules, for nodes' timers: a schedule on ``<prefix>.esched.<id>`` that
-    publishes a ``TimerFired`` on ``<prefix>.wf.<p>.timer``. Any publisher to the stream could add schedule
-    headers to its own message, and nats-server would then publish the target itself, on any subject of the
-    stream, without the publisher's permissions. The server strips every ``Nats-Schedule*`` header from what a
-    schedule fires and sets ``Nats-Scheduler`` to the schedule's subject (and refuses that header from a
-    client), so the header says who scheduled: only a timer, fired by a schedule on a subject only nodes may
-    publish, is trusted. A message that still carries schedule headers (a schedule, or a schedule purge,
-    published on an events subject) is refused too.
+    Nodes' timers are schedules on ``<prefix>.timers.<id>`` in the timers stream, and the events stream sources
+    what they fire as ``<prefix>.wf.<p>.timer``. An events stream made by an older version allows schedules
+    itself (they cannot be turned off): there any publisher could add schedule headers to its own message, and
+    nats-server would publish the target, on any subject of the stream, without the publisher's permissions.
+    The server strips every ``Nats-Schedule*`` header from what a schedule fires and sets ``Nats-Scheduler`` to
+    the schedule's subject (and refuses that header from a client), so the header says who scheduled: only a
+    timer fired by a schedule under a subject only nodes may publish (:attr:`Layout.scheduler_prefixes`) is
+    trusted. A message that still carries schedule headers (a schedule, or a schedule purge) is refused too.
     """
     names = {name.lower(): value for name, value in headers.items()}
     scheduler = names.get(SCHEDULER_HEADER.lower())
@@ -109,7 +109,7 @@ def check_provenance(layout: Layout, subject: str, headers: Mapping[str, str]) -
         if kind == "timer":
             raise PayloadError("a timer that no schedule fired: only nodes' schedules publish timers")
         return
-    if kind != "timer" or not scheduler.startswith(f"{layout.prefix}.esched."):
+    if kind != "timer" or not scheduler.startswith(layout.scheduler_prefixes):
         raise PayloadError(f"published by a message schedule on {clip(scheduler)!r}, which no node made")
 
 

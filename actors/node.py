@@ -34,7 +34,12 @@ from partita.transport import (
     ensure_layout,
 )
 from partita.transport.payloads import PayloadStore
-from partita.transport.provision import EVENTS_ACK_WAIT_SECONDS, EVENTS_PROGRESS_SECONDS, message_id_key
+from partita.transport.provision import (
+    EVENTS_ACK_WAIT_SECONDS,
+    EVENTS_PROGRESS_SECONDS,
+    message_id_key,
+    timers_in_events_stream,
+)
 
 from .definition_cache import DefinitionCache
 from .effects import EffectPerformer
@@ -178,8 +183,14 @@ class Node:
         )
         definitions = DefinitionCache(DefinitionStore(await self.conn.kv(self.layout.definitions_bucket), self.layout))
         key = await message_id_key(self.conn, self.layout)
+        timers_in_events = await timers_in_events_stream(self.conn, self.layout)
+        if timers_in_events:
+            log.warning("events_stream_allows_schedules", stream=self.layout.events_stream,
+                        risk="any identity that may publish to it can purge it with a roll-up header",
+                        fix="stop the nodes, then: partita migrate events (docs/security.md, Upgrading)")  # fmt: skip
         fences = Fences(self.conn, self.layout, self.name)  # shared: membership fences, effects name the fences
-        effects = EffectPerformer(self.conn, self.layout, definitions, message_id_key=key, fences=fences)
+        effects = EffectPerformer(self.conn, self.layout, definitions, message_id_key=key,
+                                  timers_in_events=timers_in_events, fences=fences)  # fmt: skip
         # Authenticated deployments (``partita auth``): workers may not create their consumers, and may announce
         # only the pairs they are granted, so the node creates what it hears. On an open server workers create
         # their own, and anyone could announce anything: the node does not act on announcements there.

@@ -149,8 +149,12 @@ class Reconciler:
                 return await has(layout.tasks_stream, queued) or await has(layout.tasks_stream, delayed)
             case MoverKind.TIMER:
                 sealed = self._effects.timer_schedule_subject(task.task_id)
-                legacy = layout.timer_schedule_subject(task.task_id)  # armed by a version before sealing
-                return await has(layout.events_stream, sealed) or await has(layout.events_stream, legacy)
+                if await has(layout.timers_stream, sealed):
+                    return True
+                # Armed by an older version, in the events stream: sealed, or before sealing.
+                older = (layout.legacy_timer_schedule_subject(self._effects.sealed(task.task_id)),
+                         layout.legacy_timer_schedule_subject(task.task_id))  # fmt: skip
+                return any([await has(layout.events_stream, subject) for subject in older])
             case MoverKind.CHILD:
                 assert task.sub_workflow_id is not None
                 return await self._child_moves(workflow, task.task_id, task.sub_workflow_id)

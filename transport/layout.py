@@ -11,8 +11,10 @@ Subjects::
     <prefix>.wf.<partition>.result.<type>.<domain>    TaskResult from workers  (stream <PREFIX>_EVENTS)
     <prefix>.wf.<partition>.started.<type>.<domain>   TaskStarted from workers (only when the task asks for it)
     <prefix>.wf.<partition>.cmd              UpdateTask (and later operator commands) from clients
-    <prefix>.wf.<partition>.timer            TimerFired, published by schedules on <prefix>.esched.<timerId>
-    <prefix>.esched.<id>                     schedules that publish an event later (same stream)
+    <prefix>.wf.<partition>.timer            TimerFired, sourced from <prefix>.fired.<partition>
+    <prefix>.timers.<id>                     a timer's schedule (stream <PREFIX>_TIMERS, nodes only; sealed id)
+    <prefix>.fired.<partition>               what a timer's schedule publishes when due (same stream)
+    <prefix>.esched.<id>                     timers' schedules in events streams made before <PREFIX>_TIMERS
     <prefix>.done.<workflowId>               core NATS: a workflow finished (for waiting clients)
     <prefix>.workers.<type>.<domain>         core NATS: a worker announces itself every 5 s
     <prefix>.event.<workflowType>.<name>     EVENT tasks' "conductor" sinks (stream <PREFIX>_EMITTED, 7 days)
@@ -101,6 +103,14 @@ class Layout:
     @property
     def events_stream(self) -> str:
         return f"{self.prefix.upper()}_EVENTS"
+
+    @property
+    def timers_stream(self) -> str:
+        """Nodes' timers: schedules and what they fire, which the events stream sources as ``.timer`` events.
+        Kept apart because a stream that allows schedules must allow roll-ups too (nats-server turns them on),
+        and anyone who may publish to a stream with roll-ups can purge all of it: the events stream takes
+        publishes from clients and workers, so it has neither."""
+        return f"{self.prefix.upper()}_TIMERS"
 
     @property
     def dead_letter_stream(self) -> str:
@@ -208,7 +218,21 @@ class Layout:
         return f"{self.prefix}.wf.{self.partition(workflow_id)}.timer"
 
     def timer_schedule_subject(self, timer_id: str) -> str:
+        return f"{self.prefix}.timers.{escape_token(timer_id)}"
+
+    def legacy_timer_schedule_subject(self, timer_id: str) -> str:
+        """Where versions before the timers stream put a timer's schedule (in the events stream)."""
         return f"{self.prefix}.esched.{escape_token(timer_id)}"
+
+    def fired_subject(self, workflow_id: str) -> str:
+        """Where a timer's schedule publishes its ``TimerFired`` (in the timers stream); the events stream
+        sources it as :meth:`timer_subject`."""
+        return f"{self.prefix}.fired.{self.partition(workflow_id)}"
+
+    @property
+    def scheduler_prefixes(self) -> tuple[str, str]:
+        """The subjects under which only nodes make schedules: what they fire is a node's timer."""
+        return f"{self.prefix}.timers.", f"{self.prefix}.esched."
 
     def result_subject(self, workflow_id: str, task_type: str, domain: str | None) -> str:
         """Where a worker of (type, domain) reports a result: naming both lets NATS permissions confine a worker
@@ -222,10 +246,13 @@ class Layout:
 
     @property
     def events_subjects(self) -> list[str]:
-        """The events stream's subjects: each partition's, by number, and the timers' schedules. Named one by
-        one, so the stream refuses a message on a partition outside the layout (``<prefix>.wf.71.>`` with 64
-        partitions): no node consumes it, and a message nobody consumes (a schedule, say) would lie there."""
-        return [*(self.partition_filter(p) for p in range(self.partitions)), f"{self.prefix}.esched.>"]
+        """The events stream's subjects: each partition's, by number, so the stream refuses a message on a
+        partition outside the layout (``<prefix>.wf.71.>`` with 64 partitions), which no node would read."""
+        return [self.partition_filter(p) for p in range(self.partitions)]
+
+    @property
+    def timers_subjects(self) -> list[str]:
+        return [f"{self.prefix}.timers.>", f"{self.prefix}.fired.*"]
 
     def partition_filter(self, partition: int) -> str:
         """Every event of one partition (a node's consumer filters on the partitions it owns)."""

@@ -25,6 +25,8 @@ from nats.js.api import (
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    StreamSource,
+    SubjectTransform,
 )
 
 from .connection import Connection, translate_errors
@@ -70,11 +72,19 @@ async def _ensure_stream(
     shrink an R3 stream."""
     assert config.name is not None
     existing = await _stream_config(conn, config.name)
+    if existing is not None and existing.allow_msg_schedules and not config.allow_msg_schedules:
+        # Made by an older version: schedules cannot be turned off (and bring roll-ups with them), and a stream
+        # with schedules cannot source another; it stays as it is until migrated.
+        config = replace(config, allow_msg_schedules=True, sources=None)
     if existing is not None and replicas is None:
         if not upgrade or (upgraded := _upgraded(existing, config, retired)) is None:
             return
         log.warning("stream_upgraded", stream=config.name, subjects=upgraded.subjects)
         config, replicas = upgraded, existing.num_replicas
+    elif existing is not None:  # provisioning on purpose: this version's settings, but what cannot change stays
+        kept = [subject for subject in existing.subjects or () if subject not in retired]
+        config = replace(config, subjects=[*kept, *(s for s in config.subjects or () if s not in kept)],
+                         allow_msg_schedules=config.allow_msg_schedules or existing.allow_msg_schedules)  # fmt: skip
     config.num_replicas = replicas or 1
     try:
         if existing is None:
@@ -96,9 +106,11 @@ def _upgraded(existing: StreamConfig, wanted: StreamConfig, retired: frozenset[s
     kept = [subject for subject in existing.subjects or () if subject not in retired]
     missing = [subject for subject in wanted.subjects or () if subject not in kept]
     rollup = bool(wanted.allow_rollup_hdrs) and not existing.allow_rollup_hdrs
-    if not missing and not rollup and len(kept) == len(existing.subjects or ()):
+    sourced = {source.name for source in existing.sources or ()}
+    sources = [source for source in wanted.sources or () if source.name not in sourced]
+    if not missing and not rollup and not sources and len(kept) == len(existing.subjects or ()):
         return None
-    return replace(existing, subjects=[*kept, *missing],
+    return replace(existing, subjects=[*kept, *missing], sources=[*(existing.sources or ()), *sources] or None,
                    allow_rollup_hdrs=existing.allow_rollup_hdrs or wanted.allow_rollup_hdrs)  # fmt: skip
 
 
@@ -191,17 +203,13 @@ async def _ensure_layout(conn: Connection, layout: Layout, replicas: int | None,
     streams = (
         (layout.tasks_stream, "Partita task messages: one subject per task", [f"{p}.task.>", f"{p}.tsched.>",
          f"{p}.fence.>"], None),
-        (layout.events_stream, "Partita workflow events: starts, results, commands, timers", layout.events_subjects,
-         None),
         (layout.emitted_stream, "Events of EVENT tasks with a 'conductor' sink, kept 7 days", [f"{p}.event.>"],
          7 * day),
         (layout.dead_letter_stream, "Messages nothing could process, with the reason", [f"{p}.dlq.>"], 30 * day),
         (layout.history_stream, "Every workflow's transitions, kept 30 days", [f"{p}.history.>"], HISTORY_DAYS * day),
     )  # fmt: skip
-    # Older versions let the events stream take any partition token; it now names each partition.
-    retired = frozenset({layout.events_filter})
     for name, description, subjects, max_age in streams:
-        work_queue = max_age is None  # tasks and events are consumed once; the others are kept for reading
+        work_queue = max_age is None  # tasks are consumed once; the others are kept for reading
         config = StreamConfig(
             name=name,
             description=description,
@@ -209,11 +217,15 @@ async def _ensure_layout(conn: Connection, layout: Layout, replicas: int | None,
             retention=RetentionPolicy.WORK_QUEUE if work_queue else RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=max_age,
-            allow_msg_schedules=True if work_queue else None,
+            allow_msg_schedules=True if work_queue else None,  # delayed dispatches
             allow_rollup_hdrs=name == layout.tasks_stream,  # a partition's fence keeps one message
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
         )
-        await _ensure_stream(conn, config, replicas, upgrade=upgrade, retired=retired)
+        await _ensure_stream(conn, config, replicas, upgrade=upgrade)
+    await _ensure_stream(conn, _timers_config(layout), replicas, upgrade=upgrade)
+    # Older versions let the events stream take any partition token; it now names each partition.
+    retired = frozenset({layout.events_filter})
+    await _ensure_stream(conn, _events_config(layout), replicas, upgrade=upgrade, retired=retired)
     running = StreamConfig(
         name=layout.running_stream,
         description="Partita workflows that have not ended, one message each (the reconciler's index)",
@@ -234,6 +246,45 @@ async def _ensure_layout(conn: Connection, layout: Layout, replicas: int | None,
     await _ensure_object_store(conn, layout.payloads_bucket, replicas)
 
 
+async def timers_in_events_stream(conn: Connection, layout: Layout) -> bool:
+    """Whether the events stream is one an older version made, with message schedules of its own: then timers
+    are scheduled in it, as before (a stream with schedules cannot source the timers stream)."""
+    config = await _stream_config(conn, layout.events_stream)
+    return bool(config and config.allow_msg_schedules)
+
+
+def _timers_config(layout: Layout) -> StreamConfig:
+    """Nodes' timers: a schedule per timer, and what it fires when due, kept a day (long enough for the events
+    stream to source it; the reconciler re-arms a lost WAIT or retry timer)."""
+    return StreamConfig(
+        name=layout.timers_stream,
+        description="Partita timers: nodes' schedules and what they fire (sourced by the events stream)",
+        subjects=layout.timers_subjects,
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=TIMERS_MAX_AGE_SECONDS,
+        allow_msg_schedules=True,
+        duplicate_window=DUPLICATE_WINDOW_SECONDS,
+    )
+
+
+def _events_config(layout: Layout) -> StreamConfig:
+    """Starts, results, commands (published by clients and workers, through their accounts' imports) and the
+    fired timers it sources from the timers stream as ``<prefix>.wf.<p>.timer``. No schedules, so no roll-ups:
+    nats-server allows roll-ups on any stream that allows schedules, and a roll-up purges the stream."""
+    fired = SubjectTransform(src=f"{layout.prefix}.fired.*", dest=f"{layout.prefix}.wf.{{{{wildcard(1)}}}}.timer")
+    return StreamConfig(
+        name=layout.events_stream,
+        description="Partita workflow events: starts, results, commands, timers",
+        subjects=layout.events_subjects,
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        sources=[StreamSource(name=layout.timers_stream, subject_transforms=[fired])],
+        duplicate_window=DUPLICATE_WINDOW_SECONDS,
+    )
+
+
+TIMERS_MAX_AGE_SECONDS = 24 * 3600.0
 MEMBERS_TTL_SECONDS = 3600.0  # a member's key outlives its node by this much, for `partita cluster` to show it
 # How long creating or changing a node consumer may take. On a cluster a new consumer is a Raft group that must
 # elect a leader; when the peer chosen to lead it is down, the others wait out an election timeout (4-9 s in

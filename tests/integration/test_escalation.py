@@ -39,6 +39,7 @@ from partita.transport.auth import AuthDirectory, inbox_prefix_for, permissions
 from partita.transport.client import workflow_id_for
 from partita.transport.codec import encode_json
 from partita.transport.connection import rfc3339
+from partita.transport.migrate import migrate_events
 from partita.transport.provision import ensure_task_consumer
 from partita.transport.server import local_cluster
 
@@ -77,17 +78,25 @@ async def deployment(tmp_path: Path, *, legacy: bool) -> AsyncIterator[Deploymen
     async with EmbeddedServer(tmp_path / "nats", extra_config=accounts) as server:
         d = Deployment(server, auth, None)
         await _provision(d)
-        if legacy:  # the events stream as older versions made it: any partition token
+        if legacy:
             conn = await connect(server.url, credentials=d.credentials("node"))
             try:
-                info = await conn.js.stream_info(LAYOUT.events_stream)
-                subjects = [LAYOUT.events_filter, f"{LAYOUT.prefix}.esched.>"]
-                await conn.js.update_stream(replace(info.config, subjects=subjects))
+                await older_events_stream(conn, any_partition=True)
                 limits = (await conn.js.stream_info(f"KV_{LAYOUT.limits_bucket}")).config
                 await conn.js.update_stream(replace(limits, allow_rollup_hdrs=True))  # as every KV bucket is made
             finally:
                 await conn.aclose()
         yield d
+
+
+async def older_events_stream(conn: Connection, *, any_partition: bool) -> None:
+    """The events stream as older versions made it: with message schedules (the timers' own, under
+    `<prefix>.esched.`, and so with roll-ups), and, before partitions were named, taking any partition token."""
+    config = (await conn.js.stream_info(LAYOUT.events_stream)).config
+    subjects = [LAYOUT.events_filter] if any_partition else list(config.subjects or ())
+    await conn.js.update_stream(
+        replace(config, subjects=[*subjects, f"{LAYOUT.prefix}.esched.>"], allow_msg_schedules=True, sources=None)
+    )
 
 
 @asynccontextmanager
@@ -207,15 +216,44 @@ async def test_a_schedule_on_a_partition_outside_the_layout_is_refused(tmp_path:
                     await js.publish(outside, encode_json(forged), headers=_schedule(target), timeout=2)
 
 
-async def test_what_a_forged_schedule_fires_is_dead_lettered_and_a_timer_cannot_be_purged(tmp_path: Path) -> None:
-    """In the layout a worker may still schedule on its own result subject: the server fires the target (a
-    command completing another workflow's task, a start) without the worker's permissions. The node trusts only
-    what a schedule on `<prefix>.esched.` fired, so both are dead-lettered and the task waits for its real
-    worker. And a worker that names a timer's schedule to purge it (`Nats-Schedule-Next: purge`) cannot name a
-    node's: their subjects are sealed. Before sealing, the same purge removed the schedule."""
+async def test_the_events_stream_refuses_roll_ups_and_message_schedules(tmp_path: Path) -> None:
+    """Before: the events stream allowed schedules, so nats-server allowed roll-ups on it too, and one header on
+    a worker's own result subject purged every pending event (a start, here); a schedule fired a command no
+    client sent. Now timers live in their own stream and the events stream takes neither header."""
+    for legacy in (True, False):
+        async with deployment(tmp_path / f"legacy-{legacy}", legacy=legacy) as d, node_connection(d) as conn:
+            client = await Client.over(conn, LAYOUT)
+            pending = await client.start("inventory_check")  # no node runs: it waits in the stream
+            own, victim = LAYOUT.result_subject("w", "get-inventory", "john"), LAYOUT.command_subject("victim")
+            forged = _schedule(victim)
+            purge = {"Nats-Schedule-Next": "purge", "Nats-Scheduler": victim}
+            async with raw(d, "inventory-app") as nc:
+                js = nc.jetstream()
+                if legacy:
+                    await js.publish(own, b"", headers={"Nats-Rollup": "all"})
+                    assert not await conn.subject_has_message(LAYOUT.events_stream, LAYOUT.start_subject(pending))
+                    await js.publish(own, b"", headers=forged)
+                    fired = partial(conn.subject_has_message, LAYOUT.events_stream, victim)
+                    await eventually(fired, within=10, what="the forged command")
+                    continue
+                refusals = {"rollup not permitted": {"Nats-Rollup": "all"}, "schedules is disabled": forged}
+                for refusal, headers in (*refusals.items(), ("schedules is disabled", purge)):
+                    with pytest.raises(nats.js.errors.APIError, match=refusal):
+                        await js.publish(own, b"", headers=headers)
+            assert await conn.subject_has_message(LAYOUT.events_stream, LAYOUT.start_subject(pending))
+
+
+async def test_on_an_older_events_stream_a_forged_schedule_fires_nothing_a_node_trusts(tmp_path: Path) -> None:
+    """An events stream made by an older version keeps its schedules (they cannot be turned off): there a
+    worker may still schedule on its own result subject, and the server fires the target (a command completing
+    another workflow's task, a start) without the worker's permissions. The node trusts only what a node-made
+    schedule fired, so both are dead-lettered and the task waits for its real worker. A worker that names a
+    timer's schedule to purge it (`Nats-Schedule-Next: purge`) cannot reach a node's: they live in the timers
+    stream, under sealed names. In the events stream, the same purge removed a schedule."""
     async with deployment(tmp_path, legacy=False) as d, node_connection(d) as conn:
+        await older_events_stream(conn, any_partition=False)
         async with raw(d, "inventory-app") as nc:  # the purge, against a schedule named as before sealing
-            legacy_timer = LAYOUT.timer_schedule_subject("some-task.timeout")
+            legacy_timer = LAYOUT.legacy_timer_schedule_subject("some-task.timeout")
             await conn.publish_at(legacy_timer, LAYOUT.timer_subject("w"), int(time.time() * 1000) + 3_600_000,
                                   b"{}")  # fmt: skip
             own = LAYOUT.result_subject("w", "get-inventory", "john")
@@ -249,8 +287,8 @@ async def test_what_a_forged_schedule_fires_is_dead_lettered_and_a_timer_cannot_
                 other, json.dumps(forged_start).encode(), headers=_schedule(LAYOUT.start_subject("forged"))
             )
             # The worker purges the WAIT's timer by the name it can compute (the task id).
-            await js.publish(own, b"", headers={"Nats-Schedule-Next": "purge",
-                                                "Nats-Scheduler": LAYOUT.timer_schedule_subject(pause)})  # fmt: skip
+            for named in (LAYOUT.timer_schedule_subject(pause), LAYOUT.legacy_timer_schedule_subject(pause)):
+                await js.publish(own, b"", headers={"Nats-Schedule-Next": "purge", "Nats-Scheduler": named})
         for fired in (LAYOUT.command_subject(victim), LAYOUT.start_subject("forged")):
             await eventually(partial(conn.subject_has_message, LAYOUT.events_stream, fired), within=10,
                              what="the server firing a forged schedule")  # fmt: skip
@@ -347,9 +385,9 @@ async def test_a_node_narrows_an_events_stream_made_before_partitions_were_named
     """An events stream as older versions made it takes any partition token; a node replaces that subject with
     one per partition, keeping the operator's settings and the events already stored."""
     await ensure_layout(conn, LAYOUT)
-    info = await conn.js.stream_info(LAYOUT.events_stream)
-    legacy = [LAYOUT.events_filter, f"{LAYOUT.prefix}.esched.>"]
-    await conn.js.update_stream(replace(info.config, subjects=legacy, description="tuned by the operator"))
+    await older_events_stream(conn, any_partition=True)
+    config = (await conn.js.stream_info(LAYOUT.events_stream)).config
+    await conn.js.update_stream(replace(config, description="tuned by the operator"))
     await client.register_json(json.dumps({"name": "one", "tasks": [{"name": "inc", "taskReferenceName": "i"}]}))
     pending = await client.start("one")  # stored before the upgrade, taken after it
     stop, node = anyio.Event(), Node(conn, LAYOUT)
@@ -360,7 +398,9 @@ async def test_a_node_narrows_an_events_stream_made_before_partitions_were_named
         stop.set()
         node.request_stop()
     config = (await conn.js.stream_info(LAYOUT.events_stream)).config
-    assert sorted(config.subjects or []) == sorted(LAYOUT.events_subjects)
+    assert sorted(config.subjects or []) == sorted([*LAYOUT.events_subjects, f"{LAYOUT.prefix}.esched.>"])
+    assert config.allow_msg_schedules  # cannot be turned off: its timers stay in it until it is migrated
+    assert not config.sources
     assert config.description == "tuned by the operator"
     with pytest.raises(NoStreamListening):
         await conn.publish_durable(f"{LAYOUT.prefix}.wf.{LAYOUT.partitions}.start", b"{}")
@@ -406,3 +446,40 @@ async def test_a_worker_cannot_roll_up_the_rate_limit_counters_of_other_task_typ
                     await nc.jetstream().publish(own, b"1")  # its own counter, written as the worker SDK does
             kept = await _value(conn, LAYOUT.limits_bucket, others)
             assert kept == (None if legacy else b"7")
+
+
+async def test_partita_migrate_events_carries_events_and_timers_to_a_stream_without_schedules(
+    conn: Connection, client: Client
+) -> None:
+    """An events stream from before the timers stream, with a WAIT's timer armed in it and a start pending:
+    `migrate_events` (nodes stopped) makes it again without schedules, and both workflows finish after it."""
+    await ensure_layout(conn, LAYOUT)
+    await older_events_stream(conn, any_partition=False)
+    await client.register_json(json.dumps(SHIP_WAIT))
+    await client.register_json(json.dumps({"name": "one", "tasks": [{"name": "ship", "taskReferenceName": "s"}]}))
+    node = Node(conn, LAYOUT)
+    async with anyio.create_task_group() as tg:
+        await tg.start(node.run)
+        waiting = await client.start("ship_after_wait")
+        armed = partial(_task_status, client, waiting, "pause", TaskStatus.IN_PROGRESS)
+        await eventually(armed, within=10, what="the WAIT armed")
+        node.request_stop()
+    began = time.time() * 1000
+    pending = await client.start("one")  # no node: it waits in the old stream
+    reported: list[str] = []
+    assert await migrate_events(conn, LAYOUT, report=reported.append) >= 2  # the start and the WAIT's schedule
+    config = (await conn.js.stream_info(LAYOUT.events_stream)).config
+    assert not config.allow_msg_schedules
+    assert not config.allow_rollup_hdrs
+    assert [source.name for source in config.sources or ()] == [LAYOUT.timers_stream]
+    assert reported[-1].endswith("takes no schedules or roll-ups now")
+    assert await migrate_events(conn, LAYOUT, report=reported.append) == 0  # done: nothing to do
+    stop, node = anyio.Event(), Node(conn, LAYOUT)
+    async with anyio.create_task_group() as tg:
+        await tg.start(partial(run_workers, conn, [WorkerSpec("ship", lambda n=1: {"shipped": n})], stop=stop))
+        await tg.start(node.run)
+        finals = [await client.wait(workflow_id, within=20) for workflow_id in (pending, waiting)]
+        stop.set()
+        node.request_stop()
+    assert [w.status for w in finals] == [WorkflowStatus.COMPLETED] * 2
+    assert (finals[1].tasks[0].end_time or 0) >= began  # the WAIT ended from its carried-over timer

@@ -134,7 +134,7 @@ def subjects(layout: Layout, partition: int) -> dict[str, tuple[st.SearchStrateg
     typed = st.tuples(st.sampled_from(["result", "started"]), ODD).map(".".join)
     return {
         "events": (st.tuples(partitions, kind | typed).map(lambda pk: (f"{prefix}.wf.{pk[0]}.{pk[1]}", "durable")), 90),
-        "schedules": (ODD.map(lambda token: (f"{prefix}.esched.{token}", "durable")), 15),
+        "schedules": (ODD.map(lambda token: (f"{prefix}.timers.{token}", "durable")), 15),
         "tasks": (
             st.tuples(st.sampled_from(["hold", "HTTP", "nobody"]), ODD).map(
                 lambda tt: (f"{prefix}.task.{tt[0]}._.{tt[1]}", "durable")
@@ -184,6 +184,16 @@ def plausible(layout: Layout) -> st.SearchStrategy[Garbage]:
         ),
     )
     return st.one_of(starts, starts, starts, others)
+
+
+def arrival(layout: Layout, garbage: Garbage) -> str:
+    """The subject a node sees it on: a schedule's target (``<prefix>.fired.<p>``, in the timers stream) comes
+    through the events stream's source as ``<prefix>.wf.<p>.timer``."""
+    if garbage.how != "scheduled":
+        return garbage.subject
+    prefix, fired, partition = garbage.target.split(".")
+    assert fired == "fired"
+    return f"{prefix}.wf.{partition}.timer"
 
 
 def delivered_to_a_node(layout: Layout, subject: str) -> bool:
@@ -286,7 +296,7 @@ async def test_garbage_on_every_subject_is_dead_lettered_while_a_workflow_runs_t
         ]
         # Garbage a schedule delivers later, as the server itself publishes timers.
         aimed += [
-            Garbage(layout.timer_schedule_subject(f"fuzz-{i}"), data, "scheduled", layout.timer_subject(workflow_id))
+            Garbage(layout.timer_schedule_subject(f"fuzz-{i}"), data, "scheduled", layout.fired_subject(workflow_id))
             for i, data in enumerate([b"\x00\xff", encode_json({"workflowId": workflow_id, "generation": "x"})])
         ]
         # A poison event nearly as large as a message: its dead letter must be cut to fit.
@@ -324,7 +334,7 @@ async def test_garbage_on_every_subject_is_dead_lettered_while_a_workflow_runs_t
             poison: list[tuple[Garbage, str]] = []
             starts: list[str] = []  # workflows that garbage which is not poison must have created (FAILED)
             for garbage in stored:
-                subject = garbage.target or garbage.subject
+                subject = arrival(layout, garbage)
                 if not delivered_to_a_node(layout, subject):
                     continue
                 try:
@@ -371,14 +381,14 @@ async def test_garbage_on_every_subject_is_dead_lettered_while_a_workflow_runs_t
     tasks = [letter for letter in letters if letter.subject.startswith(f"{layout.prefix}.task.")]
     assert len(letters) == len(events) + len(tasks)
 
-    expected = collections.Counter((g.target or g.subject, reason) for g, reason in poison)
+    expected = collections.Counter((arrival(layout, g), reason) for g, reason in poison)
     assert collections.Counter((letter.subject, letter.reason) for letter in events) == expected
     for letter in events:
         assert letter.reason
         kept = letter_data(letter)
         assert letter.truncated == (len(kept) < letter.size)
         assert any(
-            (g.target or g.subject) == letter.subject and g.data.startswith(kept) and len(g.data) == letter.size
+            arrival(layout, g) == letter.subject and g.data.startswith(kept) and len(g.data) == letter.size
             for g, _ in poison
         )
     assert sum(letter.truncated for letter in events) == 2  # the two near the size limit

@@ -111,7 +111,7 @@ async def test_a_wait_whose_timer_was_deleted_is_rearmed_for_its_original_time(
         workflow_id = await client.start("rec_wait")
         wait_id = await _task_of(client, workflow_id, "wait", TaskStatus.IN_PROGRESS)
         sealed = seal(await message_id_key(conn, layout), wait_id)  # only nodes can name a timer's schedule
-        await _delete(conn, layout.events_stream, layout.timer_schedule_subject(sealed))
+        await _delete(conn, layout.timers_stream, layout.timer_schedule_subject(sealed))
         final = await client.wait(workflow_id, within=30)
         statistics = run.node.statistics()
     assert final.status is WorkflowStatus.COMPLETED
