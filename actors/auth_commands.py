@@ -2,7 +2,8 @@
 command takes (``--nkey``, ``--creds``, ``--user``/``--password``, ``--tls-ca``/``--tls-cert``/``--tls-key``).
 
 See docs/security.md for the model. The commands only write files; nats-server reads ``accounts.conf``
-(include it from the server's configuration, then reload the server: ``nats-server --signal reload``).
+(include it from the server's configuration, then restart the server: a reload does not wire the imports of
+a new account, nats-io/nats-server#8560).
 """
 
 from __future__ import annotations
@@ -131,7 +132,8 @@ def _describe(identity: Identity) -> str:
 
 def _done(directory: AuthDirectory) -> None:
     print(
-        f"wrote {directory.accounts_file}: include it in nats-server's configuration, then reload the server",
+        f"wrote {directory.accounts_file}: include it in nats-server's configuration, then restart the servers "
+        "(one at a time; a reload does not wire a new account's imports)",
         file=sys.stderr,
     )
 

@@ -323,9 +323,7 @@ class Client:
         the object store are not loaded (their paths are set): ``get`` one workflow for them."""
         wanted = WorkflowStatus(status) if status is not None else None
         found: list[Workflow] = []
-        async for entry in self._workflows.watch(">"):
-            if entry is None:
-                break
+        for entry in await self._workflows.values():
             workflow = decode_record(entry.value).workflow
             if name is not None and workflow.workflow_name != name:
                 continue

@@ -227,18 +227,24 @@ class KvBucket:
             await self._kv.delete(key)
 
     async def keys(self, pattern: str = ">") -> list[str]:
-        """Keys matching a subject-style ``pattern`` (``*`` one token, ``>`` the rest), filtered server-side.
+        """Keys matching a subject-style ``pattern`` (``*`` one token, ``>`` the rest), filtered server-side."""
+        return [entry.key for entry in await self._snapshot(pattern, meta_only=True)]
 
-        Read until as many subjects have come as the stream said it holds, rather than until nats-py's "caught
-        up" marker: the watcher sends that marker early when the server delivered a key before answering the
-        watcher's consumer-info request but the client had not read it yet (a loaded machine), and the listing
-        then came back short, even empty."""
+    async def values(self, pattern: str = ">") -> list[KvEntry]:
+        """The current entries of the keys matching ``pattern``, read in one streamed pass."""
+        return await self._snapshot(pattern, meta_only=False)
+
+    async def _snapshot(self, pattern: str, *, meta_only: bool) -> list[KvEntry]:
+        """Read until as many subjects have come as the stream said it holds, rather than until nats-py's
+        "caught up" marker: the watcher sends that marker early when the server delivered a key before
+        answering the watcher's consumer-info request but the client had not read it yet (a loaded machine),
+        and the listing then came back short, even empty."""
         expected = await self._subject_count(f"$KV.{self.name}.{pattern}") if self._subject_count else None
-        keys: list[str] = []
+        entries: list[KvEntry] = []
         seen = 0
         caught_up = False
         with translate_errors(f"kv keys {self.name}"):
-            watcher = await self._kv.watch(pattern, meta_only=True)
+            watcher = await self._kv.watch(pattern, meta_only=meta_only)
             try:
                 with anyio.move_on_after(KEYS_WITHIN):
                     async for entry in watcher:
@@ -247,14 +253,14 @@ class KvBucket:
                         else:
                             seen += 1
                             if entry.operation is None:  # not a delete or purge marker
-                                keys.append(entry.key)
+                                entries.append(KvEntry(entry.key, entry.value or b"", entry.revision or 0))
                         if (expected is None and caught_up) or (expected is not None and seen >= expected):
                             break
                 if not caught_up and (expected is None or seen < expected):
                     raise TimeoutError  # stalled: neither every subject nor the marker came
             finally:
                 await watcher.stop()  # type: ignore[no-untyped-call]
-        return keys
+        return entries
 
     async def watch(self, keys: str = ">", *, deletes: bool = False) -> AsyncIterator[KvEntry | None]:
         """Current values of matching keys, then ``None`` once, then every later update (push, not poll).

@@ -248,8 +248,8 @@ async def test_on_an_older_events_stream_a_forged_schedule_fires_nothing_a_node_
     worker may still schedule on its own result subject, and the server fires the target (a command completing
     another workflow's task, a start) without the worker's permissions. The node trusts only what a node-made
     schedule fired, so both are dead-lettered and the task waits for its real worker. A worker that names a
-    timer's schedule to purge it (`Nats-Schedule-Next: purge`) cannot reach a node's: they live in the timers
-    stream, under sealed names. In the events stream, the same purge removed a schedule."""
+    timer's schedule to purge it (`Nats-Schedule-Next: purge`) cannot name a node's: their names are sealed
+    (the node keeps them in this stream until it is migrated). A schedule named as before is purged."""
     async with deployment(tmp_path, legacy=False) as d, node_connection(d) as conn:
         await older_events_stream(conn, any_partition=False)
         async with raw(d, "inventory-app") as nc:  # the purge, against a schedule named as before sealing

@@ -66,7 +66,14 @@ async def test_provisioning_is_idempotent_and_builds_the_documented_layout(conn:
     for name in (layout.tasks_stream, layout.events_stream):
         info = await conn.js.stream_info(name)
         assert info.config.retention == RetentionPolicy.WORK_QUEUE
-        assert info.config.allow_msg_schedules
+    assert (await conn.js.stream_info(layout.tasks_stream)).config.allow_msg_schedules  # delayed dispatches
+    assert (await conn.js.stream_info(layout.timers_stream)).config.allow_msg_schedules
+    # Where clients and workers publish: no schedules, and so no roll-ups; the timers come in as a source.
+    events = (await conn.js.stream_info(layout.events_stream)).config
+    assert not events.allow_msg_schedules
+    assert not events.allow_rollup_hdrs
+    assert [source.name for source in events.sources or ()] == [layout.timers_stream]
+    assert sorted(events.subjects or ()) == sorted(f"acme.wf.{p}.>" for p in range(layout.partitions))
     assert (await conn.kv(layout.workflows_bucket)).name == "acme_workflows"
     assert (await conn.kv(layout.members_bucket)).name == "acme_members"
     # Nodes make their own events consumers (partition ownership), so provisioning makes none.
