@@ -30,6 +30,7 @@ import structlog
 from nats.js.api import StreamConfig, StreamSource
 
 from .connection import Connection, rfc3339, translate_errors
+from .deadletter import encode_dead_letter
 from .errors import TransportError
 from .layout import Layout
 from .provision import ensure_layout, timers_in_events_stream
@@ -106,14 +107,22 @@ async def _replay(conn: Connection, layout: Layout, mirror: str) -> int:
         except nats.js.errors.NotFoundError:
             continue  # a gap (a message the old stream had deleted)
         carried = carried_over(layout, message.subject or "", dict(message.headers or {}), seq)
-        if carried is None:
-            log.warning("migrate_message_skipped", subject=message.subject, seq=seq)
+        if carried is None:  # no node would ever read it (a partition outside the layout): keep it, with why
+            await _dead_letter(conn, layout, message.subject or "", seq, message.data or b"")
             continue
         subject, headers = carried
         with translate_errors(f"republish {subject}"):
             await conn.js.publish(subject, message.data or b"", headers=headers or None)
         moved += 1
     return moved
+
+
+async def _dead_letter(conn: Connection, layout: Layout, subject: str, seq: int, data: bytes) -> None:
+    reason = "left in the events stream where no node reads it (a partition outside the layout); moved by migrate"
+    log.warning("migrate_dead_lettered", subject=subject, seq=seq)
+    letter = encode_dead_letter(subject, seq, data, reason, time.time_ns() // 1_000_000, conn.payload_limit - 64)
+    with translate_errors(f"dead letter {subject}"):
+        await conn.js.publish(f"{layout.prefix}.dlq.migrate", letter, headers={"Nats-Msg-Id": f"migrate:{seq}"})
 
 
 def carried_over(layout: Layout, subject: str, headers: dict[str, str], seq: int) -> tuple[str, dict[str, str]] | None:
@@ -123,24 +132,35 @@ def carried_over(layout: Layout, subject: str, headers: dict[str, str], seq: int
       (``<prefix>.timers.<id>``, firing into ``<prefix>.fired.<p>``).
     - A timer that had fired but was not yet taken (``.timer``, with ``Nats-Scheduler``) becomes a schedule due
       now, so it arrives as timers now do (no publisher may set ``Nats-Scheduler`` on the new stream).
-    - Any other event goes back on its subject, without the headers only a schedule or a dedupe window meant.
+    - Any other event goes back on its subject, without the headers only a schedule or a dedupe window meant;
+      one on a partition outside the layout (no node reads it, and the new stream refuses it), or a schedule
+      someone put on an event subject, is dead-lettered.
     """
     prefix = layout.prefix
     kept = {name: value for name, value in headers.items() if not name.startswith(_STRIPPED)}
     if subject.startswith(f"{prefix}.esched."):
         target = headers.get("Nats-Schedule-Target", "").split(".")
-        if len(target) != 4 or not target[2].isdigit():
+        if len(target) != 4 or target[2] not in _partitions(layout):
             return None
         kept["Nats-Schedule-Target"] = f"{prefix}.fired.{target[2]}"
         return f"{prefix}.timers.{subject.removeprefix(f'{prefix}.esched.')}", kept
     if SCHEDULER in headers:
         tokens = subject.split(".")
-        if len(tokens) != 4 or tokens[3] != "timer" or not tokens[2].isdigit():
+        if len(tokens) != 4 or tokens[3] != "timer" or tokens[2] not in _partitions(layout):
             return None
         due = {"Nats-Schedule": f"@at {rfc3339(time.time_ns() // 1_000_000)}", "Nats-Schedule-Target":
                f"{prefix}.fired.{tokens[2]}"}  # fmt: skip
         return f"{prefix}.timers.migrated-{seq}", due
-    return subject, {name: value for name, value in kept.items() if not name.startswith("Nats-Schedule")}
+    tokens = subject.split(".")
+    if len(tokens) < 4 or tokens[:2] != [prefix, "wf"] or tokens[2] not in _partitions(layout):
+        return None
+    if any(name.startswith("Nats-Schedule") for name in headers):
+        return None  # a schedule someone put on an event subject: the node would have dead-lettered it too
+    return subject, kept
+
+
+def _partitions(layout: Layout) -> frozenset[str]:
+    return frozenset(str(p) for p in range(layout.partitions))
 
 
 __all__ = ["migrate_events", "mirror_name"]

@@ -451,10 +451,13 @@ async def test_a_worker_cannot_roll_up_the_rate_limit_counters_of_other_task_typ
 async def test_partita_migrate_events_carries_events_and_timers_to_a_stream_without_schedules(
     conn: Connection, client: Client
 ) -> None:
-    """An events stream from before the timers stream, with a WAIT's timer armed in it and a start pending:
-    `migrate_events` (nodes stopped) makes it again without schedules, and both workflows finish after it."""
+    """An events stream from before the timers stream, with a WAIT's timer armed in it, a start pending and a
+    message on a partition outside the layout: `migrate_events` (nodes stopped) makes it again without
+    schedules, both workflows finish after it, and the stray message is dead-lettered."""
     await ensure_layout(conn, LAYOUT)
-    await older_events_stream(conn, any_partition=False)
+    await older_events_stream(conn, any_partition=True)
+    stray = f"{LAYOUT.prefix}.wf.{LAYOUT.partitions + 6}.start"
+    await conn.publish_durable(stray, b"inert")
     await client.register_json(json.dumps(SHIP_WAIT))
     await client.register_json(json.dumps({"name": "one", "tasks": [{"name": "ship", "taskReferenceName": "s"}]}))
     node = Node(conn, LAYOUT)
@@ -474,6 +477,8 @@ async def test_partita_migrate_events_carries_events_and_timers_to_a_stream_with
     assert [source.name for source in config.sources or ()] == [LAYOUT.timers_stream]
     assert reported[-1].endswith("takes no schedules or roll-ups now")
     assert await migrate_events(conn, LAYOUT, report=reported.append) == 0  # done: nothing to do
+    letters = await read_dead_letters(conn, LAYOUT)
+    assert [(x.subject, x.data) for x in letters if "outside the layout" in x.reason] == [(stray, "inert")]
     stop, node = anyio.Event(), Node(conn, LAYOUT)
     async with anyio.create_task_group() as tg:
         await tg.start(partial(run_workers, conn, [WorkerSpec("ship", lambda n=1: {"shipped": n})], stop=stop))
