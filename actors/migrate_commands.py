@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from partita.transport import Layout, connect
-from partita.transport.migrate import migrate_events
+from partita.transport.migrate import migrate_events, migration_needed
 
 from .auth_commands import credentials
 from .membership import read_cluster
@@ -28,6 +28,9 @@ async def cmd_migrate_events(args: argparse.Namespace) -> int:
     layout = Layout(prefix=args.prefix)
     conn = await connect(args.nats, name="partita-migrate", credentials=credentials(args))
     try:
+        if not await migration_needed(conn, layout):
+            print(f"{layout.events_stream} has no message schedules: nothing to migrate")
+            return 0
         live = [member.name for member in (await read_cluster(conn, layout)).members if member.live]
         if live and not args.force:
             print(f"error: stop every node first; live: {', '.join(live)} (or --force)", file=sys.stderr)

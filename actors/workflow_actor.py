@@ -235,7 +235,8 @@ class WorkflowActor:
                 if not isinstance(envelope.event, StartWorkflow):
                     return False
                 # A start that cannot be decided: recorded FAILED with the reason, as a start that cannot run.
-                decision = decide(None, WorkflowStartRequested(request=envelope.event, problem=reason), now)
+                requested = WorkflowStartRequested(request=envelope.event, problem=reason)
+                decision = decide(None, requested, now, id_key=self._ctx.effects.message_id_key)
             else:
                 workflow = await self._offloader.hydrate(record.workflow)
                 assert workflow is not None

@@ -47,6 +47,11 @@ def mirror_name(layout: Layout) -> str:
     return f"{layout.events_stream}_MIGRATION"
 
 
+async def migration_needed(conn: Connection, layout: Layout) -> bool:
+    """Whether the events stream still has message schedules, or a migration was interrupted."""
+    return await _exists(conn, mirror_name(layout)) or await timers_in_events_stream(conn, layout)
+
+
 async def migrate_events(conn: Connection, layout: Layout, *, report: Callable[[str], None] = print) -> int:
     """Migrate the events stream (see the module); the number of messages carried over. Raises
     :class:`TransportError` when the server refuses a step; nothing is deleted before the mirror holds every
@@ -118,7 +123,9 @@ async def _replay(conn: Connection, layout: Layout, mirror: str) -> int:
 
 
 async def _dead_letter(conn: Connection, layout: Layout, subject: str, seq: int, data: bytes) -> None:
-    reason = "left in the events stream where no node reads it (a partition outside the layout); moved by migrate"
+    reason = (
+        "not carried over by migrate: on a partition outside the layout, or a schedule no node made (or what it fired)"
+    )
     log.warning("migrate_dead_lettered", subject=subject, seq=seq)
     letter = encode_dead_letter(subject, seq, data, reason, time.time_ns() // 1_000_000, conn.payload_limit - 64)
     with translate_errors(f"dead letter {subject}"):
@@ -133,8 +140,8 @@ def carried_over(layout: Layout, subject: str, headers: dict[str, str], seq: int
     - A timer that had fired but was not yet taken (``.timer``, with ``Nats-Scheduler``) becomes a schedule due
       now, so it arrives as timers now do (no publisher may set ``Nats-Scheduler`` on the new stream).
     - Any other event goes back on its subject, without the headers only a schedule or a dedupe window meant;
-      one on a partition outside the layout (no node reads it, and the new stream refuses it), or a schedule
-      someone put on an event subject, is dead-lettered.
+      one on a partition outside the layout (no node reads it, and the new stream refuses it), a schedule
+      someone put on an event subject, or what such a schedule fired, is dead-lettered.
     """
     prefix = layout.prefix
     kept = {name: value for name, value in headers.items() if not name.startswith(_STRIPPED)}
@@ -148,6 +155,8 @@ def carried_over(layout: Layout, subject: str, headers: dict[str, str], seq: int
         tokens = subject.split(".")
         if len(tokens) != 4 or tokens[3] != "timer" or tokens[2] not in _partitions(layout):
             return None
+        if not headers[SCHEDULER].startswith(layout.scheduler_prefixes):
+            return None  # fired by a schedule a worker made: the node would have dead-lettered it (check_provenance)
         due = {"Nats-Schedule": f"@at {rfc3339(time.time_ns() // 1_000_000)}", "Nats-Schedule-Target":
                f"{prefix}.fired.{tokens[2]}"}  # fmt: skip
         return f"{prefix}.timers.migrated-{seq}", due
@@ -163,4 +172,4 @@ def _partitions(layout: Layout) -> frozenset[str]:
     return frozenset(str(p) for p in range(layout.partitions))
 
 
-__all__ = ["migrate_events", "mirror_name"]
+__all__ = ["carried_over", "migrate_events", "migration_needed", "mirror_name"]

@@ -35,3 +35,10 @@ def test_what_no_node_would_read_is_not_carried() -> None:
     assert carried_over(LAYOUT, "partita.wf.3.cmd", {"Nats-Scheduler": "partita.wf.3.result.t._"}, 4) is None
     outside = {"Nats-Schedule": "@at 2030-01-01T00:00:00Z", "Nats-Schedule-Target": "partita.wf.99.timer"}
     assert carried_over(LAYOUT, "partita.esched.t2", outside, 5) is None
+
+
+def test_a_timer_fired_by_a_schedule_no_node_made_is_not_carried() -> None:
+    """On an older stream a worker could schedule a TimerFired; the node would dead-letter what it fired, and
+    the migration must not turn it into a schedule of the timers stream, which nodes trust."""
+    forged = {"Nats-Scheduler": "partita.wf.0.result.alpha.d1", "Nats-Schedule-Next": "purge"}
+    assert carried_over(LAYOUT, "partita.wf.8.timer", forged, 4) is None
