@@ -99,6 +99,8 @@ def check_provenance(layout: Layout, subject: str, headers: Mapping[str, str]) -
     trusted. A message that still carries schedule headers (a schedule, or a schedule purge) is refused too.
     """
     names = {name.lower(): value for name, value in headers.items()}
+    if sum(name.lower() == SCHEDULER_HEADER.lower() for name in headers) > 1:  # one the server set, one forged
+        raise PayloadError(f"more than one {SCHEDULER_HEADER} header on {clip(subject)!r}")
     scheduler = names.get(SCHEDULER_HEADER.lower())
     kind = subject.split(".")[3] if subject.count(".") >= 3 else ""
     if any(name.startswith("nats-schedule") for name in names if name not in _FIRED_HEADERS):

@@ -350,3 +350,7 @@ def test_only_timers_fired_by_a_node_made_schedule_are_trusted() -> None:
     for (subject, headers), reason in refused.items():
         with pytest.raises(PayloadError, match=reason):
             events.check_provenance(LAYOUT, subject, dict(headers))
+    # A forged header in another case survives the server's stripping (it matches case-sensitively).
+    twice = {"nats-scheduler": "partita.timers.t1", "Nats-Scheduler": "partita.wf.0.result.work._"}
+    with pytest.raises(PayloadError, match="more than one"):
+        events.check_provenance(LAYOUT, "partita.wf.3.timer", twice)
