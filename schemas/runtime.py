@@ -112,6 +112,8 @@ class Workflow(Record, frozen=True):
     task_to_domain: dict[str, str] = msgspec.field(default_factory=dict)
     reason_for_incompletion: str | None = None
     failed_reference_task_names: list[str] = msgspec.field(default_factory=list)
+    # The taskDefName of every FAILED / FAILED_WITH_TERMINAL_ERROR task, as Conductor keeps it beside the refs.
+    failed_task_names: list[str] = msgspec.field(default_factory=list)
     failed_task_id: str | None = None
     parent_workflow_id: str | None = None
     parent_workflow_task_id: str | None = None
@@ -121,6 +123,8 @@ class Workflow(Record, frozen=True):
     start_time: int = 0
     update_time: int = 0
     end_time: int = 0
+    last_retried_time: int = 0  # when it was last retried or resumed (Conductor's lastRetriedTime)
+    created_by: str | None = None
     schema_version: int = 2
     # Partita: how often this workflow was run again (restart, rerun, retry): each run gets fresh task, child
     # and failure-workflow ids, so message-id dedupe never mistakes a new run's messages for old ones.

@@ -41,6 +41,7 @@ from partita.schemas import (
     WorkflowFinished,
     WorkflowRecord,
 )
+from partita.schemas.conductor import conductor_workflow
 from partita.schemas.errors import PayloadError
 from partita.schemas.limits import MAX_SAFE_DEPTH
 
@@ -139,6 +140,7 @@ def decode_record(data: bytes) -> WorkflowRecord:
     return decode(record_decoder, data, "workflow record")
 
 
-def workflow_json(workflow: Workflow, *, indent: int = 0) -> bytes:
-    data = _json.encode(workflow)
+def workflow_json(workflow: Workflow, *, indent: int = 0, include_tasks: bool = True) -> bytes:
+    """The workflow as Conductor's ``Workflow`` JSON (every field Conductor writes, at its defaults too)."""
+    data = _json.encode(conductor_workflow(workflow, include_tasks=include_tasks))
     return msgspec.json.format(data, indent=indent) if indent else data

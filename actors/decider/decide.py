@@ -243,6 +243,7 @@ def _start(state: Workflow | None, event: WorkflowStartRequested, now: int, acti
         task_to_domain=dict(request.task_to_domain),
         priority=request.priority,
         idempotency_key=request.idempotency_key,
+        created_by=request.created_by,
         parent_workflow_id=request.parent_workflow_id,
         parent_workflow_task_id=request.parent_workflow_task_id,
         create_time=now,
@@ -623,15 +624,11 @@ def task_failed(st: DecisionState, task: Task) -> None:
         return
     if workflow_task.permissive:
         return  # stays FAILED; its branch and JOIN go on, and the workflow fails when everything is done
-    reason = (
-        f"Task {task.reference_task_name} ({task.task_id}) failed with status: {task.status} "
-        f"and reason: '{task.reason_for_incompletion or ''}'"
-    )
     status = {TaskStatus.TIMED_OUT: WorkflowStatus.TIMED_OUT, TaskStatus.CANCELED: WorkflowStatus.TERMINATED}.get(
         task.status, WorkflowStatus.FAILED
     )
     st.failed_task = task
-    st.end(status, reason)
+    st.end(status, failure_reason(task, status))
 
 
 def retry_delay_ms(task_def: TaskDef, attempt: int, task_id: str) -> int:
@@ -660,6 +657,20 @@ def reconcile(st: DecisionState) -> Decision:
     return _reconcile(st)
 
 
+def _failed_permissive_tasks(st: DecisionState) -> list[Task]:
+    """The permissive tasks whose latest attempt (highest retryCount per reference) ended unsuccessfully."""
+    latest: dict[str, Task] = {}
+    for task in st.tasks:
+        seen = latest.get(task.reference_task_name)
+        if seen is None or task.retry_count > seen.retry_count:
+            latest[task.reference_task_name] = task
+    return [
+        task
+        for task in latest.values()
+        if task.status.is_terminal and not task.status.is_successful and st.workflow_task(task).permissive
+    ]
+
+
 def _reconcile(st: DecisionState) -> Decision:
     """Walk the definition, schedule what is missing, and end the workflow when everything is done."""
     definition = st.workflow.workflow_definition
@@ -668,11 +679,10 @@ def _reconcile(st: DecisionState) -> Decision:
     # Conductor completes a workflow only when every task is terminal: a fork branch its JOIN does not wait
     # for still has to finish.
     if done and all(task.status.is_terminal for task in st.tasks):
-        permissive = [t for t in st.tasks if t.status is TaskStatus.FAILED and st.workflow_task(t).permissive]
+        permissive = _failed_permissive_tasks(st)
         if permissive:
             st.failed_task = permissive[0]
-            refs = ", ".join(t.reference_task_name for t in permissive)
-            st.end(WorkflowStatus.FAILED, f"permissive task(s) failed: {refs}")
+            st.end(WorkflowStatus.FAILED, ". ".join(failure_reason(t, t.status) for t in permissive))
         else:
             st.end(WorkflowStatus.COMPLETED, None)
     if st.ending is not None:
@@ -840,28 +850,23 @@ def _finish(st: DecisionState) -> None:
                 st.effects.append(SendCommand(send_id=send_id, command=terminate))
     # A task canceled in the decision that dispatched it need not reach a worker at all.
     st.effects = [e for e in st.effects if not (isinstance(e, DispatchTask) and e.task.task_id in canceled)]
-    definition = st.workflow.workflow_definition
     if output is None:
-        if status is WorkflowStatus.COMPLETED and definition is not None and definition.output_parameters:
-            resolved = resolve(definition.output_parameters, st.document())
-            assert isinstance(resolved, dict)
-            output = resolved
-        elif status is WorkflowStatus.COMPLETED:
-            finished = [task for task in st.tasks if task.status.is_terminal]
-            output = dict(finished[-1].output_data) if finished else {}
-        else:
-            output = dict(st.workflow.output)
-    too_deep = st.limits.payload_problem("workflow output", output) if status is WorkflowStatus.COMPLETED else None
-    if too_deep:  # outputParameters can nest task outputs that are each within the limit
+        output = workflow_output(st)
+    too_deep = st.limits.payload_problem("workflow output", output)
+    if too_deep and status is WorkflowStatus.COMPLETED:  # outputParameters can nest outputs each within the limit
         status, reason, output = WorkflowStatus.FAILED, too_deep, {}
+    elif too_deep:
+        output = {}
+    failed_refs, failed_names = failed_task_names(st)
     changes: dict[str, object] = {
         "status": status,
         "reason_for_incompletion": reason,
         "end_time": st.now,
         "output": output,
+        "failed_reference_task_names": failed_refs,
+        "failed_task_names": failed_names,
     }
     if st.failed_task is not None:
-        changes["failed_reference_task_names"] = [st.failed_task.reference_task_name]
         changes["failed_task_id"] = st.failed_task.task_id
     st.workflow = structs.replace(st.workflow, **changes)
     st.effects.append(
@@ -881,6 +886,40 @@ def _finish(st: DecisionState) -> None:
         )
         send_id = f"child:{st.workflow.workflow_id}:{st.workflow.run_count}"  # each run reports its own end
         st.effects.append(SendCommand(send_id=send_id, command=report))
+
+
+def workflow_output(st: DecisionState) -> dict[str, object]:
+    """Conductor's ``updateWorkflowOutput``, for every way a workflow ends (a TERMINATE task's output is passed
+    in by the caller and wins): ``outputParameters`` if the definition has any, else the output of the last task
+    in the workflow's task list, else (no tasks at all) the output as it was."""
+    definition = st.workflow.workflow_definition
+    if definition is not None and definition.output_parameters:
+        resolved = resolve(definition.output_parameters, st.document())
+        assert isinstance(resolved, dict)
+        return resolved
+    if st.tasks:
+        return dict(st.tasks[-1].output_data)
+    return dict(st.workflow.output)
+
+
+def failed_task_names(st: DecisionState) -> tuple[list[str], list[str]]:
+    """``failedReferenceTaskNames`` and ``failedTaskNames`` as Conductor keeps them when a workflow ends: those
+    already recorded, plus every FAILED or FAILED_WITH_TERMINAL_ERROR task's reference and definition name,
+    retried attempts included (so a workflow that COMPLETED after a retried failure still names it)."""
+    refs = dict.fromkeys(st.workflow.failed_reference_task_names)
+    names = dict.fromkeys(st.workflow.failed_task_names)
+    for task in st.tasks:
+        if task.status in (TaskStatus.FAILED, TaskStatus.FAILED_WITH_TERMINAL_ERROR):
+            refs[task.reference_task_name] = None
+            names[task.task_def_name or task.task_type] = None
+    return list(refs), list(names)
+
+
+def failure_reason(task: Task, status: WorkflowStatus | TaskStatus) -> str:
+    """Conductor's words for a task that ends its workflow (``DeciderService.retry``): the task's id, the
+    workflow's resulting status (the task's, for a permissive task) and the task's reason (``null`` if none)."""
+    reason = task.reason_for_incompletion if task.reason_for_incompletion is not None else "null"
+    return f"Task {task.task_id} failed with status: {status} and reason: '{reason}'"
 
 
 _TASK_ID_NAMESPACE = uuid.UUID("6f1c2b1e-5d0a-4f7e-9b57-9f0c1f2a7a11")

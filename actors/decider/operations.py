@@ -45,7 +45,7 @@ def apply(
         case ResumeWorkflow():
             if state.status is not WorkflowStatus.PAUSED:
                 return Decision(None, note=f"cannot resume a {state.status} workflow (only PAUSED)")
-            st = begin(structs.replace(state, status=WorkflowStatus.RUNNING), now)
+            st = begin(structs.replace(state, status=WorkflowStatus.RUNNING, last_retried_time=now), now)
             _arm_timeout(st)
             return _reconcile(st)
         case RetryWorkflow():
@@ -81,6 +81,7 @@ def _reopened(state: Workflow) -> Workflow:
         reason_for_incompletion=None,
         end_time=0,
         failed_reference_task_names=[],
+        failed_task_names=[],
         failed_task_id=None,
     )
 
@@ -101,7 +102,7 @@ def _retry(state: Workflow, begin: Begin, now: int) -> Decision:
         )
     from .decide import schedule  # imported late: decide imports this module
 
-    st = begin(_reopened(state), now)
+    st = begin(structs.replace(_reopened(state), last_retried_time=now), now)
     _arm_timeout(st)
     for task in retryable:
         workflow_task = st.workflow_task(task)

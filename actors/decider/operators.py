@@ -443,7 +443,9 @@ def _execute_terminate(st: DecisionState, task: Task) -> Task:
         output = {"output": workflow_output}
     done = _complete(st, task, output)
     termination_reason = task.input_data.get("terminationReason")
-    st.end(status, str(termination_reason) if termination_reason is not None else None, output)
+    if termination_reason is None or not str(termination_reason).strip():  # Conductor's endExecution
+        termination_reason = f"Workflow is {status} by TERMINATE task: {task.task_id}"
+    st.end(status, str(termination_reason), output)
     return done
 
 

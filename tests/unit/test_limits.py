@@ -531,7 +531,7 @@ def test_a_runaway_do_while_fails_at_the_iteration_limit() -> None:
     assert loop.output_data["iteration"] == 5
     assert [t.reference_task_name for t in workflow.tasks[1:]] == [f"step__{i}" for i in range(1, 6)]
     assert workflow.reason_for_incompletion == (
-        f"Task loop ({loop.task_id}) failed with status: FAILED_WITH_TERMINAL_ERROR and reason: '{reason}'"
+        f"Task {loop.task_id} failed with status: FAILED and reason: '{reason}'"
     )
 
 

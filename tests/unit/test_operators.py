@@ -667,7 +667,9 @@ def test_a_permissive_failure_lets_the_branch_go_on_and_fails_the_workflow_at_th
     assert pending(workflow) == ["after"]
     workflow = complete(workflow, "after")
     assert workflow.status is WorkflowStatus.FAILED
-    assert workflow.reason_for_incompletion == "permissive task(s) failed: a"
+    (a,) = [t for t in workflow.tasks if t.reference_task_name == "a"]
+    assert workflow.reason_for_incompletion == f"Task {a.task_id} failed with status: FAILED and reason: 'null'"
+    assert workflow.failed_reference_task_names == ["a"]
 
 
 def test_loop_conditions_follow_conductors_truthiness_and_see_fresh_inputs_and_latest_outputs() -> None:
