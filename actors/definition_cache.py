@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import final
 
 import anyio
@@ -22,6 +24,7 @@ class DefinitionCache:
     def __init__(self, store: DefinitionStore) -> None:
         self._store = store
         self._tasks: dict[str, TaskDef | None] = {}
+        self._registered: dict[str, TaskDef] = {}
         self._workflows: dict[tuple[str, int], WorkflowDef] = {}
         self._latest: dict[str, int] = {}
 
@@ -46,6 +49,13 @@ class DefinitionCache:
                 self._latest[definition.name] = definition.version
         else:
             self._tasks[definition.name] = definition
+            self._registered[definition.name] = definition
+
+    @property
+    def registered_task_defs(self) -> Mapping[str, TaskDef]:
+        """Every TaskDef the watch has delivered, by name (a live read-only view): what decisions look up for
+        tasks named only at run time."""
+        return MappingProxyType(self._registered)
 
     async def workflow_def(self, name: str, version: int | None) -> WorkflowDef | None:
         """None when not registered, and when what is stored under the name cannot be read."""
@@ -73,5 +83,7 @@ class DefinitionCache:
         except PayloadError as exc:  # as above; not cached, so a fixed definition is read on the next miss
             log.error("definition_unreadable", task_name=name, error=str(exc))
             return None
+        if found is not None:
+            self._registered[name] = found
         self._tasks[name] = found  # None is cached too; a later registration arrives through the watch
         return found

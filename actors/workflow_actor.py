@@ -372,6 +372,7 @@ class WorkflowActor:
             domain_active=self._ctx.presence.is_active,
             environment=self._ctx.environment,
             id_key=self._ctx.effects.message_id_key,
+            task_defs=self._ctx.definitions.registered_task_defs,
         )
         if uses_scripts(definition):
             # A script may run up to its time limit: never on the event loop, and only a few at a time.

@@ -55,6 +55,23 @@ class WorkflowNotFound(WorkflowError):
         super().__init__(f"workflow {workflow_id!r} not found")
 
 
+class TaskNotFound(WorkflowError):
+    """No task of the workflow matches (Conductor's 404 "Found no running task ...")."""
+
+
+class WorkflowConflict(WorkflowError):
+    """The workflow's status does not allow the operation (Conductor's 409)."""
+
+
+class InvalidCommand(WorkflowError):
+    """The command names something the workflow does not have (Conductor's 400)."""
+
+
+class CommandNotConfirmed(WorkflowError):
+    """The command is durable, but no node answered it in time (no node running, or all behind): it will be
+    applied when one does."""
+
+
 class WorkflowTimeout(WorkflowError):
     def __init__(self, workflow_id: str, seconds: float) -> None:
         self.workflow_id = workflow_id

@@ -142,6 +142,7 @@ class UpdateTask(Message, frozen=True, tag="UpdateTask"):
     output_data: dict[str, object] = msgspec.field(default_factory=dict)
     reason_for_incompletion: str | None = None
     worker_id: str | None = None
+    command_id: str | None = None
 
 
 class TerminateWorkflow(Message, frozen=True, tag="TerminateWorkflow"):
@@ -150,18 +151,21 @@ class TerminateWorkflow(Message, frozen=True, tag="TerminateWorkflow"):
 
     workflow_id: str
     reason: str | None = None
+    command_id: str | None = None
 
 
 class PauseWorkflow(Message, frozen=True, tag="PauseWorkflow"):
     """Pause a RUNNING workflow: running tasks finish, nothing new is scheduled until it is resumed."""
 
     workflow_id: str
+    command_id: str | None = None
 
 
 class ResumeWorkflow(Message, frozen=True, tag="ResumeWorkflow"):
     """Resume a PAUSED workflow: RUNNING again, and whatever is due is scheduled."""
 
     workflow_id: str
+    command_id: str | None = None
 
 
 class RetryWorkflow(Message, frozen=True, tag="RetryWorkflow"):
@@ -169,6 +173,7 @@ class RetryWorkflow(Message, frozen=True, tag="RetryWorkflow"):
     instance of each task is scheduled again as a new instance (Conductor's ``POST /workflow/{id}/retry``)."""
 
     workflow_id: str
+    command_id: str | None = None
 
 
 class RestartWorkflow(Message, frozen=True, tag="RestartWorkflow"):
@@ -177,6 +182,7 @@ class RestartWorkflow(Message, frozen=True, tag="RestartWorkflow"):
 
     workflow_id: str
     use_latest_definitions: bool = False
+    command_id: str | None = None
 
 
 class SkipTask(Message, frozen=True, tag="SkipTask"):
@@ -187,6 +193,7 @@ class SkipTask(Message, frozen=True, tag="SkipTask"):
     task_ref_name: str
     task_input: dict[str, object] = msgspec.field(default_factory=dict)
     task_output: dict[str, object] = msgspec.field(default_factory=dict)
+    command_id: str | None = None
 
 
 class RerunWorkflow(Message, frozen=True, tag="RerunWorkflow"):
@@ -197,6 +204,7 @@ class RerunWorkflow(Message, frozen=True, tag="RerunWorkflow"):
     re_run_from_task_id: str | None = None
     workflow_input: dict[str, object] | None = None
     task_input: dict[str, object] | None = None
+    command_id: str | None = None
 
 
 class ChildFinished(Message, frozen=True, tag="ChildFinished"):
@@ -393,6 +401,29 @@ DeciderEvent = (
 )
 
 
+class CommandOutcome(enum.StrEnum):
+    """How a node answered an operator's command (the REST API's status codes in brackets)."""
+
+    DONE = "DONE"  # applied, or already so (pause of a PAUSED workflow) [200]
+    NOT_FOUND = "NOT_FOUND"  # no such task to update [404]
+    CONFLICT = "CONFLICT"  # the workflow's status does not allow it [409]
+    INVALID = "INVALID"  # the command names something the workflow does not have [400]
+
+
+class CommandAnswer(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    """A node's answer to a command carrying a ``commandId``, kept in the workflow's record (the last
+    :data:`MAX_ANSWERS`), written in the same compare-and-set as the decision it reports."""
+
+    command_id: str
+    outcome: CommandOutcome
+    message: str = ""
+    status: WorkflowStatus | None = None  # the workflow's status after the command
+    time: int = 0
+
+
+MAX_ANSWERS = 16
+
+
 class WorkflowRecord(Message, frozen=True, tag="WorkflowRecord"):
     """What the workflow KV bucket stores: the state, the effects that state owes (outbox), and the stream
     sequence of the event that produced it. The outbox is performed again if that event is redelivered, or if
@@ -401,6 +432,7 @@ class WorkflowRecord(Message, frozen=True, tag="WorkflowRecord"):
     workflow: Workflow
     outbox: tuple[Effect, ...] = ()
     event_seq: int = 0
+    answers: tuple[CommandAnswer, ...] = ()
 
 
 TERMINAL_RESULT_STATUSES: dict[TaskResultStatus, TaskStatus] = {

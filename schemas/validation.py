@@ -108,7 +108,12 @@ def _measured(definition: TaskDef | WorkflowDef, limits: Limits) -> tuple[str | 
 
 
 def task_def_problems(task_def: TaskDef, where: str = "", limits: Limits | None = None) -> list[str]:
+    """Conductor's TaskDef constraints. An inline ``taskDefinition`` (``where`` given) gets only the checks that
+    keep the engine sound (names, sizes, no negative counts): Conductor does not cascade validation into it
+    (``WorkflowTask.taskDefinition`` has no ``@Valid``), so a definition with, say, a response timeout longer
+    than its timeout registers and runs there, and must here."""
     limits = limits or configured_limits()
+    inline = bool(where)
     p = f"{where}." if where else ""
     problems: list[str] = []
     if not where:  # a TaskDef of its own (an inline one is measured with its workflow)
@@ -131,10 +136,23 @@ def task_def_problems(task_def: TaskDef, where: str = "", limits: Limits | None 
         problems.append(f"{p}retryDelaySeconds: must be >= 0, got {task_def.retry_delay_seconds}")
     if task_def.backoff_scale_factor < 1:
         problems.append(f"{p}backoffScaleFactor: must be >= 1, got {task_def.backoff_scale_factor}")
-    if task_def.response_timeout_seconds < 1:
-        problems.append(f"{p}responseTimeoutSeconds: must be >= 1, got {task_def.response_timeout_seconds}")
+    least_response = 0 if inline else 1
+    if task_def.response_timeout_seconds < least_response:
+        problems.append(
+            f"{p}responseTimeoutSeconds: must be >= {least_response}, got {task_def.response_timeout_seconds}"
+        )
     if task_def.timeout_seconds < 0:
         problems.append(f"{p}timeoutSeconds: must be >= 0, got {task_def.timeout_seconds}")
+    if not inline:
+        problems.extend(_timeout_order_problems(task_def, p))
+    if task_def.poll_timeout_seconds is not None and task_def.poll_timeout_seconds < 0:
+        problems.append(f"{p}pollTimeoutSeconds: must be >= 0, got {task_def.poll_timeout_seconds}")
+    return problems
+
+
+def _timeout_order_problems(task_def: TaskDef, p: str) -> list[str]:
+    """Conductor's TaskTimeoutConstraint."""
+    problems = []
     if 0 < task_def.timeout_seconds < task_def.response_timeout_seconds:
         problems.append(
             f"{p}responseTimeoutSeconds: {task_def.response_timeout_seconds} must be less than "
@@ -145,8 +163,6 @@ def task_def_problems(task_def: TaskDef, where: str = "", limits: Limits | None 
             f"{p}timeoutSeconds: {task_def.timeout_seconds} must be less than or equal to "
             f"totalTimeoutSeconds: {task_def.total_timeout_seconds}"
         )
-    if task_def.poll_timeout_seconds is not None and task_def.poll_timeout_seconds < 0:
-        problems.append(f"{p}pollTimeoutSeconds: must be >= 0, got {task_def.poll_timeout_seconds}")
     return problems
 
 
@@ -221,10 +237,17 @@ def _task_problems(task: WorkflowTask, where: str, limits: Limits) -> list[str]:
         problems.extend(_script_problem(where, "expression", task.expression))
     if kind == "DO_WHILE" and task.loop_condition:
         problems.extend(_script_problem(where, "loopCondition", task.loop_condition))
-    if kind == "LAMBDA":
-        if not task.script_expression:
-            problems.append(f"{where}: LAMBDA task requires 'scriptExpression'")
-        problems.extend(_script_problem(where, "scriptExpression", task.script_expression, wrap=True))
+    if kind == "LAMBDA":  # Conductor's Lambda reads inputParameters.scriptExpression
+        script = task.input_parameters.get("scriptExpression", task.script_expression)
+        if script is None:
+            problems.append(f"{where}: LAMBDA task requires inputParameters.scriptExpression")
+        elif isinstance(script, str):
+            field = (
+                "inputParameters.scriptExpression"
+                if "scriptExpression" in task.input_parameters
+                else "scriptExpression"
+            )
+            problems.extend(_script_problem(where, field, script, wrap=True))
     if kind == "INLINE":
         evaluator = task.input_parameters.get("evaluatorType", "javascript")
         expression = task.input_parameters.get("expression")

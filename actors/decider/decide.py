@@ -27,6 +27,7 @@ from msgspec import structs
 from partita.schemas import (
     CancelDispatch,
     ChildFinished,
+    CommandOutcome,
     DeciderEvent,
     DispatchTask,
     Limits,
@@ -70,7 +71,16 @@ from partita.schemas.messages import TERMINAL_RESULT_STATUSES
 from . import operations, operators
 from .expressions import resolve
 from .liveness import MoverKind, mover_kind
-from .state import Decision, DecisionState, DomainActive, loop_ref, no_active_domains, workflow_id_from
+from .state import (
+    Decision,
+    DecisionState,
+    DomainActive,
+    loop_ref,
+    no_active_domains,
+    no_such_workflow,
+    refuse,
+    workflow_id_from,
+)
 from .waits import wait_deadline
 
 __all__ = [
@@ -94,9 +104,12 @@ class _Context:
     environment: Mapping[str, str]
     limits: Limits
     id_key: bytes
+    task_defs: Mapping[str, TaskDef]
 
     def begin(self, workflow: Workflow, now: int) -> DecisionState:
-        return DecisionState(workflow, now, self.domain_active, self.environment, self.limits, self.id_key)
+        return DecisionState(
+            workflow, now, self.domain_active, self.environment, self.limits, self.id_key, self.task_defs
+        )
 
 
 NO_DOMAIN = "NO_DOMAIN"
@@ -111,13 +124,15 @@ def decide(
     environment: Mapping[str, str] | None = None,
     limits: Limits | None = None,
     id_key: bytes = b"",
+    task_defs: Mapping[str, TaskDef] | None = None,
 ) -> Decision:
     """``domain_active(taskType, domain)`` says whether a worker of that domain announced itself recently (for
     comma-separated taskToDomain fallback lists); ``environment`` holds the allow-listed values expressions
     may read (``${workflow.env.NAME}``); ``limits`` what a workflow may grow to (default: this process's
     :func:`~partita.schemas.configured_limits`, read once at import, never here); ``id_key`` the nodes' key
-    that seals the ids of the workflows a decision starts (:func:`.state.workflow_id_from`)."""
-    active = _Context(domain_active, environment or {}, limits or configured_limits(), id_key)
+    that seals the ids of the workflows a decision starts (:func:`.state.workflow_id_from`); ``task_defs`` the
+    registered TaskDefs, for the tasks named only at run time (DYNAMIC, dynamically forked)."""
+    active = _Context(domain_active, environment or {}, limits or configured_limits(), id_key, task_defs or {})
     match event:
         case WorkflowStartRequested():
             return _start(state, event, now, active)
@@ -149,7 +164,7 @@ def fail_workflow(
     this works when deciding the workflow's events does not (a poison event)."""
     if state.status.is_terminal:
         return Decision(None, note=f"already {state.status}")
-    st = _Context(no_active_domains, {}, limits or configured_limits(), id_key).begin(state, now)
+    st = _Context(no_active_domains, {}, limits or configured_limits(), id_key, {}).begin(state, now)
     st.end(WorkflowStatus.FAILED, reason)
     return _reconcile(st)
 
@@ -335,12 +350,13 @@ def _task_started(state: Workflow | None, event: TaskStartedReceived, now: int, 
 def _update_task(state: Workflow | None, event: UpdateTask, now: int, active: _Context) -> Decision:
     """An update by reference name from outside (WAIT, HUMAN, or any pending task)."""
     if state is None:
-        return Decision(None, note="update for an unknown workflow")
-    if state.status.is_terminal:
-        return Decision(None, note=f"update for a {state.status} workflow")
+        return no_such_workflow(event.workflow_id)
     pending = [t for t in state.tasks if t.reference_task_name == event.task_ref_name and not t.status.is_terminal]
-    if not pending:
-        return Decision(None, note=f"no pending task with reference {event.task_ref_name!r}")
+    if state.status.is_terminal or not pending:  # Conductor's TaskResource.updateTask by reference name
+        return refuse(
+            CommandOutcome.NOT_FOUND,
+            f"Found no running task {event.task_ref_name} of workflow {state.workflow_id} to update",
+        )
     st = active.begin(state, now)
     _apply_report(
         st,
@@ -356,9 +372,15 @@ def _update_task(state: Workflow | None, event: UpdateTask, now: int, active: _C
 def _terminate(state: Workflow | None, event: TerminateWorkflow, now: int, active: _Context) -> Decision:
     """Conductor's terminate: TERMINATED, pending tasks CANCELED (sub-workflows terminated with them)."""
     if state is None:
-        return Decision(None, note="terminate for an unknown workflow")
+        return no_such_workflow(event.workflow_id)
+    if state.status is WorkflowStatus.COMPLETED:
+        return refuse(CommandOutcome.CONFLICT, "Cannot terminate a COMPLETED workflow.")
+    if state.status is WorkflowStatus.TERMINATED:  # Conductor: nothing more to do, and no error
+        return refuse(CommandOutcome.DONE, f"Workflow {state.workflow_id} is already TERMINATED")
     if state.status.is_terminal:
-        return Decision(None, note=f"terminate for a {state.status} workflow")
+        # Conductor would re-terminate a FAILED or TIMED_OUT workflow (its status becomes TERMINATED); Partita
+        # keeps how it ended (docs/conductor-differences.md).
+        return refuse(CommandOutcome.CONFLICT, f"Workflow {state.workflow_id} has already ended: {state.status}")
     st = active.begin(state, now)
     st.end(WorkflowStatus.TERMINATED, event.reason or "terminated")
     st.by_operator = True  # Conductor's terminate API does not start the failure workflow
@@ -741,6 +763,8 @@ def schedule(
     if delay_ms is None:
         delay_ms = workflow_task.start_delay * 1000
     task_type, task_name = operators.task_type_and_name(workflow_task, resolved)
+    if workflow_task.type == "DYNAMIC" and task_type != "DYNAMIC":  # the TaskDef of the name it resolved to
+        task_def = st.dynamic_task_def(workflow_task, task_name)
     is_worker_task = task_type not in operators.SYSTEM_TASK_TYPES
     if is_worker_task and not unfit:  # a DYNAMIC name comes from input: it must still fit a subject
         unfit = name_problem("task type", task_type)
@@ -760,7 +784,7 @@ def schedule(
         workflow_type=st.workflow.workflow_name,
         status=TaskStatus.SCHEDULED,
         seq=seq,
-        input_data={} if unfit else resolved,  # not kept: it could be too deep to encode
+        input_data={} if unfit else operators.recorded_input(st, workflow_task, resolved),  # unfit: too deep to keep
         retry_count=retry_of.retry_count + 1 if retry_of else 0,
         retried_task_id=retry_of.task_id if retry_of else None,
         domain=domain_for(st.workflow.task_to_domain, task_name, st.domain_active) if routed else None,

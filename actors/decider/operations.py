@@ -8,6 +8,7 @@ from typing import assert_never
 from msgspec import structs
 
 from partita.schemas import (
+    CommandOutcome,
     PauseWorkflow,
     RerunWorkflow,
     RestartRequested,
@@ -21,9 +22,10 @@ from partita.schemas import (
     WorkflowStatus,
 )
 
-from .state import Decision, DecisionState
+from .state import Decision, DecisionState, no_such_workflow, refuse
 
 Begin = Callable[[Workflow, int], DecisionState]
+CONFLICT, INVALID = CommandOutcome.CONFLICT, CommandOutcome.INVALID
 _RETRYABLE = (TaskStatus.FAILED, TaskStatus.FAILED_WITH_TERMINAL_ERROR, TaskStatus.TIMED_OUT, TaskStatus.CANCELED)
 _REOPENED = ("JOIN", "EXCLUSIVE_JOIN", "DO_WHILE")  # CANCELED operators that go back to IN_PROGRESS on retry
 
@@ -35,16 +37,23 @@ def apply(
     now: int,
 ) -> Decision:
     if state is None:
-        return Decision(None, note=f"{type(event).__name__} for an unknown workflow")
+        command = event.command if isinstance(event, RestartRequested) else event
+        return no_such_workflow(command.workflow_id)
     match event:
         case PauseWorkflow():
-            if state.status is not WorkflowStatus.RUNNING:
-                return Decision(None, note=f"cannot pause a {state.status} workflow")
+            if state.status.is_terminal:
+                return refuse(CONFLICT, f"Workflow {state.workflow_id} has ended, status cannot be updated.")
+            if state.status is WorkflowStatus.PAUSED:
+                return refuse(CommandOutcome.DONE, f"Workflow {state.workflow_id} is already PAUSED")
             st = begin(structs.replace(state, status=WorkflowStatus.PAUSED), now)
             return st.decision()
         case ResumeWorkflow():
             if state.status is not WorkflowStatus.PAUSED:
-                return Decision(None, note=f"cannot resume a {state.status} workflow (only PAUSED)")
+                return refuse(
+                    CONFLICT,
+                    f"The workflow {state.workflow_id} is not PAUSED so cannot resume. "
+                    f"Current status is {state.status}",
+                )
             st = begin(structs.replace(state, status=WorkflowStatus.RUNNING, last_retried_time=now), now)
             _arm_timeout(st)
             return _reconcile(st)
@@ -89,16 +98,18 @@ def _reopened(state: Workflow) -> Workflow:
 def _retry(state: Workflow, begin: Begin, now: int) -> Decision:
     """Conductor's retry: the last failed, timed-out or canceled instance of each reference runs again as a new
     instance; CANCELED JOIN/DO_WHILE go back to IN_PROGRESS; the rest of the workflow picks up from there."""
-    if not state.status.is_terminal or state.status is WorkflowStatus.COMPLETED:
-        return Decision(None, note=f"cannot retry a {state.status} workflow (only FAILED, TIMED_OUT, TERMINATED)")
+    if not state.status.is_terminal:
+        return refuse(CONFLICT, f"Workflow is still running.  status={state.status}")
+    if not state.tasks:
+        return refuse(CONFLICT, "Workflow has not started yet")
     latest = {}
     for task in state.tasks:
         latest[task.reference_task_name] = task
     retryable = [task for task in latest.values() if task.status in _RETRYABLE]
     if not retryable and state.status is not WorkflowStatus.TIMED_OUT:
-        return Decision(
-            None,
-            note="There are no retryable tasks! Use restart if you want to attempt entire workflow execution again.",
+        return refuse(
+            CONFLICT,
+            "There are no retryable tasks! Use restart if you want to attempt entire workflow execution again.",
         )
     from .decide import schedule  # imported late: decide imports this module
 
@@ -118,12 +129,12 @@ def _retry(state: Workflow, begin: Begin, now: int) -> Decision:
 def _restart(state: Workflow, event: RestartRequested, begin: Begin, now: int) -> Decision:
     """Conductor's restart: same id and input, all tasks cleared, from the first task again."""
     if not state.status.is_terminal:
-        return Decision(None, note=f"cannot restart a {state.status} workflow (only ended ones)")
+        return refuse(CONFLICT, f"Workflow: {state.workflow_id} is not in terminal state, unable to restart.")
     definition = event.definition or state.workflow_definition
     if definition is None:
-        return Decision(None, note="cannot restart: the workflow has no definition")
+        return refuse(CommandOutcome.NOT_FOUND, f"Unable to find definition for {state.workflow_id}")
     if state.status is WorkflowStatus.COMPLETED and not definition.restartable:
-        return Decision(None, note="cannot restart: the definition says restartable=false")
+        return refuse(CommandOutcome.NOT_FOUND, f"Workflow: {state.workflow_id} is non-restartable")
     fresh = structs.replace(
         _reopened(state),
         tasks=(),
@@ -141,21 +152,27 @@ def _restart(state: Workflow, event: RestartRequested, begin: Begin, now: int) -
 
 def _skip(state: Workflow, event: SkipTask, begin: Begin, now: int) -> Decision:
     """Only a RUNNING workflow, only a reference of its definition, only before that task is scheduled."""
+    ref = event.task_ref_name
     if state.status is not WorkflowStatus.RUNNING:
-        return Decision(None, note=f"cannot skip a task of a {state.status} workflow")
+        return refuse(
+            CONFLICT,
+            f"The workflow {state.workflow_id} is not running so the task referenced by {ref} cannot be skipped",
+        )
     definition = state.workflow_definition
     known = {wt.task_reference_name: wt for wt in definition.iter_tasks()} if definition else {}
-    workflow_task = known.get(event.task_ref_name)
+    workflow_task = known.get(ref)
     if workflow_task is None:
-        return Decision(None, note=f"no task {event.task_ref_name!r} in the definition")
-    if any(t.reference_task_name == event.task_ref_name for t in state.tasks):
-        return Decision(None, note=f"task {event.task_ref_name!r} is already scheduled; only future tasks skip")
+        return refuse(
+            INVALID, f"The task referenced by {ref} does not exist in the WorkflowDefinition {state.workflow_name}"
+        )
+    if any(t.reference_task_name == ref for t in state.tasks):
+        return refuse(CONFLICT, f"The task referenced {ref} has already been processed, cannot be skipped")
     from .decide import task_id_for  # imported late: decide imports this module
 
     st = begin(state, now)
     too_deep = _payload_problem(st, ("taskInput", event.task_input), ("taskOutput", event.task_output))
     if too_deep:
-        return Decision(None, note=f"skip refused: {too_deep}")
+        return refuse(INVALID, f"skip refused: {too_deep}")
     seq = st.next_seq()
     st.add(
         Task(
@@ -191,12 +208,12 @@ def _rerun(state: Workflow, event: RerunWorkflow, begin: Begin, now: int) -> Dec
     """From the start (new input optional) like a restart; or from a task: later tasks are dropped and the task
     runs again with its id (a worker task is dispatched again; an operator is simply scheduled anew)."""
     if not state.status.is_terminal:
-        return Decision(None, note=f"cannot rerun a {state.status} workflow (only ended ones)")
+        return refuse(CONFLICT, f"Workflow: {state.workflow_id} is not in terminal state, unable to rerun.")
     too_deep = _payload_problem(
         begin(state, now), ("workflowInput", event.workflow_input or {}), ("taskInput", event.task_input or {})
     )
     if too_deep:
-        return Decision(None, note=f"rerun refused: {too_deep}")
+        return refuse(INVALID, f"rerun refused: {too_deep}")
     if event.workflow_input is not None:
         state = structs.replace(state, input=dict(event.workflow_input))
     if event.re_run_from_task_id is None:
@@ -205,7 +222,7 @@ def _rerun(state: Workflow, event: RerunWorkflow, begin: Begin, now: int) -> Dec
     reopened = _reopened(state)
     task = state.task_by_id(event.re_run_from_task_id)
     if task is None:
-        return Decision(None, note=f"no task {event.re_run_from_task_id!r} in the workflow")
+        return refuse(INVALID, f"Task {event.re_run_from_task_id} not found")
     from .decide import dispatch
     from .operators import NODE_TASK_TYPES, SYSTEM_TASK_TYPES
 

@@ -46,6 +46,7 @@ BUILT_IN: Final = frozenset(
 SYSTEM_TASK_TYPES: Final = BUILT_IN | frozenset(
     {
         "SET_VARIABLE",
+        "FORK",
         "TERMINATE",
         "NOOP",
         "INLINE",
@@ -133,7 +134,39 @@ def task_type_and_name(workflow_task: WorkflowTask, resolved_input: dict[str, ob
         name = resolved_input.get(workflow_task.dynamic_task_name_param or "")
         if isinstance(name, str) and name:
             return name, name
+    recorded = _RECORDED_AS.get(workflow_task.type)
+    if recorded is not None:
+        return recorded, recorded
     return workflow_task.type, workflow_task.name
+
+
+# Conductor's mappers record these with a fixed taskType and taskDefName (both kinds of fork as FORK).
+_RECORDED_AS: Final = {
+    "FORK_JOIN": "FORK",
+    "FORK_JOIN_DYNAMIC": "FORK",
+    "JOIN": "JOIN",
+    "EXCLUSIVE_JOIN": "EXCLUSIVE_JOIN",
+    "SWITCH": "SWITCH",
+    "DECISION": "DECISION",
+}
+
+
+def recorded_input(st: DecisionState, workflow_task: WorkflowTask, resolved: dict[str, object]) -> dict[str, object]:
+    """The inputData Conductor's mapper records for a new instance: the resolved inputParameters, except a JOIN
+    (``joinOn`` only: after a FORK_JOIN_DYNAMIC, what it forked), an EXCLUSIVE_JOIN (``joinOn`` and
+    ``defaultExclusiveJoinTask``) and a NOOP (nothing)."""
+    match workflow_task.type:
+        case "JOIN":
+            return {"joinOn": list(workflow_task.join_on or st.dynamic_join_on or [])}
+        case "EXCLUSIVE_JOIN":
+            recorded: dict[str, object] = {"joinOn": list(workflow_task.join_on)}
+            if workflow_task.default_exclusive_join_task:
+                recorded["defaultExclusiveJoinTask"] = list(workflow_task.default_exclusive_join_task)
+            return recorded
+        case "NOOP":
+            return {}
+        case _:
+            return resolved
 
 
 # --- execute: a new instance of a system task --------------------------------------------------------
@@ -293,10 +326,17 @@ def _execute_switch(st: DecisionState, workflow_task: WorkflowTask, task: Task) 
         case = to_case(_case_value(st, workflow_task, task))
     except ScriptError as exc:
         return fail(st, task, TaskStatus.FAILED, f"evaluation failed: {exc}", {"error": str(exc)})
+    # Conductor's mappers: a DECISION records only the case (its inputs were for choosing it), a SWITCH its
+    # inputs and the case; both say "hasChildren" when the chosen case has tasks.
     if workflow_task.type == "DECISION":
-        done = structs.replace(task, input_data={**task.input_data, "case": case})
-        return _complete(st, done, {"caseOutput": [case]})
-    return _complete(st, task, {"evaluationResult": [case], "selectedCase": case})
+        output: dict[str, object] = {"caseOutput": [case]}
+        recorded: dict[str, object] = {"case": case}
+    else:
+        output = {"evaluationResult": [case], "selectedCase": case}
+        recorded = {**task.input_data, "case": case}
+    if _case_tasks(workflow_task, case):
+        recorded["hasChildren"] = "true"
+    return _complete(st, structs.replace(task, input_data=recorded), output)
 
 
 def _case_value(st: DecisionState, workflow_task: WorkflowTask, task: Task) -> object:
@@ -317,26 +357,45 @@ def _case_value(st: DecisionState, workflow_task: WorkflowTask, task: Task) -> o
 
 
 def selected_case(workflow_task: WorkflowTask, task: Task) -> list[WorkflowTask]:
-    """The task list a finished SWITCH/DECISION chose: its case if the key exists (even if empty, as in
-    Conductor HEAD), else ``defaultCase``."""
+    """The task list a finished SWITCH/DECISION chose (see :func:`_case_tasks`)."""
     output = task.output_data
     chosen = output.get("selectedCase") if workflow_task.type == "SWITCH" else None
     if workflow_task.type == "DECISION":
         cases = output.get("caseOutput")
         chosen = cases[0] if isinstance(cases, list) and cases else None
+    return _case_tasks(workflow_task, chosen)
+
+
+def _case_tasks(workflow_task: WorkflowTask, chosen: object) -> list[WorkflowTask]:
+    """The tasks of case ``chosen``: its list if the key exists (for a SWITCH even if empty, as in Conductor
+    HEAD; a DECISION takes the default case for an empty list, as Conductor's DecisionTaskMapper), else
+    ``defaultCase``."""
     if isinstance(chosen, str) and chosen in workflow_task.decision_cases:
-        return workflow_task.decision_cases[chosen]
+        tasks = workflow_task.decision_cases[chosen]
+        if tasks or workflow_task.type == "SWITCH":
+            return tasks
     return workflow_task.default_case
 
 
+class _ForkInputError(ValueError):
+    """The input cannot be forked: Conductor's ForkJoinDynamicTaskMapper throws TerminateWorkflowException, so
+    the workflow fails and no FORK is recorded."""
+
+
 def _execute_dynamic_fork(st: DecisionState, workflow_task: WorkflowTask, task: Task) -> Task:
-    """Work out the branches (one task each) and record them in the output; ``progress`` schedules them.
+    """Work out the branches (one task each) and record them in the input, as Conductor's mapper does
+    (``forkedTasks``, ``forkedTaskDefs``); ``progress`` schedules them.
 
     Two modes, as in Conductor: ``forkTaskInputs`` (a list; one ``forkTaskName`` task, or ``forkTaskWorkflow``
     sub-workflow, per item, refs ``_<name>_<i>``, input ``__index``), or ``dynamicForkTasksParam`` (a list of
-    WorkflowTasks) with ``dynamicForkTasksInputParamName`` (a map ref → input)."""
+    WorkflowTasks) with ``dynamicForkTasksInputParamName`` (a map ref → input). Each forked task without an
+    inline ``taskDefinition`` gets the TaskDef registered under its name (``metadataDAO.getTaskDef``)."""
     try:
         branches = _forked_tasks(workflow_task, task, st.limits)
+    except _ForkInputError as exc:
+        st.remove({task.task_id})
+        st.end(WorkflowStatus.FAILED, str(exc))
+        return task
     except ValueError as exc:
         return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, str(exc), {})
     seen = {t.reference_task_name for t in st.tasks} | {wt.task_reference_name for wt in _all_defined(st)}
@@ -344,11 +403,20 @@ def _execute_dynamic_fork(st: DecisionState, workflow_task: WorkflowTask, task: 
     if clashes:
         reason = f"dynamically forked references clash with existing ones: {clashes}"
         return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
-    output: dict[str, object] = {
+    branches = [_with_registered_def(st, branch) for branch in branches]
+    recorded = {
+        **task.input_data,
         "forkedTasks": [b.task_reference_name for b in branches],
         "forkedTaskDefs": msgspec.to_builtins(branches),
     }
-    return _complete(st, task, output)
+    return _complete(st, structs.replace(task, input_data=recorded), {})
+
+
+def _with_registered_def(st: DecisionState, forked: WorkflowTask) -> WorkflowTask:
+    if forked.task_definition is not None or forked.type not in ("SIMPLE", "DYNAMIC"):
+        return forked
+    registered = st.task_defs.get(forked.name)
+    return forked if registered is None else structs.replace(forked, task_definition=registered)
 
 
 def _all_defined(st: DecisionState) -> list[WorkflowTask]:
@@ -370,8 +438,8 @@ def _forked_tasks(workflow_task: WorkflowTask, task: Task, limits: Limits) -> li
         kind = "SUB_WORKFLOW" if workflow_name else str(data.get("forkTaskType") or "SIMPLE")
         forked = []
         for index, item in enumerate(items):
-            if not isinstance(item, dict):
-                raise ValueError(f"forkTaskInputs[{index}] must be an object, got {type(item).__name__}")
+            if not isinstance(item, dict):  # Conductor wraps a value that is not a map
+                item = {"input": item}
             raw: dict[str, object] = {
                 "name": name,
                 "taskReferenceName": f"_{name}_{index}",
@@ -387,19 +455,30 @@ def _forked_tasks(workflow_task: WorkflowTask, task: Task, limits: Limits) -> li
     tasks_key = workflow_task.dynamic_fork_tasks_param or workflow_task.dynamic_fork_join_tasks_param
     listed = data.get(tasks_key or "")
     if not isinstance(listed, list):
-        raise ValueError(f"input {tasks_key!r} must be a list of tasks to fork (or give forkTaskInputs)")
+        raise _ForkInputError(
+            f"Input '{tasks_key}' is invalid. Cannot deserialize a list of Workflow Tasks from '{listed}'"
+        )
     _check_width(len(listed), limits)
     inputs = data.get(workflow_task.dynamic_fork_tasks_input_param_name or "", {})
     if not isinstance(inputs, dict):
-        raise ValueError("Input to the dynamically forked tasks is not a map")
+        raise _ForkInputError(
+            f"Input to the dynamically forked tasks is not a map -> expecting a map of K,V  but found {inputs}"
+        )
     try:
         defined = msgspec.convert(listed, list[WorkflowTask])
     except msgspec.ValidationError as exc:
-        raise ValueError(f"invalid dynamically forked task: {exc}") from exc
+        raise _ForkInputError(
+            f"Input '{tasks_key}' is invalid. Cannot deserialize a list of Workflow Tasks from '{listed}': {exc}"
+        ) from exc
     forked = []
     for forked_task in defined:
         given = inputs.get(forked_task.task_reference_name)
-        parameters = given if isinstance(given, dict) else forked_task.input_parameters
+        if given is not None and not isinstance(given, dict):  # Conductor's generic cast fails on it
+            raise _ForkInputError(
+                "Tasks could not be dynamically forked due to invalid input: the input of "
+                f"{forked_task.task_reference_name!r} is a {type(given).__name__}, not a map"
+            )
+        parameters = given if given is not None else forked_task.input_parameters
         forked.append(structs.replace(forked_task, input_parameters=parameters))
     return forked
 
@@ -451,7 +530,14 @@ def _execute_terminate(st: DecisionState, task: Task) -> Task:
 
 def _execute_script(st: DecisionState, workflow_task: WorkflowTask, task: Task) -> Task:
     if workflow_task.type == "LAMBDA":
-        body = workflow_task.script_expression or ""
+        # Conductor's Lambda reads inputData.scriptExpression (from inputParameters); a top-level
+        # scriptExpression is Partita's older form, still read.
+        body = task.input_data.get("scriptExpression", workflow_task.script_expression)
+        if not isinstance(body, str) or not body.strip():
+            reason = (
+                "Empty 'scriptExpression' in Lambda task's input parameters. A non-empty String value must be provided."
+            )
+            return fail(st, task, TaskStatus.FAILED, reason, {})
         expression = f"function scriptFun(){{{body}}} scriptFun();"
         evaluator: str = "javascript"
     else:
@@ -533,8 +619,11 @@ def _finished(st: DecisionState, task: Task | None, iteration: int) -> bool:
 
 
 def _progress_join(st: DecisionState, workflow_task: WorkflowTask, task: Task, iteration: int) -> Task:
-    # After a FORK_JOIN_DYNAMIC, the JOIN waits for what it forked (Conductor fills joinOn at run time).
-    join_on = workflow_task.join_on or st.dynamic_join_on or []
+    # After a FORK_JOIN_DYNAMIC, the JOIN waits for what it forked (Conductor fills joinOn at run time, and
+    # records it in the JOIN's input; records from before that was kept have only the definition's).
+    recorded = task.input_data.get("joinOn")
+    join_on = [str(ref) for ref in recorded] if isinstance(recorded, list) and recorded else None
+    join_on = join_on or workflow_task.join_on or st.dynamic_join_on or []
     st.dynamic_join_on = None
     joined = [st.latest(loop_ref(ref, iteration)) for ref in join_on]
     if not all(_finished(st, t, iteration) for t in joined):

@@ -15,7 +15,18 @@ from dataclasses import dataclass
 import msgspec
 from msgspec import structs
 
-from partita.schemas import Effect, Limits, Task, Workflow, WorkflowStatus, WorkflowTask, configured_limits, json_depth
+from partita.schemas import (
+    CommandOutcome,
+    Effect,
+    Limits,
+    Task,
+    TaskDef,
+    Workflow,
+    WorkflowStatus,
+    WorkflowTask,
+    configured_limits,
+    json_depth,
+)
 from partita.schemas.definitions import iter_workflow_tasks
 
 from .expressions import ENVIRONMENT_KEY
@@ -55,6 +66,17 @@ class Decision:
     effects: tuple[Effect, ...] = ()
     note: str | None = None
     rejected: bool = False
+    # For an operator's command that changes nothing: how it is answered (``note`` is the message).
+    outcome: CommandOutcome | None = None
+
+
+def refuse(outcome: CommandOutcome, message: str) -> Decision:
+    """An operator's command that changes nothing, answered ``outcome`` with Conductor's ``message``."""
+    return Decision(None, note=message, outcome=outcome)
+
+
+def no_such_workflow(workflow_id: str) -> Decision:
+    return refuse(CommandOutcome.NOT_FOUND, f"No such workflow found by id: {workflow_id}")
 
 
 class DecisionState:
@@ -66,6 +88,7 @@ class DecisionState:
         environment: Mapping[str, str] | None = None,
         limits: Limits | None = None,
         id_key: bytes = b"",
+        task_defs: Mapping[str, TaskDef] | None = None,
     ) -> None:
         self.workflow = workflow
         self.now = now
@@ -73,6 +96,9 @@ class DecisionState:
         self.environment = environment or {}
         self.limits = limits or configured_limits()
         self.id_key = id_key  # seals the ids of the workflows a decision starts (see workflow_id_from)
+        # The registered TaskDefs, for tasks whose name is known only at run time (DYNAMIC, dynamic forks).
+        self.task_defs: Mapping[str, TaskDef] = task_defs or {}
+        self._dynamic: dict[tuple[str, str], WorkflowTask] = {}
         self.tasks: list[Task] = list(workflow.tasks)
         self.effects: list[Effect] = []
         self.ending: tuple[WorkflowStatus, str | None, dict[str, object] | None] | None = None
@@ -82,7 +108,7 @@ class DecisionState:
         self._latest = {task.reference_task_name: index for index, task in enumerate(self.tasks)}
         self._document: dict[str, object] | None = None
         self._definitions: dict[str, WorkflowTask] | None = None
-        # FORK_JOIN_DYNAMIC task id -> (its output map, what it forked by reference): decoding a fork's
+        # FORK_JOIN_DYNAMIC task id -> (its input map, what it forked by reference): decoding a fork's
         # definitions once per decision, not once per lookup (a JOIN on 100 branches looks up 100 tasks).
         self._forks: dict[str, tuple[dict[str, object], list[WorkflowTask], dict[str, WorkflowTask]]] = {}
         # The references a FORK_JOIN_DYNAMIC forked, for the JOIN that follows it in the same walk.
@@ -133,14 +159,30 @@ class DecisionState:
             assert definition is not None  # a task exists only in a workflow that has its definition
             self._definitions = {wt.task_reference_name: wt for wt in definition.iter_tasks()}
         found = self._definitions.get(reference)
+        if found is not None and found.type == "DYNAMIC" and task.task_type != "DYNAMIC":
+            return self._resolved_dynamic(found, task.task_def_name)
         if found is not None:
             return found
         for fork in reversed(self.tasks):
-            if fork.task_type == "FORK_JOIN_DYNAMIC" and fork.iteration == task.iteration:
+            if is_dynamic_fork(fork) and fork.iteration == task.iteration:
                 found = self._fork(fork)[2].get(reference)
                 if found is not None:
                     return found
         raise KeyError(f"no definition for task {task.reference_task_name!r}")
+
+    def _resolved_dynamic(self, placeholder: WorkflowTask, name: str) -> WorkflowTask:
+        """A DYNAMIC task's definition entry with the TaskDef registered for the name it resolved to (as
+        Conductor's DynamicTaskMapper looks it up), else the entry's own."""
+        key = (placeholder.task_reference_name, name)
+        cached = self._dynamic.get(key)
+        if cached is None:
+            registered = self.task_defs.get(name)
+            cached = placeholder if registered is None else structs.replace(placeholder, task_definition=registered)
+            self._dynamic[key] = cached
+        return cached
+
+    def dynamic_task_def(self, placeholder: WorkflowTask, name: str) -> TaskDef | None:
+        return self._resolved_dynamic(placeholder, name).task_definition
 
     def fork_branches(self, fork: Task) -> list[WorkflowTask]:
         """The tasks a FORK_JOIN_DYNAMIC forked (see :func:`dynamic_branches`), decoded once per decision."""
@@ -148,10 +190,10 @@ class DecisionState:
 
     def _fork(self, fork: Task) -> tuple[dict[str, object], list[WorkflowTask], dict[str, WorkflowTask]]:
         cached = self._forks.get(fork.task_id)
-        if cached is None or cached[0] is not fork.output_data:
+        if cached is None or cached[0] is not fork.input_data:
             branches = dynamic_branches(fork)
             by_reference = {wt.task_reference_name: wt for wt in iter_workflow_tasks(branches)}
-            cached = self._forks[fork.task_id] = (fork.output_data, branches, by_reference)
+            cached = self._forks[fork.task_id] = (fork.input_data, branches, by_reference)
         return cached
 
     def payload_depth(self, payload: dict[str, object]) -> int:
@@ -192,9 +234,16 @@ class DecisionState:
         return self._document
 
 
+def is_dynamic_fork(task: Task) -> bool:
+    """A FORK_JOIN_DYNAMIC's instance (recorded as ``FORK``, as Conductor does; older records say
+    ``FORK_JOIN_DYNAMIC``)."""
+    return task.task_type == "FORK_JOIN_DYNAMIC" or (task.task_type == "FORK" and "forkedTaskDefs" in task.input_data)
+
+
 def dynamic_branches(fork: Task) -> list[WorkflowTask]:
-    """The tasks a FORK_JOIN_DYNAMIC forked, as recorded in its output (``forkedTaskDefs``)."""
-    defs = fork.output_data.get("forkedTaskDefs")
+    """The tasks a FORK_JOIN_DYNAMIC forked, as recorded in its input (``forkedTaskDefs``, Conductor's
+    ForkJoinDynamicTaskMapper); records from before that keep them in the output."""
+    defs = fork.input_data.get("forkedTaskDefs", fork.output_data.get("forkedTaskDefs"))
     return msgspec.convert(defs, list[WorkflowTask]) if isinstance(defs, list) else []
 
 

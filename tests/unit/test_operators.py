@@ -442,7 +442,7 @@ def test_wait_until_a_date_and_wait_without_either_until_completed_from_outside(
         after.workflow, UpdateTask(workflow_id="wf", task_ref_name="zzz", status=TaskResultStatus.COMPLETED), NOW
     )
     assert nobody.workflow is None
-    assert "no pending task" in (nobody.note or "")
+    assert nobody.note == "Found no running task zzz of workflow wf to update"
 
 
 @pytest.mark.parametrize(
@@ -580,7 +580,7 @@ def test_a_dynamic_fork_over_a_list_forks_one_task_per_item_and_the_join_waits_f
     assert trail(workflow) == [
         ("fan", "COMPLETED"), ("_resize_0", "SCHEDULED"), ("_resize_1", "SCHEDULED"), ("join", "IN_PROGRESS")
     ]  # fmt: skip
-    assert workflow.tasks[0].output_data["forkedTasks"] == ["_resize_0", "_resize_1"]
+    assert workflow.tasks[0].input_data["forkedTasks"] == ["_resize_0", "_resize_1"]
     assert workflow.tasks[2].input_data == {"url": "b", "__index": 1}
     assert workflow.tasks[2].task_type == "resize"
     workflow = complete(workflow, "_resize_1", {"w": 2})
@@ -612,7 +612,14 @@ def test_a_dynamic_fork_of_given_tasks_with_their_inputs_and_a_sub_workflow_fan_
     assert workflow.tasks[2].input_data == {"y": 2}
     bad = run(definition, {"tasks": tasks, "inputs": [1]})
     assert bad.status is WorkflowStatus.FAILED
-    assert "not a map" in (bad.tasks[0].reason_for_incompletion or "")
+    # Conductor's mapper throws TerminateWorkflowException: FAILED, and no FORK recorded (DynamicForkJoinSpec).
+    assert bad.tasks == ()
+    assert "Input to the dynamically forked tasks is not a map" in (bad.reason_for_incompletion or "")
+    per_branch = run(definition, {"tasks": tasks, "inputs": {"a1": "v1", "k1": {"y": 2}}})
+    assert (per_branch.status, per_branch.tasks) == (WorkflowStatus.FAILED, ())
+    assert (per_branch.reason_for_incompletion or "").startswith(
+        "Tasks could not be dynamically forked due to invalid input"
+    )
 
 
 def test_do_while_over_items_runs_once_per_item_with_loop_item_and_index() -> None:
