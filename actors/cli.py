@@ -17,9 +17,12 @@ import msgspec
 import structlog
 
 from partita.schemas import (
+    CommandAnswer,
+    CommandNotConfirmed,
     DefinitionError,
     PartitaError,
     TaskDef,
+    UnknownDefinition,
     Workflow,
     WorkflowDef,
     WorkflowError,
@@ -373,35 +376,59 @@ def _print_workflow(workflow: Workflow, *, as_json: bool) -> None:
     print("  output: " + msgspec.json.encode(workflow.output).decode())
 
 
+_DONE = {
+    "pause": "paused",
+    "resume": "resumed",
+    "retry": "retried",
+    "restart": "restarted",
+    "rerun": "reran",
+    "skip-task": "skipped a task of",
+    "terminate": "terminated",
+    "complete": "completed a task of",
+    "fail": "failed a task of",
+}
+
+
+def _say(verb: str, workflow_id: str, answer: CommandAnswer) -> None:
+    """One line saying what a command did, as the node that applied it answered."""
+    status = f" (now {answer.status})" if answer.status is not None else ""
+    print(answer.message or f"{_DONE[verb]} workflow {workflow_id}{status}")
+
+
 async def cmd_workflow_operate(args: argparse.Namespace) -> int:
     async with await _client(args) as client:
-        if args.workflow_command == "pause":
-            await client.pause(args.workflow_id)
-        elif args.workflow_command == "resume":
-            await client.resume(args.workflow_id)
-        elif args.workflow_command == "retry":
-            await client.retry(args.workflow_id)
-        elif args.workflow_command == "skip-task":
-            output = _read_json_arg(args.output, "--output")
-            task_input = _read_json_arg(args.input, "--input")
-            await client.skip_task(
-                args.workflow_id,
-                args.task_ref,
-                task_input=task_input if isinstance(task_input, dict) else None,
-                task_output=output if isinstance(output, dict) else None,
-            )
-        elif args.workflow_command == "rerun":
-            new_input = _read_json_arg(args.input, "--input")
-            task_input = _read_json_arg(args.task_input, "--task-input")
-            await client.rerun(
-                args.workflow_id,
-                from_task_id=args.from_task,
-                workflow_input=new_input if isinstance(new_input, dict) else None,
-                task_input=task_input if isinstance(task_input, dict) else None,
-            )
-        else:
-            await client.restart(args.workflow_id, use_latest_definitions=args.use_latest)
+        answer = await _operate(client, args)
+    _say(args.workflow_command, args.workflow_id, answer)
     return EXIT_OK
+
+
+async def _operate(client: Client, args: argparse.Namespace) -> CommandAnswer:
+    command = args.workflow_command
+    if command == "pause":
+        return await client.pause(args.workflow_id)
+    if command == "resume":
+        return await client.resume(args.workflow_id)
+    if command == "retry":
+        return await client.retry(args.workflow_id)
+    if command == "skip-task":
+        output = _read_json_arg(args.output, "--output")
+        task_input = _read_json_arg(args.input, "--input")
+        return await client.skip_task(
+            args.workflow_id,
+            args.task_ref,
+            task_input=task_input if isinstance(task_input, dict) else None,
+            task_output=output if isinstance(output, dict) else None,
+        )
+    if command == "rerun":
+        new_input = _read_json_arg(args.input, "--input")
+        task_input = _read_json_arg(args.task_input, "--task-input")
+        return await client.rerun(
+            args.workflow_id,
+            from_task_id=args.from_task,
+            workflow_input=new_input if isinstance(new_input, dict) else None,
+            task_input=task_input if isinstance(task_input, dict) else None,
+        )
+    return await client.restart(args.workflow_id, use_latest_definitions=args.use_latest)
 
 
 async def cmd_workflow_list(args: argparse.Namespace) -> int:
@@ -496,7 +523,8 @@ async def cmd_workflow_remove(args: argparse.Namespace) -> int:
 
 async def cmd_workflow_terminate(args: argparse.Namespace) -> int:
     async with await _client(args) as client:
-        await client.terminate(args.workflow_id, args.reason)
+        answer = await client.terminate(args.workflow_id, args.reason)
+    _say("terminate", args.workflow_id, answer)
     return EXIT_OK
 
 
@@ -507,11 +535,13 @@ async def cmd_task_update(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     async with await _client(args) as client:
         if args.task_command == "complete":
-            await client.complete_task(args.workflow_id, args.task_ref, output)
+            answer = await client.complete_task(args.workflow_id, args.task_ref, output)
         else:
-            await client.fail_task(
+            answer = await client.fail_task(
                 args.workflow_id, args.task_ref, args.reason or "failed by operator", output, terminal=args.terminal
             )
+        if not args.json:
+            _say(args.task_command, args.workflow_id, answer)
         if not args.wait:
             return EXIT_OK
         try:
@@ -727,6 +757,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ConnectionFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except UnknownDefinition as exc:  # a start of a definition that is not registered: nothing was stored
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CommandNotConfirmed as exc:  # stored, but no node answered: try again once one runs
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except WorkflowError as exc:  # not found, or not in a state that allows the operation

@@ -27,7 +27,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from msgspec import structs
 
 from partita.schemas import (
+    MAX_ANSWERS,
     ChildFinished,
+    CommandAnswer,
+    CommandOutcome,
     DeciderEvent,
     DispatchTask,
     Effect,
@@ -318,10 +321,17 @@ class WorkflowActor:
                     self._reject(envelope, decision.note)
                 else:
                     self._log.info("event_ignored", reason=decision.note, event_kind=type(envelope.event).__name__)
+                if record is not None and (answer := self._answer(envelope, decision, record.workflow)) is not None:
+                    try:
+                        await self._commit_answer(answer, delivery.stream_seq)
+                    except CasConflict:
+                        self._loaded = False
+                        continue
                 await delivery.ack()
                 return
             try:
-                await self._commit(decision, delivery.stream_seq, describe(envelope.event))
+                answer = self._answer(envelope, decision, decision.workflow)
+                await self._commit(decision, delivery.stream_seq, describe(envelope.event), answer)
             except CasConflict:
                 self._loaded = False
                 self._log.debug("cas_conflict", stream_seq=delivery.stream_seq)
@@ -342,6 +352,35 @@ class WorkflowActor:
         self._loaded = False
         self._log.warning("event_contended", attempts=MAX_CAS_ATTEMPTS, stream_seq=delivery.stream_seq)
         await delivery.nak(RETRY_LATER_SECONDS)
+
+    @staticmethod
+    def _answer(envelope: Envelope, decision: Decision, workflow: Workflow) -> CommandAnswer | None:
+        """The answer to an operator's command that asked for one (``commandId``): DONE when the decision
+        changed the workflow, else the decider's refusal (or no-op) in its words."""
+        command_id = getattr(envelope.event, "command_id", None)
+        if not isinstance(command_id, str) or not command_id:
+            return None
+        if decision.workflow is not None:
+            outcome, message = CommandOutcome.DONE, ""
+        else:
+            outcome, message = decision.outcome or CommandOutcome.CONFLICT, decision.note or ""
+        return CommandAnswer(
+            command_id=command_id, outcome=outcome, message=message, status=workflow.status, time=now_ms()
+        )
+
+    def _answers(self, answer: CommandAnswer | None) -> tuple[CommandAnswer, ...]:
+        kept = self._record.answers if self._record is not None else ()
+        return kept if answer is None else (*kept, answer)[-MAX_ANSWERS:]
+
+    async def _commit_answer(self, answer: CommandAnswer, event_seq: int) -> None:
+        """Record the answer to a command that changed nothing. The outbox is empty: this actor loaded the
+        record fresh before deciding, and a pending outbox is performed on load (``_load``)."""
+        assert self._record is not None
+        record = WorkflowRecord(
+            workflow=self._record.workflow, outbox=(), event_seq=event_seq, answers=self._answers(answer)
+        )
+        revision = await self._ctx.workflows.update(self._key, encode_record(record), self._revision)
+        self._record, self._revision = record, revision
 
     def _reject(self, envelope: Envelope, reason: str | None) -> None:
         """A worker report that cannot be what it claims: a forgery, or a worker bug. Acked (redelivery cannot
@@ -396,15 +435,18 @@ class WorkflowActor:
                 await self._ctx.effects.perform(self._record.outbox, index=self._record.workflow)
         self._loaded = True
 
-    async def _commit(self, decision: Decision, event_seq: int, cause: str) -> None:
+    async def _commit(
+        self, decision: Decision, event_seq: int, cause: str, answer: CommandAnswer | None = None
+    ) -> None:
         assert decision.workflow is not None
         before = self._record.workflow if self._record else None
+        answers = self._answers(answer)
 
         def with_history(workflow: Workflow, effects: tuple[Effect, ...]) -> WorkflowRecord:
             if self._ctx.history:
                 entry = history_entry(before, workflow, cause, now_ms(), event_seq)
                 effects = (*effects, RecordHistory(entry=entry))
-            return WorkflowRecord(workflow=workflow, outbox=effects, event_seq=event_seq)
+            return WorkflowRecord(workflow=workflow, outbox=effects, event_seq=event_seq, answers=answers)
 
         problem: str | None
         try:
@@ -550,8 +592,8 @@ class WorkflowActor:
         else:
             found = await self._ctx.definitions.workflow_def(request.name, request.version)
             if found is None:
-                which = f"version {request.version}" if request.version is not None else "any version"
-                problem = f"workflow definition {request.name!r} ({which}) is not registered"
+                version = request.version if request.version is not None else "null"
+                problem = f"No such workflow defined. name={request.name}, version={version}"  # Conductor's words
                 return WorkflowStartRequested(request=request, problem=problem)
             definition = found
         return WorkflowStartRequested(request=request, definition=await self._snapshot(definition))

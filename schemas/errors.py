@@ -55,16 +55,18 @@ class WorkflowNotFound(WorkflowError):
         super().__init__(f"workflow {workflow_id!r} not found")
 
 
-class TaskNotFound(WorkflowError):
-    """No task of the workflow matches (Conductor's 404 "Found no running task ...")."""
+class CommandRefused(WorkflowError):
+    """A node refused an operator's command, in Conductor's words; ``outcome`` is ``NOT_FOUND`` (no such task
+    to update: Conductor's 404), ``CONFLICT`` (the workflow's status does not allow it: 409) or ``INVALID``
+    (it names something the workflow does not have: 400)."""
+
+    def __init__(self, outcome: str, message: str) -> None:
+        self.outcome = outcome
+        super().__init__(message)
 
 
-class WorkflowConflict(WorkflowError):
-    """The workflow's status does not allow the operation (Conductor's 409)."""
-
-
-class InvalidCommand(WorkflowError):
-    """The command names something the workflow does not have (Conductor's 400)."""
+class UnknownDefinition(PartitaError):
+    """A start names a workflow definition (or version) that is not registered: refused, nothing recorded."""
 
 
 class CommandNotConfirmed(WorkflowError):

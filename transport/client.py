@@ -6,6 +6,7 @@ same; this is the convenient way from Python.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -16,6 +17,10 @@ import anyio
 import msgspec
 
 from partita.schemas import (
+    CommandAnswer,
+    CommandNotConfirmed,
+    CommandOutcome,
+    CommandRefused,
     HistoryEntry,
     Operation,
     PauseWorkflow,
@@ -29,6 +34,7 @@ from partita.schemas import (
     TaskDef,
     TaskResultStatus,
     TerminateWorkflow,
+    UnknownDefinition,
     UpdateTask,
     Workflow,
     WorkflowDef,
@@ -43,7 +49,7 @@ from partita.schemas.limits import configured_limits
 from .codec import decode_record, encode_json
 from .connection import DEFAULT_URL, Connection, Credentials, KvBucket, connect
 from .definitions import DefinitionStore
-from .errors import ProvisioningError, TransportError, TransportTimeout
+from .errors import PermissionDenied, ProvisioningError, TransportError, TransportTimeout
 from .layout import Layout
 from .payloads import PayloadStore, hydrate
 from .provision import ensure_layout
@@ -56,7 +62,30 @@ _WAIT_RECHECK_SECONDS = 5.0
 START_PATIENCE_SECONDS = 15.0
 _IDEMPOTENCY_LOOKAHEAD = 3
 
+# How long a command waits for the owning node's answer (a node normally answers in milliseconds).
+ANSWER_PATIENCE_SECONDS = 30.0
+# How long a command for a workflow with no record yet waits for it to appear (a start just published).
+NOT_FOUND_GRACE_SECONDS = 2.0
+OperatorCommand = UpdateTask | TerminateWorkflow | Operation
+
 _history_decoder = msgspec.json.Decoder(HistoryEntry)
+
+
+def describe_command(command: OperatorCommand) -> str:
+    """``terminate of workflow <id>``, ``complete of task <ref> of workflow <id>``...: for messages."""
+    verb = {
+        TerminateWorkflow: "terminate",
+        PauseWorkflow: "pause",
+        ResumeWorkflow: "resume",
+        RetryWorkflow: "retry",
+        RestartWorkflow: "restart",
+        SkipTask: "skip",
+        RerunWorkflow: "rerun",
+        UpdateTask: "update",
+    }[type(command)]
+    if isinstance(command, UpdateTask | SkipTask):
+        return f"{verb} of task {command.task_ref_name} of workflow {command.workflow_id}"
+    return f"{verb} of workflow {command.workflow_id}"
 
 
 def workflow_id_for(name: str, idempotency_key: str) -> str:
@@ -173,6 +202,8 @@ class Client:
         if input is not None and not isinstance(input, Mapping):
             raise PayloadError(f"workflow input must be a JSON object, got {type(input).__name__}")
         _check_depth("workflow input", input)
+        if workflow_def is None:
+            await self._check_defined(name, version)
         if idempotency_key is None:
             workflow_id = str(uuid.uuid4())
         else:
@@ -201,6 +232,18 @@ class Client:
         await self.conn.publish_durable(subject, data, msg_id=msg_id, retry_for=START_PATIENCE_SECONDS)
         return workflow_id
 
+    async def _check_defined(self, name: str, version: int | None) -> None:
+        """Refuse, before anything is stored, a start of a definition that is not registered (Conductor's
+        ``No such workflow defined``). An identity that may start workflows but not read definitions skips
+        the check; its start of an unknown name is recorded FAILED by the node, with the same reason."""
+        try:
+            found = await self.definitions.workflow_def(name, version)
+        except PermissionDenied:
+            return
+        if found is None:
+            shown = version if version is not None else "null"
+            raise UnknownDefinition(f"No such workflow defined. name={name}, version={shown}")
+
     async def update_task(
         self,
         workflow_id: str,
@@ -209,12 +252,13 @@ class Client:
         output: Mapping[str, object] | None = None,
         *,
         reason: str | None = None,
-    ) -> None:
+        within: float | None = None,
+    ) -> CommandAnswer:
         """Update the pending task ``task_ref_name`` of a workflow (Conductor's
         ``POST /tasks/{workflowId}/{taskRefName}/{status}``): how WAIT and HUMAN tasks are completed.
 
-        Returns once the update is durable; the node applies it (or ignores it, logged, when no task with
-        that reference is pending)."""
+        Like every command, answered by the node that owns the workflow (see :meth:`_command`):
+        :class:`CommandRefused` (``NOT_FOUND``) when no task with that reference is pending."""
         _check_depth("task output", output)
         message = UpdateTask(
             workflow_id=workflow_id,
@@ -224,24 +268,25 @@ class Client:
             reason_for_incompletion=reason,
             worker_id=self.conn.client_name or None,
         )
-        await self.conn.publish_durable(self.layout.command_subject(workflow_id), encode_json(message))
+        return await self._command(message, within=within)
 
-    async def pause(self, workflow_id: str) -> None:
+    async def pause(self, workflow_id: str, *, within: float | None = None) -> CommandAnswer:
         """Pause a RUNNING workflow: running tasks finish, nothing new is scheduled until :meth:`resume`."""
-        await self._operate(PauseWorkflow(workflow_id=workflow_id), "pause", {WorkflowStatus.RUNNING})
+        return await self._command(PauseWorkflow(workflow_id=workflow_id), within=within)
 
-    async def resume(self, workflow_id: str) -> None:
-        await self._operate(ResumeWorkflow(workflow_id=workflow_id), "resume", {WorkflowStatus.PAUSED})
+    async def resume(self, workflow_id: str, *, within: float | None = None) -> CommandAnswer:
+        return await self._command(ResumeWorkflow(workflow_id=workflow_id), within=within)
 
-    async def retry(self, workflow_id: str) -> None:
+    async def retry(self, workflow_id: str, *, within: float | None = None) -> CommandAnswer:
         """Retry a FAILED, TIMED_OUT or TERMINATED workflow from its last failed tasks."""
-        allowed = {WorkflowStatus.FAILED, WorkflowStatus.TIMED_OUT, WorkflowStatus.TERMINATED}
-        await self._operate(RetryWorkflow(workflow_id=workflow_id), "retry", allowed)
+        return await self._command(RetryWorkflow(workflow_id=workflow_id), within=within)
 
-    async def restart(self, workflow_id: str, *, use_latest_definitions: bool = False) -> None:
+    async def restart(
+        self, workflow_id: str, *, use_latest_definitions: bool = False, within: float | None = None
+    ) -> CommandAnswer:
         """Run an ended workflow again from its first task (same id and input)."""
         command = RestartWorkflow(workflow_id=workflow_id, use_latest_definitions=use_latest_definitions)
-        await self._operate(command, "restart", {s for s in WorkflowStatus if s.is_terminal})
+        return await self._command(command, within=within)
 
     async def skip_task(
         self,
@@ -250,7 +295,8 @@ class Client:
         *,
         task_input: Mapping[str, object] | None = None,
         task_output: Mapping[str, object] | None = None,
-    ) -> None:
+        within: float | None = None,
+    ) -> CommandAnswer:
         """Skip a task of a RUNNING workflow before it is scheduled: it is recorded SKIPPED."""
         _check_depth("task input", task_input)
         _check_depth("task output", task_output)
@@ -260,7 +306,7 @@ class Client:
             task_input=dict(task_input or {}),
             task_output=dict(task_output or {}),
         )
-        await self._operate(command, "skip a task of", {WorkflowStatus.RUNNING})
+        return await self._command(command, within=within)
 
     async def rerun(
         self,
@@ -269,7 +315,8 @@ class Client:
         from_task_id: str | None = None,
         workflow_input: Mapping[str, object] | None = None,
         task_input: Mapping[str, object] | None = None,
-    ) -> None:
+        within: float | None = None,
+    ) -> CommandAnswer:
         """Run an ended workflow again from a task (later tasks dropped), or from the start."""
         _check_depth("workflow input", workflow_input)
         _check_depth("task input", task_input)
@@ -279,24 +326,58 @@ class Client:
             workflow_input=dict(workflow_input) if workflow_input is not None else None,
             task_input=dict(task_input) if task_input is not None else None,
         )
-        await self._operate(command, "rerun", {s for s in WorkflowStatus if s.is_terminal})
+        return await self._command(command, within=within)
 
-    async def _operate(self, command: Operation, verb: str, allowed: set[WorkflowStatus]) -> None:
-        """Check what can be checked here (a clear error now, not a log line on a node), then publish."""
-        workflow = await self.get(command.workflow_id)
-        if workflow.status not in allowed:
-            raise WorkflowError(f"cannot {verb} workflow {command.workflow_id!r}: it is {workflow.status}")
-        await self.conn.publish_durable(self.layout.command_subject(command.workflow_id), encode_json(command))
-
-    async def terminate(self, workflow_id: str, reason: str | None = None) -> None:
+    async def terminate(
+        self, workflow_id: str, reason: str | None = None, *, within: float | None = None
+    ) -> CommandAnswer:
         """Terminate a running workflow: TERMINATED, pending tasks CANCELED, sub-workflows terminated."""
-        message = TerminateWorkflow(workflow_id=workflow_id, reason=reason)
-        await self.conn.publish_durable(self.layout.command_subject(workflow_id), encode_json(message))
+        return await self._command(TerminateWorkflow(workflow_id=workflow_id, reason=reason), within=within)
+
+    async def _command(self, command: OperatorCommand, *, within: float | None = None) -> CommandAnswer:
+        """Publish ``command`` with a fresh ``commandId`` and return the owning node's answer, which it writes
+        into the workflow's record in the same compare-and-set as the decision (so the answer is exactly what
+        happened, whatever else raced it). Raises :class:`WorkflowNotFound` for an unknown workflow (nothing is
+        published), :class:`CommandRefused` with Conductor's reason, or :class:`CommandNotConfirmed` when no
+        node answered within ``within`` seconds (default :data:`ANSWER_PATIENCE_SECONDS`): the command is
+        durable and is applied when a node takes it."""
+        patience = ANSWER_PATIENCE_SECONDS if within is None else within
+        command_id = uuid.uuid4().hex
+        command = msgspec.structs.replace(command, command_id=command_id)
+        workflow_id = command.workflow_id
+        watched = self._workflows.watch(self.layout.workflow_key(workflow_id), deletes=True)
+        async with contextlib.aclosing(watched) as updates:
+            current = await anext(updates)  # the record as it is now, then None (or just None)
+            if current is not None:
+                await anext(updates)
+            else:
+                # A start returns once it is stored, before a node has recorded the workflow: a command sent
+                # right after it waits a moment for the record rather than calling the workflow unknown.
+                with anyio.move_on_after(NOT_FOUND_GRACE_SECONDS):
+                    current = await anext(updates)
+            if current is None or current.deleted:
+                raise WorkflowNotFound(workflow_id)
+            await self.conn.publish_durable(self.layout.command_subject(workflow_id), encode_json(command))
+            with anyio.move_on_after(patience):
+                async for entry in updates:
+                    if entry is None:
+                        continue
+                    if entry.deleted:
+                        raise WorkflowNotFound(workflow_id)
+                    for answer in decode_record(entry.value).answers:
+                        if answer.command_id == command_id:
+                            if answer.outcome is not CommandOutcome.DONE:
+                                raise CommandRefused(answer.outcome, answer.message)
+                            return answer
+        raise CommandNotConfirmed(
+            f"{describe_command(command)} is stored, but no node answered within {patience:g} s "
+            "(is a node running?); it is applied when one takes it"
+        )
 
     async def complete_task(
         self, workflow_id: str, task_ref_name: str, output: Mapping[str, object] | None = None
-    ) -> None:
-        await self.update_task(workflow_id, task_ref_name, TaskResultStatus.COMPLETED, output)
+    ) -> CommandAnswer:
+        return await self.update_task(workflow_id, task_ref_name, TaskResultStatus.COMPLETED, output)
 
     async def fail_task(
         self,
@@ -306,9 +387,9 @@ class Client:
         output: Mapping[str, object] | None = None,
         *,
         terminal: bool = False,
-    ) -> None:
+    ) -> CommandAnswer:
         status = TaskResultStatus.FAILED_WITH_TERMINAL_ERROR if terminal else TaskResultStatus.FAILED
-        await self.update_task(workflow_id, task_ref_name, status, output, reason=reason)
+        return await self.update_task(workflow_id, task_ref_name, status, output, reason=reason)
 
     async def list(
         self,

@@ -17,7 +17,7 @@ import math
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
@@ -262,7 +262,7 @@ class KvBucket:
                 await watcher.stop()  # type: ignore[no-untyped-call]
         return entries
 
-    async def watch(self, keys: str = ">", *, deletes: bool = False) -> AsyncIterator[KvEntry | None]:
+    async def watch(self, keys: str = ">", *, deletes: bool = False) -> AsyncGenerator[KvEntry | None, None]:
         """Current values of matching keys, then ``None`` once, then every later update (push, not poll).
         Deleted keys are skipped, unless ``deletes`` (then they come as entries with ``deleted=True``)."""
         with translate_errors(f"kv watch {self.name}"):

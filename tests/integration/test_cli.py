@@ -133,13 +133,31 @@ async def test_a_human_task_is_completed_from_the_command_line(nats_server: Embe
             "--timeout", "30",
         )  # fmt: skip
         refused = run_cli("--nats", url, "task", "fail", workflow_id, "sign", "--reason", "too late")
+        ended = run_cli("--nats", url, "workflow", "terminate", workflow_id)
+        unknown = run_cli("--nats", url, "workflow", "pause", "no-such-workflow")
+        unregistered = run_cli("--nats", url, "workflow", "start", "never_registered")
+        second_id = run_cli("--nats", url, "workflow", "start", "sign_off").stdout.strip()
+        paused = run_cli("--nats", url, "workflow", "pause", second_id)
+        terminated = run_cli("--nats", url, "workflow", "terminate", second_id, "--reason", "enough")
+        listed = run_cli("--nats", url, "--json", "workflow", "list")
     finally:
         node.stop()
     assert done.returncode == 0, done.stdout + done.stderr
     final = json.loads(done.stdout)
     assert final["status"] == "COMPLETED"
     assert final["tasks"][0]["outputData"] == {"by": "bob"}
-    assert refused.returncode == 0  # durable; the node logs that no task "sign" is pending any more
+    # Every operation answers (as the node that owns the workflow decided it), in Conductor's words.
+    assert (refused.returncode, refused.stderr) == (
+        1,
+        f"error: Found no running task sign of workflow {workflow_id} to update\n",
+    )
+    assert (ended.returncode, ended.stderr) == (1, "error: Cannot terminate a COMPLETED workflow.\n")
+    assert (unknown.returncode, unknown.stderr) == (1, "error: workflow 'no-such-workflow' not found\n")
+    assert unregistered.returncode == 2
+    assert unregistered.stderr == "error: No such workflow defined. name=never_registered, version=null\n"
+    assert (paused.returncode, paused.stdout) == (0, f"paused workflow {second_id} (now PAUSED)\n")
+    assert (terminated.returncode, terminated.stdout) == (0, f"terminated workflow {second_id} (now TERMINATED)\n")
+    assert sorted(w["workflowId"] for w in json.loads(listed.stdout)) == sorted([workflow_id, second_id])
 
 
 async def test_dead_letters_are_listed_from_the_command_line(nats_server: EmbeddedServer) -> None:

@@ -7,7 +7,16 @@ import msgspec
 import pytest
 
 from partita.actors import TaskMessage, TerminalError, WorkerSpec
-from partita.schemas import TaskResult, TaskResultStatus, TaskStatus, WorkflowDef, WorkflowStatus, WorkflowTimeout
+from partita.schemas import (
+    StartWorkflow,
+    TaskResult,
+    TaskResultStatus,
+    TaskStatus,
+    UnknownDefinition,
+    WorkflowDef,
+    WorkflowStatus,
+    WorkflowTimeout,
+)
 from partita.transport import Client, Connection
 from partita.transport.codec import encode_json
 
@@ -140,12 +149,17 @@ async def test_a_start_that_cannot_run_fails_visibly_with_a_clear_reason(conn: C
     async with running(conn):
         http = await client.wait(await client.start("uses_http"), within=30)
         mystery = await client.wait(await client.start("uses_mystery"), within=30)
-        missing = await client.wait(await client.start("never_registered", version=4), within=30)
+        with pytest.raises(UnknownDefinition, match=r"No such workflow defined\. name=never_registered, version=4"):
+            await client.start("never_registered", version=4)  # refused before anything is stored
+        # A start published by other means (any NATS client) is recorded FAILED with the same reason.
+        request = StartWorkflow(workflow_id="raw-start", name="never_registered", version=4)
+        await conn.publish_durable(client.layout.start_subject("raw-start"), encode_json(request))
+        missing = await client.wait("raw-start", within=30)
     assert http.status is WorkflowStatus.FAILED
     assert http.reason_for_incompletion == "task 'call': task type LLM_TEXT_COMPLETE is not supported yet by Partita"
     assert mystery.reason_for_incompletion == "task 'm': unknown task type 'TELEPORT'"
     assert missing.status is WorkflowStatus.FAILED
-    assert missing.reason_for_incompletion == "workflow definition 'never_registered' (version 4) is not registered"
+    assert missing.reason_for_incompletion == "No such workflow defined. name=never_registered, version=4"
 
 
 async def test_starting_twice_with_one_idempotency_key_runs_one_workflow(conn: Connection, client: Client) -> None:

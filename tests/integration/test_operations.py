@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+import anyio
 import msgspec
 import pytest
 
 from partita.actors import WorkerSpec
-from partita.schemas import TaskStatus, WorkflowError, WorkflowStatus
+from partita.schemas import (
+    CommandAnswer,
+    CommandNotConfirmed,
+    CommandOutcome,
+    CommandRefused,
+    TaskStatus,
+    WorkflowError,
+    WorkflowNotFound,
+    WorkflowStatus,
+)
 from partita.transport import Client, Connection
 
 from .harness import eventually, running
@@ -48,9 +60,10 @@ async def test_pause_stops_scheduling_and_resume_continues(conn: Connection, cli
 
         await eventually(gate_done, what="the gate to complete while paused")
         assert len((await client.get(workflow_id)).tasks) == 1  # nothing scheduled while paused
-        with pytest.raises(WorkflowError, match="cannot pause"):
-            await client.pause(workflow_id)
-        await client.resume(workflow_id)
+        again = await client.pause(workflow_id)  # Conductor: pausing a PAUSED workflow is no error
+        assert (again.outcome, again.message) == (CommandOutcome.DONE, f"Workflow {workflow_id} is already PAUSED")
+        resumed = await client.resume(workflow_id)
+        assert resumed.outcome is CommandOutcome.DONE
         final = await client.wait(workflow_id, within=30)
     assert final.status is WorkflowStatus.COMPLETED
     assert steps == ["ran"]
@@ -82,7 +95,7 @@ async def test_retry_and_restart_a_failed_workflow(conn: Connection, client: Cli
         retried = await client.wait(workflow_id, within=30)
         assert retried.status is WorkflowStatus.COMPLETED
         assert [(t.status, t.retry_count) for t in retried.tasks] == [(TaskStatus.FAILED, 0), (TaskStatus.COMPLETED, 1)]
-        with pytest.raises(WorkflowError, match="cannot retry"):
+        with pytest.raises(CommandRefused, match="There are no retryable tasks"):
             await client.retry(workflow_id)
         await client.restart(workflow_id)
 
@@ -178,7 +191,7 @@ async def test_rerun_from_a_failed_task_and_skip_a_future_one(conn: Connection, 
         await eventually(skipped, what="the skip to be recorded")
         await client.complete_task(workflow_id, "h")
         final = await client.wait(workflow_id, within=30)
-        with pytest.raises(WorkflowError, match="cannot skip"):
+        with pytest.raises(CommandRefused, match=f"The workflow {workflow_id} is not running so the task referenced"):
             await client.skip_task(workflow_id, "n")
     assert calls == ["no", "yes"]
     assert final.status is WorkflowStatus.COMPLETED
@@ -270,3 +283,90 @@ async def test_the_history_records_every_transition_once_and_in_order(conn: Conn
     assert entries[1].tasks[0].reason_for_incompletion == "first try fails"
     assert len({e.event_seq for e in entries}) == 3
     assert await client.history("never-started") == []
+
+
+async def test_every_operation_answers_with_what_the_owning_node_decided(conn: Connection, client: Client) -> None:
+    await client.register_json(msgspec.json.encode(FLOW))
+    async with running(conn):
+        parked = await client.start("steered")
+        await eventually(lambda: client.find(parked), what="the start to be recorded")
+    with pytest.raises(CommandNotConfirmed, match=r"no node answered within 0\.5 s"):  # stored, nobody to apply it
+        await client.pause(parked, within=0.5)
+    async with running(conn):
+
+        async def is_paused() -> bool:
+            return (await client.get(parked)).status is WorkflowStatus.PAUSED
+
+        await eventually(is_paused, what="the stored pause to be applied once a node runs")
+        with pytest.raises(WorkflowNotFound):
+            await client.terminate("no-such-workflow")
+        refusals = {
+            "retry": lambda: client.retry(parked),
+            "restart": lambda: client.restart(parked),
+            "rerun": lambda: client.rerun(parked),
+        }
+        for what, call in refusals.items():
+            with pytest.raises(CommandRefused) as refused:
+                await call()
+            assert refused.value.outcome == CommandOutcome.CONFLICT, what
+        assert "Workflow is still running.  status=PAUSED" in str(await _refusal(client.retry(parked)))
+        resumed = await client.resume(parked)
+        assert (resumed.outcome, resumed.status) == (CommandOutcome.DONE, WorkflowStatus.RUNNING)
+        missing_task = await _refusal(client.complete_task(parked, "no_such_ref"))
+        assert (missing_task.outcome, str(missing_task)) == (
+            CommandOutcome.NOT_FOUND,
+            f"Found no running task no_such_ref of workflow {parked} to update",
+        )
+        bad_skip = await _refusal(client.skip_task(parked, "zzz"))
+        assert bad_skip.outcome == CommandOutcome.INVALID
+        assert str(bad_skip) == "The task referenced by zzz does not exist in the WorkflowDefinition steered"
+        terminated = await client.terminate(parked, "enough")
+        assert (terminated.outcome, terminated.status) == (CommandOutcome.DONE, WorkflowStatus.TERMINATED)
+        again = await client.terminate(parked)  # Conductor: terminating a TERMINATED workflow is no error
+        assert again.message == f"Workflow {parked} is already TERMINATED"
+        bad_rerun = await _refusal(client.rerun(parked, from_task_id="nope"))
+        assert (bad_rerun.outcome, str(bad_rerun)) == (CommandOutcome.INVALID, "Task nope not found")
+
+
+async def test_racing_commands_are_answered_as_the_final_state_shows(conn: Connection, client: Client) -> None:
+    # A completion and a terminate sent at once: whichever the node applies first wins, and the other is
+    # refused for exactly that reason (the answers are written in the decisions' compare-and-set).
+    await client.register_json(msgspec.json.encode(FLOW))
+    async with running(conn, [WorkerSpec("step", lambda: None)]):
+        for _ in range(3):
+            await _race_complete_and_terminate(client, await client.start("steered"))
+
+
+async def _race_complete_and_terminate(client: Client, workflow_id: str) -> None:
+    await eventually(lambda: client.find(workflow_id), what="the start to be recorded")
+    outcomes: dict[str, BaseException | CommandAnswer] = {}
+
+    async def send(name: str, call: Callable[[], Awaitable[CommandAnswer]]) -> None:
+        try:
+            outcomes[name] = await call()
+        except CommandRefused as exc:
+            outcomes[name] = exc
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(send, "complete", lambda: client.complete_task(workflow_id, "gate"))
+        tg.start_soon(send, "terminate", lambda: client.terminate(workflow_id, "race"))
+    final = await client.wait(workflow_id, within=30)
+    if final.status is WorkflowStatus.TERMINATED:
+        # Terminated first (the completion is refused), or the gate completed first and the terminate came
+        # while the next task ran: the terminate is DONE either way.
+        assert isinstance(outcomes["terminate"], CommandAnswer)
+        gate_canceled = final.tasks[0].status is TaskStatus.CANCELED
+        assert isinstance(outcomes["complete"], CommandRefused if gate_canceled else CommandAnswer)
+    else:
+        assert final.status is WorkflowStatus.COMPLETED
+        assert isinstance(outcomes["complete"], CommandAnswer)
+        assert isinstance(outcomes["terminate"], CommandRefused)
+        assert str(outcomes["terminate"]) == "Cannot terminate a COMPLETED workflow."
+
+
+async def _refusal(call: Awaitable[CommandAnswer]) -> CommandRefused:
+    try:
+        answer = await call
+    except CommandRefused as exc:
+        return exc
+    raise AssertionError(f"expected a refusal, got {answer}")
