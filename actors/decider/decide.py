@@ -67,6 +67,7 @@ from partita.schemas import (
 )
 from partita.schemas.limits import name_problem
 from partita.schemas.messages import TERMINAL_RESULT_STATUSES
+from partita.schemas.validation import is_user_defined
 
 from . import operations, operators
 from .expressions import resolve
@@ -530,18 +531,20 @@ def _start_failure_workflow(st: DecisionState, status: WorkflowStatus, reason: s
             {"referenceTaskName": t.reference_task_name, "taskId": t.task_id, "status": str(t.status)} for t in st.tasks
         ],
     }
+    failure_input: dict[str, object] = {
+        **workflow.input,
+        "workflowId": workflow.workflow_id,
+        "reason": reason,
+        "failureStatus": str(status),
+    }
+    if st.failed_task is not None:  # Conductor adds the key only when there is a failed task
+        failure_input["failureTaskId"] = st.failed_task.task_id
+    failure_input["failedWorkflow"] = failed
     request = StartWorkflow(
         workflow_id=failure_id,
         name=name,
         version=definition.failure_workflow_version if definition else None,
-        input={
-            **workflow.input,
-            "workflowId": workflow.workflow_id,
-            "reason": reason,
-            "failureStatus": str(status),
-            "failureTaskId": st.failed_task.task_id if st.failed_task else None,
-            "failedWorkflow": failed,
-        },
+        input=failure_input,
         correlation_id=workflow.correlation_id,
         task_to_domain=dict(workflow.task_to_domain),
     )
@@ -765,6 +768,16 @@ def schedule(
     task_type, task_name = operators.task_type_and_name(workflow_task, resolved)
     if workflow_task.type == "DYNAMIC" and task_type != "DYNAMIC":  # the TaskDef of the name it resolved to
         task_def = st.dynamic_task_def(workflow_task, task_name)
+    if task_def is None and is_user_defined(workflow_task.type):  # Conductor's UserDefinedTaskMapper
+        st.end(
+            WorkflowStatus.FAILED,
+            f"Invalid task specified. Cannot find task by name {workflow_task.name} in the task definitions",
+        )
+        return Task(
+            task_id=task_id, task_type=task_type, task_def_name=task_name,
+            reference_task_name=workflow_task.task_reference_name, workflow_instance_id=st.workflow.workflow_id,
+            workflow_type=st.workflow.workflow_name, status=TaskStatus.SCHEDULED, seq=seq,
+        )  # fmt: skip
     is_worker_task = task_type not in operators.SYSTEM_TASK_TYPES
     if is_worker_task and not unfit:  # a DYNAMIC name comes from input: it must still fit a subject
         unfit = name_problem("task type", task_type)
@@ -868,8 +881,11 @@ def _finish(st: DecisionState) -> None:
             st.replace(structs.replace(task, status=TaskStatus.CANCELED, end_time=st.now, update_time=st.now))
             canceled.add(task.task_id)
             cancel_dispatch(st, task)
-            if task.sub_workflow_id:  # cancelling a SUB_WORKFLOW task terminates its child
-                terminate = TerminateWorkflow(workflow_id=task.sub_workflow_id, reason=f"parent workflow {status}")
+            if task.sub_workflow_id:  # cancelling a SUB_WORKFLOW task terminates its child (Conductor's words)
+                why = f"with reason: {reason}" if reason else f"with status {status}"
+                terminate = TerminateWorkflow(
+                    workflow_id=task.sub_workflow_id, reason=f"Parent workflow has been terminated {why}"
+                )
                 send_id = f"terminate:{task.sub_workflow_id}:{st.workflow.run_count}"
                 st.effects.append(SendCommand(send_id=send_id, command=terminate))
     # A task canceled in the decision that dispatched it need not reach a worker at all.

@@ -524,6 +524,8 @@ def _execute_terminate(st: DecisionState, task: Task) -> Task:
     termination_reason = task.input_data.get("terminationReason")
     if termination_reason is None or not str(termination_reason).strip():  # Conductor's endExecution
         termination_reason = f"Workflow is {status} by TERMINATE task: {task.task_id}"
+    if status is not WorkflowStatus.COMPLETED and st.failed_task is None:
+        st.failed_task = done  # Conductor: the TERMINATE task is the workflow's failedTaskId
     st.end(status, str(termination_reason), output)
     return done
 

@@ -157,7 +157,10 @@ async def test_a_start_that_cannot_run_fails_visibly_with_a_clear_reason(conn: C
         missing = await client.wait("raw-start", within=30)
     assert http.status is WorkflowStatus.FAILED
     assert http.reason_for_incompletion == "task 'call': task type LLM_TEXT_COMPLETE is not supported yet by Partita"
-    assert mystery.reason_for_incompletion == "task 'm': unknown task type 'TELEPORT'"
+    # Conductor's USER_DEFINED: a type it does not know runs as a task of that type, if its TaskDef exists.
+    assert (
+        mystery.reason_for_incompletion == "Invalid task specified. Cannot find task by name m in the task definitions"
+    )
     assert missing.status is WorkflowStatus.FAILED
     assert missing.reason_for_incompletion == "No such workflow defined. name=never_registered, version=4"
 

@@ -11,6 +11,7 @@ import pytest
 from partita.actors.decider import Decision, decide, snapshot_definition
 from partita.schemas import (
     DefinitionError,
+    StartChild,
     StartWorkflow,
     TaskDef,
     TaskResult,
@@ -193,3 +194,31 @@ def test_an_inline_task_definition_is_not_held_to_registered_task_def_rules() ->
     registered = {"name": "t", "timeoutSeconds": 120, "responseTimeoutSeconds": 3600}
     with pytest.raises(DefinitionError, match="responseTimeoutSeconds: 3600 must be less than timeoutSeconds: 120"):
         validate_task_def(msgspec.convert(registered, TaskDef))
+
+
+def test_a_type_conductor_does_not_know_is_user_defined_and_needs_its_task_def() -> None:
+    # TaskType.of: USER_DEFINED; UserDefinedTaskMapper: taskType is the declared type, the TaskDef the name's.
+    definition = {"name": "u", "tasks": [{"name": "first", "taskReferenceName": "first"},
+        {"name": "limited", "taskReferenceName": "user", "type": "USER_TASK"}]}  # fmt: skip
+    defs = {"limited": TaskDef(name="limited", retry_count=0)}
+    workflow = report(run(definition, task_defs=defs), "first", task_defs=defs)
+    assert records(workflow)[1] == ("user", "USER_TASK", "limited")
+    assert workflow.status is WorkflowStatus.RUNNING
+    unknown = report(run(definition), "first")
+    assert unknown.status is WorkflowStatus.FAILED
+    assert unknown.reason_for_incompletion == (
+        "Invalid task specified. Cannot find task by name limited in the task definitions"
+    )
+    assert [t.reference_task_name for t in unknown.tasks] == ["first"]  # the mapper failed: no task recorded
+
+
+def test_a_failing_terminate_task_is_the_failure_workflows_failed_task() -> None:
+    definition = {"name": "ft", "failureWorkflow": "cleanup", "tasks": [{"name": "end", "taskReferenceName": "end",
+        "type": "TERMINATE", "inputParameters": {"terminationStatus": "FAILED"}}]}  # fmt: skip
+    snapshot = snapshot_definition(msgspec.convert(definition, WorkflowDef), {})
+    request = StartWorkflow(workflow_id="wf", name="ft")
+    decision = decide(None, WorkflowStartRequested(request=request, definition=snapshot), NOW)
+    assert decision.workflow is not None
+    (starts,) = [e.request for e in decision.effects if isinstance(e, StartChild)]
+    assert starts.input["failureTaskId"] == decision.workflow.tasks[0].task_id
+    assert decision.workflow.failed_task_id == decision.workflow.tasks[0].task_id

@@ -514,7 +514,9 @@ def test_a_sub_workflow_starts_its_child_and_mirrors_how_it_ends() -> None:
     assert stopped.workflow is not None
     assert stopped.workflow.status is WorkflowStatus.TERMINATED
     commands = [e.command for e in stopped.effects if isinstance(e, SendCommand)]
-    assert commands == [TerminateWorkflow(workflow_id=child_id, reason="parent workflow TERMINATED")]
+    assert commands == [
+        TerminateWorkflow(workflow_id=child_id, reason="Parent workflow has been terminated with reason: operator")
+    ]
 
 
 def test_a_child_reports_to_its_parent_when_it_ends() -> None:

@@ -163,7 +163,7 @@ def test_nested_reference_names_must_be_unique_too() -> None:
         validate_workflow_def(msgspec.convert(clash, WorkflowDef))
 
 
-def test_types_not_run_yet_are_named_and_unknown_types_are_called_unknown() -> None:
+def test_types_not_run_yet_are_named_and_unknown_types_are_user_defined() -> None:
     definition = msgspec.convert(KITCHEN_SINK, WorkflowDef)
     problems = unsupported_problems(definition)
     assert problems == []  # every type in it runs now
@@ -171,7 +171,11 @@ def test_types_not_run_yet_are_named_and_unknown_types_are_called_unknown() -> N
     odd = msgspec.convert(
         {"name": "w", "tasks": [{"name": "x", "taskReferenceName": "x", "type": "QUANTUM"}]}, WorkflowDef
     )
-    assert unsupported_problems(odd) == ["task 'x': unknown task type 'QUANTUM'"]
+    assert unsupported_problems(odd) == []  # Conductor's USER_DEFINED: run by a worker of type QUANTUM
+    ai = msgspec.convert(
+        {"name": "w", "tasks": [{"name": "x", "taskReferenceName": "x", "type": "LLM_CHAT_COMPLETE"}]}, WorkflowDef
+    )
+    assert unsupported_problems(ai) == ["task 'x': task type LLM_CHAT_COMPLETE is not supported yet by Partita"]
 
 
 def test_registration_checks_javascript_syntax_and_that_a_fork_is_followed_by_a_join() -> None:
