@@ -15,6 +15,7 @@ from typing import Self
 
 import anyio
 import msgspec
+import structlog
 
 from partita.schemas import (
     CommandAnswer,
@@ -60,6 +61,7 @@ _IDEMPOTENCY_NAMESPACE = uuid.UUID("0b0c4a53-63f0-4e43-8a0f-3f3f1b8a7d52")
 _WAIT_RECHECK_SECONDS = 5.0
 # A start is published with a message id its retries share, so retrying it is safe: ride out a cluster failover.
 START_PATIENCE_SECONDS = 15.0
+log = structlog.get_logger(__name__)
 _IDEMPOTENCY_LOOKAHEAD = 3
 
 # How long a command waits for the owning node's answer (a node normally answers in milliseconds).
@@ -105,6 +107,10 @@ class Client:
         self.definitions = definitions
         self._owns = owns
         self.payloads = PayloadStore(conn, layout)
+        # Definitions known to be registered: a start checks each (name, version) once per client, and
+        # concurrent first starts share one lookup (a lookup of the latest version lists keys with a consumer).
+        self._defined: set[tuple[str, int | None]] = set()
+        self._defining = anyio.Lock()
 
     @classmethod
     async def connect(
@@ -235,11 +241,24 @@ class Client:
     async def _check_defined(self, name: str, version: int | None) -> None:
         """Refuse, before anything is stored, a start of a definition that is not registered (Conductor's
         ``No such workflow defined``). An identity that may start workflows but not read definitions skips
-        the check; its start of an unknown name is recorded FAILED by the node, with the same reason."""
-        try:
-            found = await self.definitions.workflow_def(name, version)
-        except PermissionDenied:
+        the check, as does a start while the definitions bucket does not answer (a failover); such a start of an
+        unknown name is recorded FAILED by the node, with the same reason. A
+        definition once found is not looked up again by this client: definitions are only ever added, and a
+        start that races a removal is still recorded FAILED by the node."""
+        if (name, version) in self._defined:
             return
+        async with self._defining:
+            if (name, version) in self._defined:
+                return
+            try:
+                found = await self.definitions.workflow_def(name, version)
+            except PermissionDenied:
+                return
+            except TransportError as exc:  # a failover: the start must still go through; the node checks too
+                log.warning("definition check skipped", workflow_name=name, version=version, error=str(exc))
+                return
+            if found is not None:
+                self._defined.add((name, version))
         if found is None:
             shown = version if version is not None else "null"
             raise UnknownDefinition(f"No such workflow defined. name={name}, version={shown}")

@@ -720,22 +720,54 @@ def walk(st: DecisionState, workflow_tasks: list[WorkflowTask], *, iteration: in
     for index, workflow_task in enumerate(workflow_tasks):
         if st.ending is not None:
             return False
-        task = st.latest(loop_ref(workflow_task.task_reference_name, iteration))
+        reference = loop_ref(workflow_task.task_reference_name, iteration)
+        task = st.latest(reference)
         if task is None:
-            task = schedule(st, workflow_task, iteration=iteration, retry_of=None, delay_ms=None)
-            if st.ending is not None:
+            schedule_head(st, workflow_tasks[index:], iteration)
+            task = st.latest(reference)
+            if st.ending is not None or task is None:
                 return False
         done = operators.progress(st, workflow_task, task, iteration=iteration)
-        if workflow_task.type in ("FORK_JOIN", "FORK_JOIN_DYNAMIC") and st.ending is not None:
-            # Conductor creates a fork's JOIN together with its branches, so a branch that ends the workflow
-            # (TERMINATE) leaves a CANCELED join behind, not none.
-            following = workflow_tasks[index + 1] if index + 1 < len(workflow_tasks) else None
-            join_ref = loop_ref(following.task_reference_name, iteration) if following else ""
-            if following is not None and following.type == "JOIN" and st.latest(join_ref) is None:
-                schedule(st, following, iteration=iteration, retry_of=None, delay_ms=None)
         if not done:
             return False
     return True
+
+
+def schedule_head(st: DecisionState, tasks: list[WorkflowTask], iteration: int, *, mapping: bool = False) -> None:
+    """Schedule the first of ``tasks`` as Conductor's mappers do (``DeciderService.getTasksToBeScheduled``): a
+    fork comes with the first task of every branch and then its JOIN, in that order, however far a branch
+    could go on at once; a SWITCH/DECISION with the first task of the case it chose. Everything after that is
+    the walk's, so task lists are ordered as on Conductor (a branch's second task after the JOIN).
+
+    ``mapping``: part of a fork's mapping, which Conductor completes before it executes any of it, so a branch
+    head that ends the workflow (TERMINATE) still leaves the other heads and the JOIN behind (then CANCELED)."""
+    first = tasks[0]
+    if st.ending is not None and not mapping:
+        return
+    if st.latest(loop_ref(first.task_reference_name, iteration)) is not None:
+        return
+    task = schedule(st, first, iteration=iteration, retry_of=None, delay_ms=None)
+    if task.status is not TaskStatus.COMPLETED or st.latest(task.reference_task_name) is None:
+        return  # still running, or never recorded (the workflow ended while mapping it)
+    if first.type == "FORK_JOIN":
+        for branch in first.fork_tasks:
+            if branch:
+                schedule_head(st, branch, iteration, mapping=True)
+    elif first.type == "FORK_JOIN_DYNAMIC":
+        forked = st.fork_branches(task)
+        for branch_task in forked:
+            schedule_head(st, [branch_task], iteration, mapping=True)
+        st.dynamic_join_on = [b.task_reference_name for b in forked]
+    elif first.type in ("SWITCH", "DECISION"):
+        case = operators.selected_case(first, task)
+        if case:
+            schedule_head(st, case, iteration, mapping=mapping)
+        return
+    else:
+        return
+    following = tasks[1] if len(tasks) > 1 else None
+    if following is not None and following.type == "JOIN":
+        schedule_head(st, tasks[1:], iteration, mapping=True)
 
 
 def schedule(

@@ -621,22 +621,40 @@ def _finished(st: DecisionState, task: Task | None, iteration: int) -> bool:
 
 
 def _progress_join(st: DecisionState, workflow_task: WorkflowTask, task: Task, iteration: int) -> Task:
+    """Conductor's ``Join.execute``: its output maps each joined reference to that task's output (when not
+    empty). A joined task that ended unsuccessfully, and is not optional, fails the JOIN at once, or once every
+    joined task has ended if it is permissive: FAILED with their reasons, or CANCELED when each of them was
+    CANCELED (a sub-workflow terminated by hand), which then fails (terminates) the workflow. Optional tasks
+    that COMPLETED_WITH_ERRORS make it COMPLETED_WITH_ERRORS."""
     # After a FORK_JOIN_DYNAMIC, the JOIN waits for what it forked (Conductor fills joinOn at run time, and
     # records it in the JOIN's input; records from before that was kept have only the definition's).
     recorded = task.input_data.get("joinOn")
     join_on = [str(ref) for ref in recorded] if isinstance(recorded, list) and recorded else None
     join_on = join_on or workflow_task.join_on or st.dynamic_join_on or []
     st.dynamic_join_on = None
-    joined = [st.latest(loop_ref(ref, iteration)) for ref in join_on]
-    if not all(_finished(st, t, iteration) for t in joined):
+    joined = [t for t in (st.latest(loop_ref(ref, iteration)) for ref in join_on) if t is not None]
+    all_ended = len(joined) == len(join_on) and all(_finished(st, t, iteration) for t in joined)
+    output: dict[str, object] = {t.reference_task_name: t.output_data for t in joined if t.output_data}
+    for joined_task in joined:
+        definition = st.workflow_task(joined_task)
+        ended_badly = joined_task.status.is_terminal and not joined_task.status.is_successful
+        if ended_badly and not definition.optional and (not definition.permissive or all_ended):
+            unsuccessful = [t for t in joined if t.status.is_terminal and not t.status.is_successful]
+            reason = " ".join(t.reason_for_incompletion for t in unsuccessful if t.reason_for_incompletion is not None)
+            canceled_only = all(
+                t.status is TaskStatus.CANCELED for t in unsuccessful if not st.workflow_task(t).optional
+            )
+            return fail(st, task, TaskStatus.CANCELED if canceled_only else TaskStatus.FAILED, reason, output)
+    if not all_ended:
         return task
-    output: dict[str, object] = {
-        t.reference_task_name: t.output_data for t in joined if t is not None and t.output_data
-    }
-    with_errors = any(
-        t is not None and t.status in (TaskStatus.COMPLETED_WITH_ERRORS, TaskStatus.FAILED) for t in joined
-    )
-    return _complete(st, task, output, TaskStatus.COMPLETED_WITH_ERRORS if with_errors else TaskStatus.COMPLETED)
+    with_errors = [t for t in joined if t.status is TaskStatus.COMPLETED_WITH_ERRORS and st.workflow_task(t).optional]
+    if with_errors:
+        done = _complete(st, task, output, TaskStatus.COMPLETED_WITH_ERRORS)
+        summary = " ".join(f"{t.task_def_name}/{t.task_id}" for t in with_errors)
+        done = structs.replace(done, reason_for_incompletion=f"{summary} completed with errors")
+        st.replace(done)
+        return done
+    return _complete(st, task, output)
 
 
 def _progress_exclusive_join(st: DecisionState, workflow_task: WorkflowTask, task: Task, iteration: int) -> Task:

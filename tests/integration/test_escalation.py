@@ -223,6 +223,7 @@ async def test_the_events_stream_refuses_roll_ups_and_message_schedules(tmp_path
     for legacy in (True, False):
         async with deployment(tmp_path / f"legacy-{legacy}", legacy=legacy) as d, node_connection(d) as conn:
             client = await Client.over(conn, LAYOUT)
+            await client.register_json(json.dumps(INVENTORY))
             pending = await client.start("inventory_check")  # no node runs: it waits in the stream
             own, victim = LAYOUT.result_subject("w", "get-inventory", "john"), LAYOUT.command_subject("victim")
             forged = _schedule(victim)

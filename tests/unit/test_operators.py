@@ -44,10 +44,15 @@ def complete(
     ref: str,
     output: dict[str, object] | None = None,
     status: TaskResultStatus = TaskResultStatus.COMPLETED,
+    reason: str | None = None,
 ) -> Workflow:
     task = next(t for t in reversed(workflow.tasks) if t.reference_task_name == ref)
     result = TaskResult(
-        workflow_instance_id=workflow.workflow_id, task_id=task.task_id, status=status, output_data=output or {}
+        workflow_instance_id=workflow.workflow_id,
+        task_id=task.task_id,
+        status=status,
+        output_data=output or {},
+        reason_for_incompletion=reason,
     )
     decision: Decision = decide(workflow, TaskResultReceived(result=result, subject_task_type=task.task_type), NOW + 1)
     assert decision.workflow is not None, decision.note
@@ -661,7 +666,9 @@ def test_a_fork_branch_its_join_does_not_wait_for_still_finishes_before_the_work
     assert workflow.status is WorkflowStatus.COMPLETED
 
 
-def test_a_permissive_failure_lets_the_branch_go_on_and_fails_the_workflow_at_the_end() -> None:
+def test_a_permissive_failure_lets_the_other_branches_end_then_fails_the_join_and_the_workflow() -> None:
+    """ForkJoinSpec's permissive flow: the JOIN waits for every joined task to end, then fails (Conductor's
+    Join.execute), and the workflow fails with it: the task after the JOIN is never scheduled."""
     definition = {
         "name": "perm",
         "tasks": [
@@ -671,14 +678,18 @@ def test_a_permissive_failure_lets_the_branch_go_on_and_fails_the_workflow_at_th
             simple("after"),
         ],
     }  # fmt: skip
-    workflow = complete(complete(run(definition), "a", status=TaskResultStatus.FAILED), "b")
-    assert dict(trail(workflow))["join"] == "COMPLETED_WITH_ERRORS"
-    assert pending(workflow) == ["after"]
-    workflow = complete(workflow, "after")
+    workflow = complete(run(definition), "a", status=TaskResultStatus.FAILED, reason="bad input")
+    assert workflow.status is WorkflowStatus.RUNNING
+    assert dict(trail(workflow))["join"] == "IN_PROGRESS"
+    assert pending(workflow) == ["b"]
+    workflow = complete(workflow, "b")
     assert workflow.status is WorkflowStatus.FAILED
-    (a,) = [t for t in workflow.tasks if t.reference_task_name == "a"]
-    assert workflow.reason_for_incompletion == f"Task {a.task_id} failed with status: FAILED and reason: 'null'"
-    assert workflow.failed_reference_task_names == ["a"]
+    assert dict(trail(workflow))["join"] == "FAILED"
+    assert "after" not in dict(trail(workflow))
+    (join,) = [t for t in workflow.tasks if t.reference_task_name == "join"]
+    assert join.reason_for_incompletion == "bad input"  # the joined tasks' reasons
+    assert workflow.reason_for_incompletion == f"Task {join.task_id} failed with status: FAILED and reason: 'bad input'"
+    assert "a" in workflow.failed_reference_task_names
 
 
 def test_loop_conditions_follow_conductors_truthiness_and_see_fresh_inputs_and_latest_outputs() -> None:
