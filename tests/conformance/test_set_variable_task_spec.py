@@ -35,7 +35,7 @@ async def test_workflow_with_set_variable_task_passing_variables_payload_size_th
     async with conductor_server(conn, client) as conductor:
         await conductor.register_fixture("simple_set_variable_workflow_integration_test.json")
         wid = await conductor.start(SET_VARIABLE_WF, 1, "", {"var": value})
-        extra_hashmap_size = 17  # as the spec computes it: {"var":""} is 10 bytes, plus the 8 over the limit
+        extra_hashmap_size = 17  # the spec's: 17 + limit + 1 = {"var":""} (10 bytes) + the value (limit + 8 bytes)
         expected = (
             f"The variables payload size: {extra_hashmap_size + max_threshold * 1024 + 1} of workflow: {wid} "
             f"is greater than the permissible limit: {max_threshold} kilobytes"
