@@ -54,6 +54,7 @@ from .membership import read_cluster
 from .migrate_commands import add_migrate_commands
 from .node import DECISION_ATTEMPTS, Node
 from .reconciler import RECONCILE_AFTER_SECONDS, RECONCILE_RATE
+from .schema_commands import add_schema_commands
 from .worker import load_workers, run_workers
 
 log = structlog.get_logger(__name__)
@@ -584,6 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_auth_commands(commands)
     add_migrate_commands(commands)
+    add_schema_commands(commands)
 
     dev = commands.add_parser("dev", help="embedded nats-server (JetStream) plus a node, in the foreground")
     dev.add_argument("--data", default=os.environ.get("PARTITA_DATA_DIR", ".partita/data"), help="JetStream store")

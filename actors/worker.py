@@ -38,7 +38,14 @@ import msgspec
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
-from partita.schemas import PayloadError, TaskMessage, TaskResult, TaskResultStatus, TaskStarted
+from partita.schemas import (
+    PayloadError,
+    TaskMessage,
+    TaskResult,
+    TaskResultStatus,
+    TaskStarted,
+    WorkerAnnouncement,
+)
 from partita.schemas.limits import configured_limits
 from partita.transport import (
     Connection,
@@ -230,7 +237,7 @@ class TaskWorker:
         if self.conn.identity is None:
             return await self._bind_open()
         subject = self.layout.worker_announce_subject(spec.task_type, spec.domain)
-        payload = encode_json({"taskType": spec.task_type, "domain": spec.domain, "workerId": self.worker_id})
+        payload = self._announcement()
         since, warned = time.monotonic(), False
         while not self._stopping.is_set():
             try:
@@ -304,10 +311,15 @@ class TaskWorker:
                 await consumer.aclose()
             self._log.info("worker_stopped", executed=self._executed, handed_back=len(self._in_flight))
 
+    def _announcement(self) -> bytes:
+        return encode_json(
+            WorkerAnnouncement(task_type=self.spec.task_type, domain=self.spec.domain, worker_id=self.worker_id)
+        )
+
     async def _announce(self) -> None:
         """Say "a worker for (type, domain) is alive" every few seconds, for taskToDomain fallback lists."""
         subject = self.layout.worker_announce_subject(self.spec.task_type, self.spec.domain)
-        payload = encode_json({"taskType": self.spec.task_type, "domain": self.spec.domain, "workerId": self.worker_id})
+        payload = self._announcement()
         while not self._stopping.is_set():
             with contextlib.suppress(TransportError):  # a missed announcement only delays routing to us
                 await self.conn.publish(subject, payload)

@@ -83,6 +83,16 @@ class TaskMessage(Message, frozen=True, tag="Task"):
 # --- worker -> node -----------------------------------------------------------------------------------
 
 
+class WorkerAnnouncement(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """A worker is alive for (``taskType``, ``domain``; None = no domain): published on core NATS to
+    ``<prefix>.workers.<type>.<domain>`` every few seconds. Nodes read only the subject; the body names the
+    same pair, and the worker. No ``kind``: nothing else is published there."""
+
+    task_type: str
+    domain: str | None
+    worker_id: str
+
+
 class TaskStarted(Message, frozen=True, tag="TaskStarted"):
     """A worker began a task whose ``reportStart`` was set (timeouts count from here). Published to
     ``<prefix>.wf.<partition>.started.<type>``."""
