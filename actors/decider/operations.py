@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import assert_never
+from typing import Final, assert_never
 
 from msgspec import structs
 
@@ -224,18 +224,35 @@ def _rerun(state: Workflow, event: RerunWorkflow, begin: Begin, now: int) -> Dec
     if task is None:
         return refuse(INVALID, f"Task {event.re_run_from_task_id} not found")
     from .decide import dispatch
-    from .operators import NODE_TASK_TYPES, SYSTEM_TASK_TYPES
+    from .operators import NODE_TASK_TYPES, SYSTEM_TASK_TYPES, execute
 
     kept = tuple(t for t in state.tasks if t.seq < task.seq)
     st = begin(structs.replace(reopened, tasks=kept), now)
     _arm_timeout(st)
     if task.task_type in SYSTEM_TASK_TYPES and task.task_type not in NODE_TASK_TYPES:
-        return _reconcile(st)  # an operator or sync system task is simply scheduled again by the walk
+        if event.task_input is not None and task.task_type in _RERUN_WITH_INPUT:
+            # Conductor's rerunWF: the same task, with the new input, executed again on the spot
+            again = _scheduled_again(task, dict(event.task_input), task.poll_count, now)
+            st.add(again)
+            execute(st, st.workflow_task(again), again)
+        return _reconcile(st)  # otherwise an operator or sync system task is simply scheduled again by the walk
     polls = task.poll_count + 1  # reports from the earlier run become stale
-    again = structs.replace(
+    again = _scheduled_again(task, dict(event.task_input) if event.task_input is not None else None, polls, now)
+    st.add(again)
+    st.effects.append(dispatch(st, again, f"{task.task_id}.rerun{polls}", 0))
+    return _reconcile(st)
+
+
+# Sync system tasks whose execution reads only their recorded input: a rerun with taskInput runs them on it.
+_RERUN_WITH_INPUT: Final = frozenset({"INLINE", "LAMBDA", "JSON_JQ_TRANSFORM", "SET_VARIABLE", "TERMINATE", "NOOP"})
+
+
+def _scheduled_again(task: Task, task_input: dict[str, object] | None, polls: int, now: int) -> Task:
+    """``task`` as a rerun makes it again: same id, SCHEDULED, new input if given, nothing of its last run."""
+    return structs.replace(
         task,
         status=TaskStatus.SCHEDULED,
-        input_data=dict(event.task_input) if event.task_input is not None else task.input_data,
+        input_data=task_input if task_input is not None else task.input_data,
         output_data={},
         poll_count=polls,
         start_time=0,
@@ -244,6 +261,3 @@ def _rerun(state: Workflow, event: RerunWorkflow, begin: Begin, now: int) -> Dec
         reason_for_incompletion=None,
         retried=False,
     )
-    st.add(again)
-    st.effects.append(dispatch(st, again, f"{task.task_id}.rerun{polls}", 0))
-    return _reconcile(st)

@@ -491,9 +491,12 @@ def _check_width(branches: int, limits: Limits) -> None:
 
 def _execute_set_variable(st: DecisionState, task: Task) -> Task:
     variables = {**st.workflow.variables, **task.input_data}
-    size = len(json.dumps(variables, default=str).encode())
+    size = len(json.dumps(variables, default=str, separators=(",", ":"), ensure_ascii=False).encode())  # Jackson's
     if size > MAX_VARIABLES_BYTES:
-        reason = f"variables would be {size} bytes; the limit is {MAX_VARIABLES_BYTES} bytes"
+        reason = (
+            f"The variables payload size: {size} of workflow: {st.workflow.workflow_id} is greater than the "
+            f"permissible limit: {MAX_VARIABLES_BYTES // 1024} kilobytes"
+        )
         return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
     st.set_variables(variables)
     return _complete(st, task, {})

@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import resource
 import select
 import signal
@@ -107,6 +108,12 @@ var $ = JSON.parse(__partita_input);
   Object.defineProperty(RealDate.prototype, "constructor", { value: FrozenDate, writable: true, configurable: true });
   globalThis.Date = FrozenDate;
   globalThis.performance = { now: function () { return 0; }, timeOrigin: frozen };
+  // Conductor hands scripts Java Lists: keep the scripts written for it (list.get(i), list.size()) working.
+  [["get", function (i) { return this[i]; }], ["size", function () { return this.length; }],
+   ["isEmpty", function () { return this.length === 0; }],
+   ["contains", function (v) { return this.indexOf(v) !== -1; }]].forEach(function (m) {
+    Object.defineProperty(Array.prototype, m[0], { value: m[1], writable: true, configurable: true });
+  });
   var seed = __partita_seed;
   Math.random = function () { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648; };
 })();
@@ -509,8 +516,18 @@ def _run_jq(
         return _failed("jq program produced a result nested too deeply to read")
     except Exception as exc:  # jq reports its errors as ValueError; anything else is the program's failure too
         lines = str(exc).strip().splitlines()
-        return _failed(lines[0] if lines else type(exc).__name__)
+        return _failed(conductor_jq_error(lines[0]) if lines else type(exc).__name__)
     return _RESULTS, b"[" + b",".join(parts) + b"]"
+
+
+_INDEX_WITH_NAME: Final = re.compile(r'^Cannot index (\w+) with string \((".*")\)$')
+
+
+def conductor_jq_error(message: str) -> str:
+    """libjq's error message as Conductor's jq engine (jackson-jq) words it, where the two differ and a spec
+    shows the difference: an object key is quoted, not parenthesised (``Cannot index string with string "a"``,
+    JsonJQTransformSpec). Any other message is libjq's, unchanged."""
+    return _INDEX_WITH_NAME.sub(r"Cannot index \1 with string \2", message)
 
 
 def _run_javascript(quickjs: Any, script: str, data: str, request: _Request) -> tuple[bytes, bytes]:  # Any: untyped

@@ -96,6 +96,27 @@ def test_rerun_from_a_task_keeps_earlier_tasks_and_reruns_that_task_with_its_id(
     assert complete(complete(rerun, "b"), "c").status is WorkflowStatus.COMPLETED
 
 
+def test_a_rerun_of_a_sync_system_task_runs_it_again_on_the_new_task_input() -> None:
+    """JsonJQTransformSpec's rerun: Conductor's rerunWF sets the task's input and executes it again."""
+    from partita.schemas import RerunWorkflow
+
+    jq = {"name": "jq", "taskReferenceName": "jq", "type": "JSON_JQ_TRANSFORM",
+          "inputParameters": {"v": "${workflow.input.v}", "queryExpression": ".v + 1"}}  # fmt: skip
+    failed = run({"name": "calc", "tasks": [jq, simple("after")]}, {"v": "text"})
+    assert failed.status is WorkflowStatus.FAILED
+    (task,) = failed.tasks
+    new_input = {"v": 41, "queryExpression": ".v + 1"}
+    decision = decide(
+        failed, RerunWorkflow(workflow_id="wf", re_run_from_task_id=task.task_id, task_input=new_input), NOW
+    )
+    rerun = decision.workflow
+    assert rerun is not None
+    assert trail(rerun) == [("jq", "COMPLETED"), ("after", "SCHEDULED")]
+    assert rerun.tasks[0].task_id == task.task_id
+    assert rerun.tasks[0].input_data == new_input
+    assert rerun.tasks[0].output_data["result"] == 42
+
+
 def test_a_rerun_gives_every_later_task_a_fresh_id() -> None:
     from partita.schemas import RerunWorkflow
 

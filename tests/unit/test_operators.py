@@ -793,3 +793,18 @@ def test_with_the_nodes_key_a_child_id_is_deterministic_but_nobody_else_can_comp
     assert sealed != plain
     assert child_id(b"the nodes' key")[0] == sealed  # a replay on any node starts the same child
     assert child_id(b"another deployment")[0] != sealed
+
+
+def test_scripts_read_lists_as_conductor_hands_them_java_lists() -> None:
+    from partita.actors.decider.scripts import evaluate_javascript
+
+    bindings = {"list": ["a", "b"], "empty": []}
+    assert evaluate_javascript("$.list.get(1) + $.list.size()", bindings, now=NOW) == "b2"
+    assert evaluate_javascript(
+        "[$.empty.isEmpty(), $.list.contains('a'), $.list.contains('z')]", bindings, now=NOW
+    ) == [
+        True,
+        True,
+        False,
+    ]
+    assert evaluate_javascript("Object.keys($.list).join()", bindings, now=NOW) == "0,1"  # not enumerable

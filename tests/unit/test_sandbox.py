@@ -360,3 +360,12 @@ def _is_helper(pid: int) -> bool:
             return b"decider/sandbox.py" in cmdline.read()
     except FileNotFoundError:  # reaped since the listing
         return False
+
+
+def test_jq_errors_are_worded_as_conductors_jq_engine_words_them_where_a_spec_shows_it() -> None:
+    from partita.actors.decider.sandbox import conductor_jq_error
+
+    assert conductor_jq_error('Cannot index string with string ("array")') == 'Cannot index string with string "array"'
+    assert conductor_jq_error('Cannot index array with string ("a b")') == 'Cannot index array with string "a b"'
+    unchanged = 'number (1) and string ("a") cannot be added'
+    assert conductor_jq_error(unchanged) == unchanged
