@@ -295,9 +295,11 @@ def _execute_start_workflow(st: DecisionState, task: Task) -> Task:
     """Fire and forget: start the workflow described by ``startWorkflow`` (a StartWorkflowRequest), inheriting
     this workflow's correlationId and taskToDomain when it gives none; COMPLETED with its ``workflowId``."""
     spec = task.input_data.get("startWorkflow")
+    if spec is None:  # Conductor's StartWorkflow: FAILED (retried as its TaskDef allows), in its words
+        return fail(st, task, TaskStatus.FAILED, "Missing 'startWorkflow' in input data.", {})
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
-        reason = "START_WORKFLOW requires inputParameters.startWorkflow with a name"
-        return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason, {})
+        reason = "startWorkflow validation failed. 'name' -> workflow name cannot be empty or null. "
+        return fail(st, task, TaskStatus.FAILED, reason, {})
     try:
         definition = _inline_definition(spec.get("workflowDef"))
         version = spec.get("version")
@@ -312,7 +314,7 @@ def _execute_start_workflow(st: DecisionState, task: Task) -> Task:
             priority=int(spec.get("priority") or 0),
         )
     except (ValueError, TypeError) as exc:
-        return fail(st, task, TaskStatus.FAILED_WITH_TERMINAL_ERROR, f"invalid startWorkflow: {exc}", {})
+        return fail(st, task, TaskStatus.FAILED, f"Error reading StartWorkflowRequest. {exc}", {})
     st.effects.append(StartChild(request=request))
     return _complete(st, task, {"workflowId": request.workflow_id})
 

@@ -48,9 +48,6 @@ KNOWN: dict[str, str] = {
     "test_simple_workflow_spec.py::test_simple_workflow_when_the_tasks_call_back_after_seconds_are_reset": (
         "no resetCallbacks operation yet (Conductor's POST /workflow/{id}/resetcallbacks)"
     ),
-    "test_start_workflow_spec.py::test_start_workflow_does_not_conform_to_start_workflow_request": (
-        "a START_WORKFLOW with a bad request ends FAILED_WITH_TERMINAL_ERROR; Conductor's ends FAILED"
-    ),
     "test_sub_workflow_rerun_spec.py::test_rerun_on_the_mid_level_in_a_3_level_subworkflow": _PARENT,
     "test_sub_workflow_rerun_spec.py::test_rerun_on_the_mid_level_with_task_id_in_a_3_level_subworkflow": _PARENT,
     "test_sub_workflow_rerun_spec.py::test_rerun_on_the_leaf_level_in_a_3_level_subworkflow": _PARENT,
