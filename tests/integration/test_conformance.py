@@ -96,10 +96,11 @@ async def test_terminate_in_a_branch_and_scripts_on_a_node(conn: Connection, cli
         workflow = await run(client, definition, {"text": "hello brave world"})
     assert workflow.status is WorkflowStatus.COMPLETED
     assert workflow.output == {"words": 3}
+    # Conductor's order: every branch head, then the JOIN, then what follows a head
     assert trail(workflow) == [
         ("prep", "COMPLETED"), ("fork", "COMPLETED"), ("loud", "CANCELED"), ("jq", "COMPLETED"),
         ("join", "CANCELED"), ("stop", "COMPLETED"),
-    ]  # fmt: skip  (Conductor's order: every branch head, then the JOIN, then what follows a head)
+    ]  # fmt: skip
 
 
 async def test_a_timed_wait_fires_from_a_jetstream_schedule_and_a_human_task_is_completed_from_outside(
